@@ -1,0 +1,230 @@
+//! Reverse-mode automatic differentiation that appends backward nodes to the same graph.
+//!
+//! One `match` arm per op returns the vector-Jacobian product for each operand, with the
+//! math in a comment. Fan-out accumulates with `add`; broadcasts (explicit `Expand` nodes)
+//! are undone by summing over the expanded axes.
+
+use crate::{BinaryOp, DType, Graph, IrError, NodeId, Op, ReduceOp, Result, UnaryOp};
+
+/// Appends the gradient of scalar `loss` with respect to each node of `wrt` and returns the
+/// gradient node ids (same shapes as `wrt`). A node `loss` does not depend on gets a zero
+/// gradient.
+pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+    let ln = g.try_node(loss)?;
+    if ln.shape.numel() != 1 || !ln.dtype.is_float() {
+        return Err(IrError::Shape {
+            op: "grad",
+            node: ln.name.clone(),
+            message: "the loss must be a float tensor with one element".into(),
+            got: crate::error::ShapeList(vec![ln.shape.clone()]),
+            hint: Some("reduce it with mean_all or sum_all".into()),
+        });
+    }
+    for &w in wrt {
+        g.try_node(w)?;
+    }
+    let n_forward = loss.index() + 1;
+    // Which nodes lie on a path to the loss and carry a gradient.
+    let mut on_path = vec![false; n_forward];
+    on_path[loss.index()] = true;
+    for i in (0..n_forward).rev() {
+        if on_path[i] {
+            for &inp in &g.nodes[i].inputs {
+                on_path[inp.index()] = true;
+            }
+        }
+    }
+    let mut adj: Vec<Option<NodeId>> = vec![None; n_forward];
+    let seed_shape = g.shape(loss).clone();
+    adj[loss.index()] = Some(g.full(1.0, seed_shape, DType::F32));
+
+    g.scoped("grad", |g| -> Result<()> {
+        for i in (0..n_forward).rev() {
+            let Some(dy) = adj[i] else { continue };
+            let id = NodeId(i as u32);
+            let node = g.node(id).clone();
+            if !node.dtype.is_float() {
+                continue;
+            }
+            let contribs = vjp(g, id, dy)?;
+            for (inp, d) in node.inputs.iter().zip(contribs) {
+                let Some(d) = d else { continue };
+                if !on_path[inp.index()] || !g.dtype(*inp).is_float() {
+                    continue;
+                }
+                adj[inp.index()] = Some(match adj[inp.index()] {
+                    None => d,
+                    Some(prev) => g.add(prev, d)?,
+                });
+            }
+        }
+        Ok(())
+    })?;
+    wrt.iter()
+        .map(|&w| match adj.get(w.index()).copied().flatten() {
+            Some(d) => Ok(d),
+            None => {
+                let s = g.shape(w).clone();
+                Ok(g.full(0.0, s, g.dtype(w)))
+            }
+        })
+        .collect()
+}
+
+/// The gradient contribution to each operand of node `y` given its adjoint `dy`.
+fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
+    let node = g.node(y).clone();
+    let x = |i: usize| node.inputs[i];
+    Ok(match &node.op {
+        Op::Input { .. } | Op::Param { .. } | Op::Constant(_) => vec![],
+        Op::Unary(u) => vec![match u {
+            // d(-x) = -dy
+            UnaryOp::Neg => Some(g.neg(dy)?),
+            // d e^x = dy * y
+            UnaryOp::Exp => Some(g.mul(dy, y)?),
+            // d ln x = dy / x
+            UnaryOp::Log => Some(g.div(dy, x(0))?),
+            // d sqrt x = dy * 0.5 / y
+            UnaryOp::Sqrt => {
+                let h = g.mul_scalar(dy, 0.5)?;
+                Some(g.div(h, y)?)
+            }
+            // d (1/x) = -dy * y²
+            UnaryOp::Recip => {
+                let y2 = g.mul(y, y)?;
+                let t = g.mul(dy, y2)?;
+                Some(g.neg(t)?)
+            }
+            // d tanh = dy * (1 - y²)
+            UnaryOp::Tanh => {
+                let y2 = g.mul(y, y)?;
+                let one = g.scalar(1.0);
+                let d = g.sub(one, y2)?;
+                Some(g.mul(dy, d)?)
+            }
+            // d sigmoid = dy * y * (1 - y)
+            UnaryOp::Sigmoid => {
+                let one = g.scalar(1.0);
+                let c = g.sub(one, y)?;
+                let d = g.mul(y, c)?;
+                Some(g.mul(dy, d)?)
+            }
+            // d relu = dy * [x > 0]
+            UnaryOp::Relu => {
+                let zero = g.scalar(0.0);
+                let m = g.binary(BinaryOp::Gt, x(0), zero)?;
+                Some(g.mul(dy, m)?)
+            }
+            // d |x| = dy * sign(x)
+            UnaryOp::Abs => {
+                let s = g.sign(x(0))?;
+                Some(g.mul(dy, s)?)
+            }
+            // d sign = 0 almost everywhere
+            UnaryOp::Sign => None,
+        }],
+        Op::Binary(b) => {
+            let (a, bb) = (x(0), x(1));
+            match b {
+                // d(a+b) = (dy, dy)
+                BinaryOp::Add => vec![Some(dy), Some(dy)],
+                // d(a-b) = (dy, -dy)
+                BinaryOp::Sub => vec![Some(dy), Some(g.neg(dy)?)],
+                // d(ab) = (dy b, dy a)
+                BinaryOp::Mul => vec![Some(g.mul(dy, bb)?), Some(g.mul(dy, a)?)],
+                // d(a/b) = (dy / b, -dy y / b)
+                BinaryOp::Div => {
+                    let da = g.div(dy, bb)?;
+                    let t = g.mul(da, y)?;
+                    vec![Some(da), Some(g.neg(t)?)]
+                }
+                // d max(a,b) = (dy [a >= b], dy [a < b])  (ties go to a)
+                BinaryOp::Max | BinaryOp::Min => {
+                    let (ca, cb) = if *b == BinaryOp::Max {
+                        (BinaryOp::Ge, BinaryOp::Lt)
+                    } else {
+                        (BinaryOp::Le, BinaryOp::Gt)
+                    };
+                    let ma = g.binary(ca, a, bb)?;
+                    let mb = g.binary(cb, a, bb)?;
+                    vec![Some(g.mul(dy, ma)?), Some(g.mul(dy, mb)?)]
+                }
+                // d a^b = (dy b a^(b-1), dy y ln a)
+                BinaryOp::Pow => {
+                    let one = g.scalar(1.0);
+                    let bm1 = g.sub(bb, one)?;
+                    let p = g.pow(a, bm1)?;
+                    let t = g.mul(bb, p)?;
+                    let da = g.mul(dy, t)?;
+                    let la = g.log(a)?;
+                    let t2 = g.mul(y, la)?;
+                    let db = g.mul(dy, t2)?;
+                    vec![Some(da), Some(db)]
+                }
+                // comparisons are piecewise constant
+                _ => vec![None, None],
+            }
+        }
+        // d where(c, a, b) = (none, where(c, dy, 0), where(c, 0, dy))
+        Op::Where => {
+            let z = g.scalar(0.0);
+            let da = g.where_(x(0), dy, z)?;
+            let db = g.where_(x(0), z, dy)?;
+            vec![None, Some(da), Some(db)]
+        }
+        Op::Reduce { op, axes } => {
+            let xs = g.shape(x(0)).clone();
+            match op {
+                // d sum = broadcast dy back over the reduced axes
+                ReduceOp::Sum => vec![Some(g.expand(dy, xs)?)],
+                // d mean = broadcast dy / count
+                ReduceOp::Mean => {
+                    let cnt: usize = axes.iter().map(|&a| xs.0[a]).product();
+                    let s = g.mul_scalar(dy, 1.0 / cnt as f64)?;
+                    vec![Some(g.expand(s, xs)?)]
+                }
+                // d max = dy shared evenly by the elements equal to the max
+                ReduceOp::Max => {
+                    let ye = g.expand(y, xs.clone())?;
+                    let mask = g.binary(BinaryOp::Eq, x(0), ye)?;
+                    let cnt = g.sum(mask, axes, true)?;
+                    let share = g.div(dy, cnt)?;
+                    let se = g.expand(share, xs)?;
+                    vec![Some(g.mul(mask, se)?)]
+                }
+            }
+        }
+        // d reshape = reshape back
+        Op::Reshape => {
+            let xs = g.shape(x(0)).clone();
+            vec![Some(g.reshape(dy, xs)?)]
+        }
+        // d permute = inverse permute
+        Op::Permute { perm } => {
+            let mut inv = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inv[p] = i;
+            }
+            vec![Some(g.permute(dy, &inv)?)]
+        }
+        // d expand = sum over the expanded axes (keeping them)
+        Op::Expand => {
+            let xs = g.shape(x(0)).clone();
+            let axes: Vec<usize> = (0..xs.rank())
+                .filter(|&d| xs.0[d] == 1 && node.shape.0[d] != 1)
+                .collect();
+            vec![Some(g.sum(dy, &axes, true)?)]
+        }
+        // d(AB) = (dy Bᵀ, Aᵀ dy)
+        Op::MatMul => {
+            let bt = g.transpose(x(1))?;
+            let at = g.transpose(x(0))?;
+            vec![Some(g.matmul(dy, bt)?), Some(g.matmul(at, dy)?)]
+        }
+        // d cast = cast back (float sources only; integer sources get no gradient)
+        Op::Cast => {
+            let dt = g.dtype(x(0));
+            vec![if dt.is_float() { Some(g.cast(dy, dt)?) } else { None }]
+        }
+    })
+}

@@ -1,0 +1,259 @@
+//! The closed set of primitive ops.
+//!
+//! Ops are small and mathematical; everything a layer needs (softmax, cross-entropy,
+//! dense layers) is a composition built by the builder in [`crate::ops`]. Operands live in the
+//! node, in order; attributes live in the op. The target shape of `Reshape` and `Expand`
+//! and the target dtype of `Cast` are the node's own shape and dtype.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! op_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vm])* $v),* }
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),*];
+            /// Lower-case mnemonic used in dumps and error messages.
+            pub fn mnemonic(self) -> &'static str {
+                match self { $($name::$v => $s),* }
+            }
+        }
+    };
+}
+
+op_enum! {
+    /// Elementwise ops of one operand.
+    UnaryOp {
+        /// `-x`
+        Neg => "neg",
+        /// `e^x`
+        Exp => "exp",
+        /// natural logarithm
+        Log => "log",
+        /// square root
+        Sqrt => "sqrt",
+        /// `1/x`
+        Recip => "recip",
+        /// hyperbolic tangent
+        Tanh => "tanh",
+        /// logistic sigmoid `1/(1+e^-x)`
+        Sigmoid => "sigmoid",
+        /// `max(x, 0)`
+        Relu => "relu",
+        /// `|x|`
+        Abs => "abs",
+        /// `-1, 0, 1` by the sign of x (gradient zero)
+        Sign => "sign",
+    }
+}
+
+op_enum! {
+    /// Elementwise ops of two operands of equal shape and dtype (the builder broadcasts).
+    /// Comparisons produce 1 or 0 in the operands' dtype.
+    BinaryOp {
+        /// `a + b`
+        Add => "add",
+        /// `a - b`
+        Sub => "sub",
+        /// `a * b`
+        Mul => "mul",
+        /// `a / b`
+        Div => "div",
+        /// `max(a, b)`
+        Max => "max",
+        /// `min(a, b)`
+        Min => "min",
+        /// `a^b` for `a > 0`
+        Pow => "pow",
+        /// `a < b`
+        Lt => "lt",
+        /// `a <= b`
+        Le => "le",
+        /// `a > b`
+        Gt => "gt",
+        /// `a >= b`
+        Ge => "ge",
+        /// `a == b`
+        Eq => "eq",
+        /// `a != b`
+        Ne => "ne",
+    }
+}
+
+impl BinaryOp {
+    /// True for the comparison ops (no gradient, 0/1 result).
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge | BinaryOp::Eq | BinaryOp::Ne
+        )
+    }
+}
+
+op_enum! {
+    /// Reductions over a set of axes; the reduced axes are kept with size 1.
+    ReduceOp {
+        /// sum
+        Sum => "sum",
+        /// maximum
+        Max => "max",
+        /// arithmetic mean
+        Mean => "mean",
+    }
+}
+
+/// Constant data of a `Constant` node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Constant {
+    /// Every element has this value.
+    Fill(f64),
+    /// Explicit row-major values (length = numel).
+    Data(Vec<f64>),
+}
+
+/// A primitive op. Operands are the node's `inputs`, in the order documented per variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// A tensor fed on every run, by name.
+    Input {
+        /// Feed name.
+        name: String,
+    },
+    /// A persistent, device-resident tensor (weights, optimizer state, hyper-parameters),
+    /// read at the start of a run and updated by the graph's assignments at its end.
+    Param {
+        /// Variable name (unique in the graph).
+        name: String,
+    },
+    /// A compile-time constant.
+    Constant(Constant),
+    /// `op(x)`.
+    Unary(UnaryOp),
+    /// `op(a, b)`, equal shapes.
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`: `a` where `cond != 0`, else `b`; equal shapes.
+    Where,
+    /// Reduction of `x` over `axes` (sorted, unique), keeping them as size 1.
+    Reduce {
+        /// Which reduction.
+        op: ReduceOp,
+        /// Axes reduced.
+        axes: Vec<usize>,
+    },
+    /// Same elements, new shape (the node's shape), row-major order.
+    Reshape,
+    /// Axis permutation: output axis `i` is input axis `perm[i]`.
+    Permute {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Broadcast size-1 axes to the node's shape (same rank).
+    Expand,
+    /// Batched matrix product `[.., m, k] x [.., k, n] -> [.., m, n]` (equal batch dims).
+    MatMul,
+    /// Element type conversion to the node's dtype.
+    Cast,
+}
+
+/// The kind of an op without its attributes: the unit of the op table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// [`Op::Input`]
+    Input,
+    /// [`Op::Param`]
+    Param,
+    /// [`Op::Constant`]
+    Constant,
+    /// [`Op::Unary`]
+    Unary(UnaryOp),
+    /// [`Op::Binary`]
+    Binary(BinaryOp),
+    /// [`Op::Where`]
+    Where,
+    /// [`Op::Reduce`]
+    Reduce(ReduceOp),
+    /// [`Op::Reshape`]
+    Reshape,
+    /// [`Op::Permute`]
+    Permute,
+    /// [`Op::Expand`]
+    Expand,
+    /// [`Op::MatMul`]
+    MatMul,
+    /// [`Op::Cast`]
+    Cast,
+}
+
+impl OpKind {
+    /// Every op kind (each unary/binary/reduce variant separately).
+    pub fn all() -> Vec<OpKind> {
+        let mut v = vec![OpKind::Input, OpKind::Param, OpKind::Constant];
+        v.extend(UnaryOp::ALL.iter().map(|&u| OpKind::Unary(u)));
+        v.extend(BinaryOp::ALL.iter().map(|&b| OpKind::Binary(b)));
+        v.push(OpKind::Where);
+        v.extend(ReduceOp::ALL.iter().map(|&r| OpKind::Reduce(r)));
+        v.extend([
+            OpKind::Reshape,
+            OpKind::Permute,
+            OpKind::Expand,
+            OpKind::MatMul,
+            OpKind::Cast,
+        ]);
+        v
+    }
+}
+
+impl Op {
+    /// The op's kind.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input { .. } => OpKind::Input,
+            Op::Param { .. } => OpKind::Param,
+            Op::Constant(_) => OpKind::Constant,
+            Op::Unary(u) => OpKind::Unary(*u),
+            Op::Binary(b) => OpKind::Binary(*b),
+            Op::Where => OpKind::Where,
+            Op::Reduce { op, .. } => OpKind::Reduce(*op),
+            Op::Reshape => OpKind::Reshape,
+            Op::Permute { .. } => OpKind::Permute,
+            Op::Expand => OpKind::Expand,
+            Op::MatMul => OpKind::MatMul,
+            Op::Cast => OpKind::Cast,
+        }
+    }
+
+    /// Lower-case mnemonic for dumps and errors.
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Param { .. } => "param",
+            Op::Constant(_) => "constant",
+            Op::Unary(u) => u.mnemonic(),
+            Op::Binary(b) => b.mnemonic(),
+            Op::Where => "where",
+            Op::Reduce { op, .. } => op.mnemonic(),
+            Op::Reshape => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::Expand => "expand",
+            Op::MatMul => "matmul",
+            Op::Cast => "cast",
+        }
+    }
+
+    /// Number of operands the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Input { .. } | Op::Param { .. } | Op::Constant(_) => 0,
+            Op::Binary(_) | Op::MatMul => 2,
+            Op::Where => 3,
+            _ => 1,
+        }
+    }
+
+    /// True for ops computed element by element (fusable into one expression body).
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast)
+    }
+}

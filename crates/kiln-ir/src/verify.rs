@@ -1,0 +1,75 @@
+//! Structural verification, run after every pass in debug builds and tests.
+
+use crate::{Graph, IrError, NodeId, Op, Result};
+
+/// Checks the graph's invariants: operands precede users, arities match, shapes/dtypes are
+/// consistent with each op's rule, roots point into the graph and assign params.
+pub fn verify(g: &Graph) -> Result<()> {
+    let bad = |id: NodeId, op: &Op, m: String| IrError::Invalid {
+        id,
+        op: op.mnemonic(),
+        message: m,
+    };
+    for (id, n) in g.iter() {
+        if n.inputs.len() != n.op.arity() {
+            return Err(bad(id, &n.op, format!("has {} operands, expects {}", n.inputs.len(), n.op.arity())));
+        }
+        for &i in &n.inputs {
+            if i >= id {
+                return Err(bad(id, &n.op, format!("operand {i} does not precede it")));
+            }
+        }
+        let s = |k: usize| &g.node(n.inputs[k]).shape;
+        let ok = match &n.op {
+            Op::Unary(_) | Op::Reshape | Op::Cast => {
+                n.op != Op::Reshape || s(0).numel() == n.shape.numel()
+            }
+            Op::Binary(_) => s(0) == &n.shape && s(1) == &n.shape,
+            Op::Where => (0..3).all(|k| s(k) == &n.shape),
+            Op::Expand => {
+                s(0).rank() == n.shape.rank()
+                    && s(0).0.iter().zip(&n.shape.0).all(|(&a, &b)| a == b || a == 1)
+            }
+            Op::Permute { perm } => {
+                perm.len() == s(0).rank() && perm.iter().enumerate().all(|(i, &p)| n.shape.0[i] == s(0).0[p])
+            }
+            Op::Reduce { axes, .. } => {
+                s(0).rank() == n.shape.rank()
+                    && (0..n.shape.rank()).all(|d| {
+                        if axes.contains(&d) {
+                            n.shape.0[d] == 1
+                        } else {
+                            n.shape.0[d] == s(0).0[d]
+                        }
+                    })
+            }
+            Op::MatMul => {
+                let (a, b) = (s(0), s(1));
+                let r = a.rank();
+                r >= 2 && b.rank() == r && n.shape.rank() == r && a.0[r - 1] == b.0[r - 2]
+                    && a.0[..r - 2] == b.0[..r - 2]
+                    && n.shape.0[r - 2] == a.0[r - 2]
+                    && n.shape.0[r - 1] == b.0[r - 1]
+            }
+            Op::Constant(crate::Constant::Data(d)) => d.len() == n.shape.numel(),
+            _ => true,
+        };
+        if !ok {
+            return Err(bad(id, &n.op, format!("shape {} is inconsistent with its operands", n.shape)));
+        }
+    }
+    for (name, o) in g.outputs() {
+        if o.index() >= g.len() {
+            return Err(IrError::Eval(format!("output `{name}` points past the graph")));
+        }
+    }
+    for (p, v) in g.assigns() {
+        if p.index() >= g.len() || v.index() >= g.len() {
+            return Err(IrError::Eval("assignment points past the graph".into()));
+        }
+        if !matches!(g.node(*p).op, Op::Param { .. }) {
+            return Err(bad(*p, &g.node(*p).op, "assignment target is not a param".into()));
+        }
+    }
+    Ok(())
+}
