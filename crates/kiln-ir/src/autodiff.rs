@@ -224,7 +224,11 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
         // d cast = cast back (float sources only; integer sources get no gradient)
         Op::Cast => {
             let dt = g.dtype(x(0));
-            vec![if dt.is_float() { Some(g.cast(dy, dt)?) } else { None }]
+            vec![if dt.is_float() {
+                Some(g.cast(dy, dt)?)
+            } else {
+                None
+            }]
         }
     })
 }

@@ -5,7 +5,9 @@
 //! over speed.
 
 use crate::types::unravel;
-use crate::{BinaryOp, Constant, DType, Graph, IrError, NodeId, Op, ReduceOp, Result, Shape, UnaryOp};
+use crate::{
+    BinaryOp, Constant, DType, Graph, IrError, NodeId, Op, ReduceOp, Result, Shape, UnaryOp,
+};
 use std::collections::HashMap;
 
 /// A host tensor in f64 (the evaluator's value type).
@@ -73,14 +75,22 @@ pub fn eval(g: &Graph, wanted: &[NodeId], feeds: &Feeds) -> Result<Vec<Tensor>> 
         let args: Vec<&Tensor> = n
             .inputs
             .iter()
-            .map(|a| vals[a.index()].as_ref().expect("operands precede their users"))
+            .map(|a| {
+                vals[a.index()]
+                    .as_ref()
+                    .expect("operands precede their users")
+            })
             .collect();
         let v = eval_node(g, NodeId(i as u32), &args, feeds)?;
         vals[i] = Some(v);
     }
     Ok(wanted
         .iter()
-        .map(|w| vals[w.index()].clone().expect("wanted nodes were evaluated"))
+        .map(|w| {
+            vals[w.index()]
+                .clone()
+                .expect("wanted nodes were evaluated")
+        })
         .collect())
 }
 
@@ -278,7 +288,9 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
         }
     };
     let data = if n.dtype == DType::I32 {
-        data.into_iter().map(|v| round_dtype(v, DType::I32)).collect()
+        data.into_iter()
+            .map(|v| round_dtype(v, DType::I32))
+            .collect()
     } else {
         data
     };

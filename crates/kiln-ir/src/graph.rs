@@ -142,7 +142,11 @@ impl Graph {
             return Err(IrError::Attribute {
                 op: "assign",
                 node: p.name.clone(),
-                message: format!("only params can be assigned, `{}` is a {}", p.name, p.op.mnemonic()),
+                message: format!(
+                    "only params can be assigned, `{}` is a {}",
+                    p.name,
+                    p.op.mnemonic()
+                ),
             });
         };
         if v.shape != p.shape || v.dtype != p.dtype {

@@ -12,7 +12,11 @@ pub fn verify(g: &Graph) -> Result<()> {
     };
     for (id, n) in g.iter() {
         if n.inputs.len() != n.op.arity() {
-            return Err(bad(id, &n.op, format!("has {} operands, expects {}", n.inputs.len(), n.op.arity())));
+            return Err(bad(
+                id,
+                &n.op,
+                format!("has {} operands, expects {}", n.inputs.len(), n.op.arity()),
+            ));
         }
         for &i in &n.inputs {
             if i >= id {
@@ -28,10 +32,18 @@ pub fn verify(g: &Graph) -> Result<()> {
             Op::Where => (0..3).all(|k| s(k) == &n.shape),
             Op::Expand => {
                 s(0).rank() == n.shape.rank()
-                    && s(0).0.iter().zip(&n.shape.0).all(|(&a, &b)| a == b || a == 1)
+                    && s(0)
+                        .0
+                        .iter()
+                        .zip(&n.shape.0)
+                        .all(|(&a, &b)| a == b || a == 1)
             }
             Op::Permute { perm } => {
-                perm.len() == s(0).rank() && perm.iter().enumerate().all(|(i, &p)| n.shape.0[i] == s(0).0[p])
+                perm.len() == s(0).rank()
+                    && perm
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &p)| n.shape.0[i] == s(0).0[p])
             }
             Op::Reduce { axes, .. } => {
                 s(0).rank() == n.shape.rank()
@@ -46,7 +58,10 @@ pub fn verify(g: &Graph) -> Result<()> {
             Op::MatMul => {
                 let (a, b) = (s(0), s(1));
                 let r = a.rank();
-                r >= 2 && b.rank() == r && n.shape.rank() == r && a.0[r - 1] == b.0[r - 2]
+                r >= 2
+                    && b.rank() == r
+                    && n.shape.rank() == r
+                    && a.0[r - 1] == b.0[r - 2]
                     && a.0[..r - 2] == b.0[..r - 2]
                     && n.shape.0[r - 2] == a.0[r - 2]
                     && n.shape.0[r - 1] == b.0[r - 1]
@@ -55,12 +70,18 @@ pub fn verify(g: &Graph) -> Result<()> {
             _ => true,
         };
         if !ok {
-            return Err(bad(id, &n.op, format!("shape {} is inconsistent with its operands", n.shape)));
+            return Err(bad(
+                id,
+                &n.op,
+                format!("shape {} is inconsistent with its operands", n.shape),
+            ));
         }
     }
     for (name, o) in g.outputs() {
         if o.index() >= g.len() {
-            return Err(IrError::Eval(format!("output `{name}` points past the graph")));
+            return Err(IrError::Eval(format!(
+                "output `{name}` points past the graph"
+            )));
         }
     }
     for (p, v) in g.assigns() {
@@ -68,7 +89,11 @@ pub fn verify(g: &Graph) -> Result<()> {
             return Err(IrError::Eval("assignment points past the graph".into()));
         }
         if !matches!(g.node(*p).op, Op::Param { .. }) {
-            return Err(bad(*p, &g.node(*p).op, "assignment target is not a param".into()));
+            return Err(bad(
+                *p,
+                &g.node(*p).op,
+                "assignment target is not a param".into(),
+            ));
         }
     }
     Ok(())

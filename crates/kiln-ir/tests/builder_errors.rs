@@ -9,9 +9,15 @@ fn matmul_inner_dim_mismatch_names_layer_and_shapes() {
     let w = g.param("w", [28, 10], DType::F32).unwrap();
     let err = g.scoped("dense_1", |g| g.matmul(x, w)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, IrError::Shape { op: "matmul", .. }), "{err:?}");
+    assert!(
+        matches!(err, IrError::Shape { op: "matmul", .. }),
+        "{err:?}"
+    );
     assert!(msg.contains("dense_1/matmul"), "{msg}");
-    assert!(msg.contains("[4, 784]") && msg.contains("[28, 10]"), "{msg}");
+    assert!(
+        msg.contains("[4, 784]") && msg.contains("[28, 10]"),
+        "{msg}"
+    );
     assert!(msg.contains("784 vs 28"), "{msg}");
 }
 
@@ -24,10 +30,22 @@ fn broadcast_and_dtype_errors() {
     assert!(matches!(g.add(a, b), Err(IrError::Shape { op: "add", .. })));
     assert!(matches!(g.add(a, i), Err(IrError::DType { op: "add", .. })));
     assert!(matches!(g.exp(i), Err(IrError::DType { op: "exp", .. })));
-    assert!(matches!(g.reshape(a, [5]), Err(IrError::Shape { op: "reshape", .. })));
-    assert!(matches!(g.sum(a, &[2], true), Err(IrError::Attribute { op: "sum", .. })));
-    assert!(matches!(g.permute(a, &[0, 0]), Err(IrError::Shape { op: "permute", .. })));
-    assert!(matches!(g.input("a", [1], DType::F32), Err(IrError::Attribute { .. })));
+    assert!(matches!(
+        g.reshape(a, [5]),
+        Err(IrError::Shape { op: "reshape", .. })
+    ));
+    assert!(matches!(
+        g.sum(a, &[2], true),
+        Err(IrError::Attribute { op: "sum", .. })
+    ));
+    assert!(matches!(
+        g.permute(a, &[0, 0]),
+        Err(IrError::Shape { op: "permute", .. })
+    ));
+    assert!(matches!(
+        g.input("a", [1], DType::F32),
+        Err(IrError::Attribute { .. })
+    ));
     let c = g.add(a, b);
     assert!(c.is_err());
     // broadcasting that is legal

@@ -9,7 +9,10 @@ use kiln_ir::{autodiff, verify, DType, Graph, NodeId, OpKind};
 fn every_op_kind_has_a_case_and_every_golden_is_used() {
     let cases = all_cases();
     for kind in OpKind::all() {
-        assert!(!case_names(kind).is_empty(), "{kind:?} has no op-table entry");
+        assert!(
+            !case_names(kind).is_empty(),
+            "{kind:?} has no op-table entry"
+        );
     }
     for gc in GOLDEN {
         assert!(
@@ -26,17 +29,27 @@ fn forward_matches_hand_derived_values() {
         let mut g = Graph::new();
         let (_, out) = case.build(&mut g).unwrap();
         verify(&g).unwrap();
-        assert_eq!(g.shape(out).dims(), case.golden.shape, "{}: shape", case.golden.name);
+        assert_eq!(
+            g.shape(out).dims(),
+            case.golden.shape,
+            "{}: shape",
+            case.golden.name
+        );
         let got = eval(&g, &[out], &case.feeds()).unwrap().remove(0);
-        Tolerance { rel: 1e-12, abs: 1e-12 }
-            .check(case.golden.name, &got.data, case.golden.expected)
-            .unwrap();
+        Tolerance {
+            rel: 1e-12,
+            abs: 1e-12,
+        }
+        .check(case.golden.name, &got.data, case.golden.expected)
+        .unwrap();
     }
 }
 
 /// Weights that make `loss = sum(out * w)` exercise every output element differently.
 fn weights(n: usize) -> Vec<f64> {
-    (0..n).map(|i| 0.3 + 0.17 * i as f64 * if i % 2 == 0 { 1.0 } else { -1.0 }).collect()
+    (0..n)
+        .map(|i| 0.3 + 0.17 * i as f64 * if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect()
 }
 
 fn loss_graph(case: &OpCase) -> (Graph, Vec<NodeId>, NodeId) {
@@ -53,7 +66,10 @@ fn loss_graph(case: &OpCase) -> (Graph, Vec<NodeId>, NodeId) {
 fn gradients_match_central_finite_differences() {
     let eps = 1e-6;
     let mut checked = 0;
-    for case in all_cases().into_iter().filter(|c| c.differentiable && !c.golden.inputs.is_empty()) {
+    for case in all_cases()
+        .into_iter()
+        .filter(|c| c.differentiable && !c.golden.inputs.is_empty())
+    {
         let name = case.golden.name;
         let (mut g, leaves, loss) = loss_graph(&case);
         let grads = autodiff::grad(&mut g, loss, &leaves).unwrap();
@@ -75,7 +91,11 @@ fn gradients_match_central_finite_differences() {
                 fd.push((f(eps) - f(-eps)) / (2.0 * eps));
             }
             Tolerance::FINITE_DIFF
-                .check(&format!("{name}: d loss / d {leaf_name}"), &analytic[li].data, &fd)
+                .check(
+                    &format!("{name}: d loss / d {leaf_name}"),
+                    &analytic[li].data,
+                    &fd,
+                )
                 .unwrap();
             checked += 1;
         }
@@ -85,11 +105,19 @@ fn gradients_match_central_finite_differences() {
 
 #[test]
 fn where_condition_and_comparisons_have_zero_gradient() {
-    for case in all_cases().into_iter().filter(|c| !c.differentiable && !c.golden.inputs.is_empty()) {
+    for case in all_cases()
+        .into_iter()
+        .filter(|c| !c.differentiable && !c.golden.inputs.is_empty())
+    {
         let (mut g, leaves, loss) = loss_graph(&case);
         let grads = autodiff::grad(&mut g, loss, &leaves).unwrap();
         for t in eval(&g, &grads, &case.feeds()).unwrap() {
-            assert!(t.data.iter().all(|&v| v == 0.0), "{}: {:?}", case.golden.name, t.data);
+            assert!(
+                t.data.iter().all(|&v| v == 0.0),
+                "{}: {:?}",
+                case.golden.name,
+                t.data
+            );
         }
     }
 }

@@ -1,1 +1,91 @@
-//! kiln-opt
+//! # kiln-opt: the compiler
+//!
+//! Takes a [`kiln_ir::Graph`] and *fires* it into a [`Plan`]: kernels described as data
+//! ([`kernel`]), buffers, a dispatch schedule and named input/output/param slots. It is
+//! device-agnostic: it sees a device only through [`DeviceLimits`] and never names wgpu.
+//!
+//! ## Data flow
+//! `compile` is straight-line code: `verify` → passes (each followed by `verify`; the text
+//! dump of a pass is printed when `KILN_DUMP` names it or is `all`) → lowering
+//! ([`lower`]) → `Plan`. A plan runs through the [`Backend`] trait: the CPU plan interpreter
+//! ([`interp::CpuBackend`]) here, the wgpu executor in `kiln-wgpu`.
+//!
+//! ## Invariants
+//! - A `Plan` contains no device types and fully describes a run: re-emitting a kernel's
+//!   shader from its `KernelIr` is deterministic.
+//! - Movement ops (reshape of contiguous data, permute, expand) lower to [`kernel::View`]s,
+//!   never to copies, except where a consumer needs contiguous data.
+//! - Every plan computes what the f64 reference evaluator computes, within f32 tolerance.
+//! - Param assignments take effect after every output of the run is computed.
+//! - No buffer exceeds the device's storage binding limit (checked before any dispatch).
+
+pub mod backend;
+mod error;
+pub mod interp;
+pub mod kernel;
+pub mod lower;
+pub mod passes;
+pub mod plan;
+pub mod testing;
+
+pub use backend::{
+    check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData, HostTensor,
+};
+pub use error::{OptError, Result};
+pub use plan::{
+    BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
+};
+
+use kiln_ir::Graph;
+use passes::Pass;
+use std::time::Instant;
+
+/// Options of a compilation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CompileOptions {
+    /// Run `verify` after every pass (on by default; cheap).
+    pub verify_each_pass: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            verify_each_pass: true,
+        }
+    }
+}
+
+fn dump(when: &str, pass: &str, g: &Graph) {
+    if let Ok(v) = std::env::var("KILN_DUMP") {
+        if v == "all" || v.split(',').any(|p| p == pass) {
+            eprintln!("=== KILN_DUMP {when} {pass} ===\n{g}");
+        }
+    }
+}
+
+/// Compiles `graph` (its outputs and assignments) into a plan for a device with `limits`.
+pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -> Result<Plan> {
+    let t0 = Instant::now();
+    kiln_ir::verify(graph)?;
+    let mut pass_ms = Vec::new();
+    let pipeline: [&dyn Pass; 1] = [&passes::EliminateDeadNodes];
+    let mut g = graph.clone();
+    for pass in pipeline {
+        let t = Instant::now();
+        dump("before", pass.name(), &g);
+        g = pass.run(&g)?;
+        dump("after", pass.name(), &g);
+        if options.verify_each_pass {
+            kiln_ir::verify(&g)?;
+        }
+        pass_ms.push((pass.name().to_string(), t.elapsed().as_secs_f64() * 1e3));
+    }
+    let t = Instant::now();
+    let mut plan = lower::lower(&g, limits)?;
+    pass_ms.push(("Lower".to_string(), t.elapsed().as_secs_f64() * 1e3));
+    plan.stats.graph_nodes = graph.len();
+    plan.stats.optimized_nodes = g.len();
+    plan.stats.pass_ms = pass_ms;
+    plan.stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+    Ok(plan)
+}

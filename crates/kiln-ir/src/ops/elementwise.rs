@@ -7,8 +7,16 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let r = a.rank().max(b.rank());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { 1 };
-        let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { 1 };
+        let da = if i + a.rank() >= r {
+            a.0[i + a.rank() - r]
+        } else {
+            1
+        };
+        let db = if i + b.rank() >= r {
+            b.0[i + b.rank() - r]
+        } else {
+            1
+        };
         out[i] = if da == db {
             da
         } else if da == 1 {
@@ -27,9 +35,15 @@ impl Graph {
     pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
         let m = op.mnemonic();
         let (s, dt) = self.operands(m, &[x])?.remove(0);
-        let float_only = !matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Relu);
+        let float_only = !matches!(
+            op,
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Sign | UnaryOp::Relu
+        );
         if float_only && !dt.is_float() {
-            return Err(self.dtype_err(m, format!("expects a float operand, got {dt}; hint: cast it to f32 first")));
+            return Err(self.dtype_err(
+                m,
+                format!("expects a float operand, got {dt}; hint: cast it to f32 first"),
+            ));
         }
         Ok(self.emit(Op::Unary(op), vec![x], s, dt))
     }
@@ -40,7 +54,10 @@ impl Graph {
         let ops = self.operands(m, &[a, b])?;
         let ((sa, da), (sb, db)) = (ops[0].clone(), ops[1].clone());
         if da != db {
-            return Err(self.dtype_err(m, format!("operand dtypes differ: {da} and {db}; hint: cast one of them")));
+            return Err(self.dtype_err(
+                m,
+                format!("operand dtypes differ: {da} and {db}; hint: cast one of them"),
+            ));
         }
         if op == BinaryOp::Pow && !da.is_float() {
             return Err(self.dtype_err(m, format!("expects float operands, got {da}")));
@@ -67,7 +84,8 @@ impl Graph {
                 format!("branch dtypes differ: {} and {}", ops[1].1, ops[2].1),
             ));
         }
-        let s = broadcast_shapes(&ops[0].0, &ops[1].0).and_then(|s| broadcast_shapes(&s, &ops[2].0));
+        let s =
+            broadcast_shapes(&ops[0].0, &ops[1].0).and_then(|s| broadcast_shapes(&s, &ops[2].0));
         let Some(out) = s else {
             return Err(self.shape_err(
                 "where",

@@ -9,7 +9,9 @@ impl Graph {
         let ops = self.operands("matmul", &[a, b])?;
         let ((sa, da), (sb, db)) = (ops[0].clone(), ops[1].clone());
         if da != DType::F32 || db != DType::F32 {
-            return Err(self.dtype_err("matmul", format!("expects f32 operands, got {da} and {db}")));
+            return Err(
+                self.dtype_err("matmul", format!("expects f32 operands, got {da} and {db}"))
+            );
         }
         if sa.rank() < 2 || sb.rank() < 2 {
             return Err(self.shape_err(
@@ -32,7 +34,12 @@ impl Graph {
         let ba = Shape(sa.0[..sa.rank() - 2].to_vec());
         let bb = Shape(sb.0[..sb.rank() - 2].to_vec());
         let Some(batch) = super::elementwise::broadcast_shapes(&ba, &bb) else {
-            return Err(self.shape_err("matmul", "batch dimensions cannot be broadcast", vec![sa, sb], None));
+            return Err(self.shape_err(
+                "matmul",
+                "batch dimensions cannot be broadcast",
+                vec![sa, sb],
+                None,
+            ));
         };
         let mut ta = batch.0.clone();
         ta.extend([m, k]);

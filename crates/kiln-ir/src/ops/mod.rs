@@ -34,7 +34,13 @@ impl Graph {
     }
 
     /// Appends a node named after the current scope.
-    pub(crate) fn emit(&mut self, op: Op, inputs: Vec<NodeId>, shape: Shape, dtype: DType) -> NodeId {
+    pub(crate) fn emit(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        shape: Shape,
+        dtype: DType,
+    ) -> NodeId {
         let name = self.scoped_name(op.mnemonic());
         self.push_unchecked(Node {
             op,
@@ -79,7 +85,12 @@ impl Graph {
 }
 
 /// Checks a list of axes against a rank; returns them sorted and unique.
-pub(crate) fn normalize_axes(g: &Graph, op: &'static str, axes: &[usize], rank: usize) -> Result<Vec<usize>> {
+pub(crate) fn normalize_axes(
+    g: &Graph,
+    op: &'static str,
+    axes: &[usize],
+    rank: usize,
+) -> Result<Vec<usize>> {
     let mut v = axes.to_vec();
     v.sort_unstable();
     v.dedup();

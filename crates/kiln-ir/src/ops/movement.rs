@@ -10,7 +10,11 @@ impl Graph {
         if s.numel() != shape.numel() {
             return Err(self.shape_err(
                 "reshape",
-                format!("cannot reshape {} elements into {shape} ({} elements)", s.numel(), shape.numel()),
+                format!(
+                    "cannot reshape {} elements into {shape} ({} elements)",
+                    s.numel(),
+                    shape.numel()
+                ),
                 vec![s],
                 None,
             ));
@@ -25,7 +29,11 @@ impl Graph {
     pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
         let (s, dt) = self.operands("permute", &[x])?.remove(0);
         let mut seen = vec![false; s.rank()];
-        if perm.len() != s.rank() || perm.iter().any(|&p| p >= s.rank() || std::mem::replace(&mut seen[p], true)) {
+        if perm.len() != s.rank()
+            || perm
+                .iter()
+                .any(|&p| p >= s.rank() || std::mem::replace(&mut seen[p], true))
+        {
             return Err(self.shape_err(
                 "permute",
                 format!("{perm:?} is not a permutation of the {} axes", s.rank()),
@@ -37,7 +45,14 @@ impl Graph {
             return Ok(x);
         }
         let out = Shape(perm.iter().map(|&p| s.0[p]).collect());
-        Ok(self.emit(Op::Permute { perm: perm.to_vec() }, vec![x], out, dt))
+        Ok(self.emit(
+            Op::Permute {
+                perm: perm.to_vec(),
+            },
+            vec![x],
+            out,
+            dt,
+        ))
     }
 
     /// Swaps the last two axes (matrix transpose, batched).
@@ -56,7 +71,8 @@ impl Graph {
     pub fn expand(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
         let shape = shape.into();
         let (s, dt) = self.operands("expand", &[x])?.remove(0);
-        let ok = s.rank() == shape.rank() && s.0.iter().zip(&shape.0).all(|(&a, &b)| a == b || a == 1);
+        let ok =
+            s.rank() == shape.rank() && s.0.iter().zip(&shape.0).all(|(&a, &b)| a == b || a == 1);
         if !ok {
             return Err(self.shape_err(
                 "expand",

@@ -6,7 +6,13 @@ use crate::{Graph, NodeId, Op, ReduceOp, Result, Shape};
 impl Graph {
     /// Reduces `x` over `axes`. With `keep_dims` the reduced axes stay as size 1; without,
     /// they are removed (by a `Reshape` after the keep-dims reduction).
-    pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[usize],
+        keep_dims: bool,
+    ) -> Result<NodeId> {
         let m = op.mnemonic();
         let (s, dt) = self.operands(m, &[x])?.remove(0);
         let axes = normalize_axes(self, m, axes, s.rank())?;
@@ -20,18 +26,25 @@ impl Graph {
         let y = if axes.is_empty() {
             x
         } else {
-            self.emit(Op::Reduce { op, axes: axes.clone() }, vec![x], Shape(kept), dt)
+            self.emit(
+                Op::Reduce {
+                    op,
+                    axes: axes.clone(),
+                },
+                vec![x],
+                Shape(kept),
+                dt,
+            )
         };
         if keep_dims {
             Ok(y)
         } else {
-            let dropped: Vec<usize> = s
-                .0
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &d)| d)
-                .collect();
+            let dropped: Vec<usize> =
+                s.0.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
             self.reshape(y, Shape(dropped))
         }
     }

@@ -12,7 +12,10 @@ impl Graph {
             _ => false,
         });
         if taken {
-            return Err(self.attr_err(op, format!("an input or param named `{name}` already exists")));
+            return Err(self.attr_err(
+                op,
+                format!("an input or param named `{name}` already exists"),
+            ));
         }
         Ok(())
     }
@@ -45,21 +48,40 @@ impl Graph {
 
     /// A scalar (shape `[]`) f32 constant.
     pub fn scalar(&mut self, value: f64) -> NodeId {
-        self.emit(Op::Constant(Constant::Fill(value)), vec![], Shape::scalar(), DType::F32)
+        self.emit(
+            Op::Constant(Constant::Fill(value)),
+            vec![],
+            Shape::scalar(),
+            DType::F32,
+        )
     }
 
     /// A constant tensor with every element equal to `value`.
     pub fn full(&mut self, value: f64, shape: impl Into<Shape>, dtype: DType) -> NodeId {
-        self.emit(Op::Constant(Constant::Fill(value)), vec![], shape.into(), dtype)
+        self.emit(
+            Op::Constant(Constant::Fill(value)),
+            vec![],
+            shape.into(),
+            dtype,
+        )
     }
 
     /// A constant tensor with explicit row-major values.
-    pub fn constant(&mut self, values: Vec<f64>, shape: impl Into<Shape>, dtype: DType) -> Result<NodeId> {
+    pub fn constant(
+        &mut self,
+        values: Vec<f64>,
+        shape: impl Into<Shape>,
+        dtype: DType,
+    ) -> Result<NodeId> {
         let shape = shape.into();
         if values.len() != shape.numel() {
             return Err(self.shape_err(
                 "constant",
-                format!("{} values cannot fill shape {shape} ({} elements)", values.len(), shape.numel()),
+                format!(
+                    "{} values cannot fill shape {shape} ({} elements)",
+                    values.len(),
+                    shape.numel()
+                ),
                 vec![shape],
                 None,
             ));

@@ -175,9 +175,15 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// f64 finite differences vs analytic gradients (eps 1e-6).
-    pub const FINITE_DIFF: Tolerance = Tolerance { rel: 1e-3, abs: 1e-5 };
+    pub const FINITE_DIFF: Tolerance = Tolerance {
+        rel: 1e-3,
+        abs: 1e-5,
+    };
     /// f32 device results vs the f64 reference, elementwise ops.
-    pub const F32: Tolerance = Tolerance { rel: 1e-4, abs: 1e-5 };
+    pub const F32: Tolerance = Tolerance {
+        rel: 1e-4,
+        abs: 1e-5,
+    };
 
     /// The f32 tolerance for a sum of `k` terms (matmul, reductions): atol scales with √k.
     pub fn f32_sum(k: usize) -> Tolerance {
@@ -190,10 +196,16 @@ impl Tolerance {
     /// Checks every element; the error names the first offending index and the values.
     pub fn check(&self, what: &str, got: &[f64], want: &[f64]) -> std::result::Result<(), String> {
         if got.len() != want.len() {
-            return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+            return Err(format!(
+                "{what}: {} values, expected {}",
+                got.len(),
+                want.len()
+            ));
         }
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            let ok = (g - w).abs() <= self.abs + self.rel * w.abs() || (g.is_nan() && w.is_nan()) || g == w;
+            let ok = (g - w).abs() <= self.abs + self.rel * w.abs()
+                || (g.is_nan() && w.is_nan())
+                || g == w;
             if !ok {
                 return Err(format!(
                     "{what}: element {i}: got {g}, expected {w} (|diff| {:.3e} > {:?})",

@@ -1,0 +1,211 @@
+//! The `Backend` trait: how plans are loaded and run on a device, and how persistent
+//! variables (params) live there.
+
+use crate::{OptError, Plan, Result};
+use kiln_ir::{DType, Shape};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Host-side tensor data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostData {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// i32 values.
+    I32(Vec<i32>),
+}
+
+/// A host tensor passed to and from backends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    /// Shape.
+    pub shape: Shape,
+    /// Row-major values.
+    pub data: HostData,
+}
+
+impl HostTensor {
+    /// An f32 tensor; errors if `data` does not fill `shape`.
+    pub fn f32(shape: impl Into<Shape>, data: Vec<f32>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != data.len() {
+            return Err(OptError::Input(format!(
+                "{} values cannot fill shape {shape}",
+                data.len()
+            )));
+        }
+        Ok(HostTensor {
+            shape,
+            data: HostData::F32(data),
+        })
+    }
+    /// An i32 tensor; errors if `data` does not fill `shape`.
+    pub fn i32(shape: impl Into<Shape>, data: Vec<i32>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != data.len() {
+            return Err(OptError::Input(format!(
+                "{} values cannot fill shape {shape}",
+                data.len()
+            )));
+        }
+        Ok(HostTensor {
+            shape,
+            data: HostData::I32(data),
+        })
+    }
+    /// A zero tensor.
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Self {
+        let shape = shape.into();
+        let n = shape.numel();
+        let data = match dtype {
+            DType::F32 => HostData::F32(vec![0.0; n]),
+            DType::I32 => HostData::I32(vec![0; n]),
+        };
+        HostTensor { shape, data }
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            HostData::F32(_) => DType::F32,
+            HostData::I32(_) => DType::I32,
+        }
+    }
+    /// Values as f32 (i32 converted).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match &self.data {
+            HostData::F32(v) => v.clone(),
+            HostData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+    /// Values as f64 (for comparisons against the reference evaluator).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match &self.data {
+            HostData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            HostData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+    /// Raw little-endian 32-bit words (f32 bits or i32), for upload.
+    pub fn to_bits(&self) -> Vec<u32> {
+        match &self.data {
+            HostData::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
+            HostData::I32(v) => v.iter().map(|&x| x as u32).collect(),
+        }
+    }
+    /// Rebuilds a tensor from raw 32-bit words.
+    pub fn from_bits(shape: Shape, dtype: DType, bits: &[u32]) -> Self {
+        let data = match dtype {
+            DType::F32 => HostData::F32(bits.iter().map(|&b| f32::from_bits(b)).collect()),
+            DType::I32 => HostData::I32(bits.iter().map(|&b| b as i32).collect()),
+        };
+        HostTensor { shape, data }
+    }
+}
+
+/// Class of adapter, which selects kernel variants at compile time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AdapterClass {
+    /// A CPU rasterizer (lavapipe, SwiftShader, WARP) or the CPU interpreter: barriers and
+    /// dispatches are expensive; prefer register blocking.
+    Cpu,
+    /// Integrated GPU.
+    IntegratedGpu,
+    /// Discrete GPU: prefer workgroup-memory tiles.
+    DiscreteGpu,
+    /// Anything else.
+    Other,
+}
+
+/// The device limits the compiler must respect. Defaults are WebGPU's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeviceLimits {
+    /// Storage buffers one shader stage may bind.
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Largest storage binding in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer_size: u64,
+    /// Alignment of storage buffer binding offsets.
+    pub min_storage_buffer_offset_alignment: u32,
+    /// Largest workgroup size in x.
+    pub max_compute_workgroup_size_x: u32,
+    /// Largest number of invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Largest workgroup count per dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Adapter class.
+    pub adapter_class: AdapterClass,
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        DeviceLimits {
+            max_storage_buffers_per_shader_stage: 8,
+            max_storage_buffer_binding_size: 128 << 20,
+            max_buffer_size: 256 << 20,
+            min_storage_buffer_offset_alignment: 256,
+            max_compute_workgroup_size_x: 256,
+            max_compute_invocations_per_workgroup: 256,
+            max_compute_workgroups_per_dimension: 65535,
+            adapter_class: AdapterClass::Other,
+        }
+    }
+}
+
+/// A plan loaded on a device, ready to run.
+pub trait Executable {
+    /// The plan it runs.
+    fn plan(&self) -> &Plan;
+    /// Writes `inputs` (in [`Plan::inputs`] order), runs every step, applies the param
+    /// assignments, and returns the outputs in [`Plan::outputs`] order.
+    fn run(&mut self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>>;
+}
+
+/// A device that runs plans and holds persistent variables.
+///
+/// Variables (params) are keyed by name and shared by every plan loaded on the backend: a
+/// train-step plan and a predict plan of the same model see the same weights, which stay on
+/// the device between runs.
+pub trait Backend {
+    /// Human-readable device description (adapter name, backend, type).
+    fn describe(&self) -> String;
+    /// Limits the compiler must respect on this device.
+    fn limits(&self) -> DeviceLimits;
+    /// Prepares `plan` (buffers, pipelines, bind groups) and creates any variable it names
+    /// that does not exist yet, zero-initialized.
+    fn load(&mut self, plan: Arc<Plan>) -> Result<Box<dyn Executable>>;
+    /// Sets a variable (creating it when new).
+    fn write_param(&mut self, name: &str, value: &HostTensor) -> Result<()>;
+    /// Reads a variable back.
+    fn read_param(&mut self, name: &str) -> Result<HostTensor>;
+    /// Names of all variables.
+    fn param_names(&self) -> Vec<String>;
+}
+
+/// Checks `inputs` against the plan's input slots (count, shape, dtype).
+pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
+    if inputs.len() != plan.inputs.len() {
+        return Err(OptError::Input(format!(
+            "the plan takes {} inputs ({}), got {}",
+            plan.inputs.len(),
+            plan.inputs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            inputs.len()
+        )));
+    }
+    for (slot, t) in plan.inputs.iter().zip(inputs) {
+        if slot.shape != t.shape || slot.dtype != t.dtype() {
+            return Err(OptError::Input(format!(
+                "input `{}` expects {}{}, got {}{}",
+                slot.name,
+                slot.dtype,
+                slot.shape,
+                t.dtype(),
+                t.shape
+            )));
+        }
+    }
+    Ok(())
+}

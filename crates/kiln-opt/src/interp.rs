@@ -1,0 +1,419 @@
+//! The CPU plan interpreter: runs a [`Plan`] on the host in f32/i32, implementing the
+//! [`KernelIr`](crate::kernel) semantics directly. It is the fallback when no GPU adapter
+//! exists and a second, independent implementation of the kernel semantics for tests.
+
+use crate::backend::{
+    check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData, HostTensor,
+};
+use crate::kernel::{Body, Expr, KernelOp, ReduceKind};
+use crate::plan::{BufferKind, Plan, Step};
+use crate::{OptError, Result};
+use kiln_ir::eval::{apply_binary, apply_unary};
+use kiln_ir::{unravel, BinaryOp, DType, Shape};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A buffer's contents on the host.
+#[derive(Clone, Debug)]
+enum Buf {
+    F(Vec<f32>),
+    I(Vec<i32>),
+}
+
+impl Buf {
+    fn zeros(dt: DType, n: usize) -> Buf {
+        match dt {
+            DType::F32 => Buf::F(vec![0.0; n]),
+            DType::I32 => Buf::I(vec![0; n]),
+        }
+    }
+    fn from_host(t: &HostTensor) -> Buf {
+        match &t.data {
+            HostData::F32(v) => Buf::F(v.clone()),
+            HostData::I32(v) => Buf::I(v.clone()),
+        }
+    }
+    fn to_host(&self, shape: Shape) -> HostTensor {
+        let data = match self {
+            Buf::F(v) => HostData::F32(v[..shape.numel()].to_vec()),
+            Buf::I(v) => HostData::I32(v[..shape.numel()].to_vec()),
+        };
+        HostTensor { shape, data }
+    }
+    fn get(&self, i: usize) -> V {
+        match self {
+            Buf::F(v) => V::F(v[i]),
+            Buf::I(v) => V::I(v[i]),
+        }
+    }
+    fn set(&mut self, i: usize, x: V) {
+        match (self, x) {
+            (Buf::F(v), x) => v[i] = x.f(),
+            (Buf::I(v), x) => v[i] = x.i(),
+        }
+    }
+}
+
+/// A scalar during interpretation.
+#[derive(Copy, Clone, Debug)]
+enum V {
+    F(f32),
+    I(i32),
+}
+
+impl V {
+    fn f(self) -> f32 {
+        match self {
+            V::F(x) => x,
+            V::I(x) => x as f32,
+        }
+    }
+    fn i(self) -> i32 {
+        match self {
+            V::F(x) => x as i32,
+            V::I(x) => x,
+        }
+    }
+    fn of(dt: DType, x: f64) -> V {
+        match dt {
+            DType::F32 => V::F(x as f32),
+            DType::I32 => V::I(x as i32),
+        }
+    }
+}
+
+fn eval_body(body: &Body, bufs: &[&Buf], idx: &[usize], reduced: V, scratch: &mut Vec<V>) -> V {
+    scratch.clear();
+    for n in &body.nodes {
+        let v = match &n.expr {
+            Expr::Load { arg, view } => bufs[*arg as usize].get(view.index(idx)),
+            Expr::Const(c) => V::of(n.dtype, *c),
+            Expr::Unary(op, a) => match (n.dtype, scratch[*a as usize]) {
+                (DType::F32, x) => V::F(apply_unary(*op, x.f() as f64) as f32),
+                (DType::I32, x) => V::I(apply_unary(*op, x.i() as f64) as i32),
+            },
+            Expr::Binary(op, a, b) => {
+                let (x, y) = (scratch[*a as usize], scratch[*b as usize]);
+                match n.dtype {
+                    DType::F32 => V::F(f32_binary(*op, x.f(), y.f())),
+                    DType::I32 => V::I(i32_binary(*op, x.i(), y.i())),
+                }
+            }
+            Expr::Select(c, a, b) => {
+                let cond = match scratch[*c as usize] {
+                    V::F(x) => x != 0.0,
+                    V::I(x) => x != 0,
+                };
+                scratch[if cond { *a } else { *b } as usize]
+            }
+            Expr::Cast(a) => match n.dtype {
+                DType::F32 => V::F(scratch[*a as usize].f()),
+                DType::I32 => V::I(scratch[*a as usize].i()),
+            },
+            Expr::Reduced => reduced,
+        };
+        scratch.push(v);
+    }
+    *scratch.last().unwrap_or(&V::F(0.0))
+}
+
+fn f32_binary(op: BinaryOp, a: f32, b: f32) -> f32 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Pow => a.powf(b),
+        _ => apply_binary(op, a as f64, b as f64) as f32,
+    }
+}
+
+fn i32_binary(op: BinaryOp, a: i32, b: i32) -> i32 {
+    match op {
+        BinaryOp::Add => a.wrapping_add(b),
+        BinaryOp::Sub => a.wrapping_sub(b),
+        BinaryOp::Mul => a.wrapping_mul(b),
+        BinaryOp::Div => a.checked_div(b).unwrap_or(0),
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Pow => (a as f64).powf(b as f64) as i32,
+        _ => apply_binary(op, a as f64, b as f64) as i32,
+    }
+}
+
+fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
+    let mut scratch = Vec::new();
+    match op {
+        KernelOp::Elementwise { shape, body } => {
+            let n: usize = shape.iter().product();
+            let mut idx = vec![0; shape.len()];
+            for i in 0..n {
+                unravel(i, shape, &mut idx);
+                let v = eval_body(body, ins, &idx, V::F(0.0), &mut scratch);
+                out.set(i, v);
+            }
+        }
+        KernelOp::Reduce {
+            in_shape,
+            axes,
+            kind,
+            prologue,
+            epilogue,
+        } => {
+            let out_shape: Vec<usize> = in_shape
+                .iter()
+                .enumerate()
+                .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
+                .collect();
+            let red_dims: Vec<usize> = axes.iter().map(|&a| in_shape[a]).collect();
+            let red_n: usize = red_dims.iter().product();
+            let n: usize = out_shape.iter().product();
+            let mut oidx = vec![0; out_shape.len()];
+            let mut ridx = vec![0; red_dims.len()];
+            let dt = prologue.dtype();
+            for o in 0..n {
+                unravel(o, &out_shape, &mut oidx);
+                let mut acc = match (kind, dt) {
+                    (ReduceKind::Sum, _) => V::of(dt, 0.0),
+                    (ReduceKind::Max, DType::F32) => V::F(f32::NEG_INFINITY),
+                    (ReduceKind::Max, DType::I32) => V::I(i32::MIN),
+                };
+                let mut idx = oidx.clone();
+                for r in 0..red_n {
+                    unravel(r, &red_dims, &mut ridx);
+                    for (k, &a) in axes.iter().enumerate() {
+                        idx[a] = ridx[k];
+                    }
+                    let v = eval_body(prologue, ins, &idx, V::F(0.0), &mut scratch);
+                    acc = match (kind, acc, v) {
+                        (ReduceKind::Sum, V::F(a), v) => V::F(a + v.f()),
+                        (ReduceKind::Sum, V::I(a), v) => V::I(a.wrapping_add(v.i())),
+                        (ReduceKind::Max, V::F(a), v) => V::F(a.max(v.f())),
+                        (ReduceKind::Max, V::I(a), v) => V::I(a.max(v.i())),
+                    };
+                }
+                let v = eval_body(epilogue, ins, &oidx, acc, &mut scratch);
+                out.set(o, v);
+            }
+        }
+        KernelOp::MatMul {
+            batch,
+            m,
+            n,
+            k,
+            a,
+            b,
+            ..
+        } => {
+            let (Buf::F(av), Buf::F(bv)) = (ins[a.arg as usize], ins[b.arg as usize]) else {
+                return;
+            };
+            let Buf::F(ov) = out else { return };
+            for bi in 0..*batch {
+                for i in 0..*m {
+                    for j in 0..*n {
+                        let mut s = 0.0f32;
+                        for p in 0..*k {
+                            let x = av[a.offset
+                                + bi * a.batch_stride
+                                + i * a.row_stride
+                                + p * a.col_stride];
+                            let y = bv[b.offset
+                                + bi * b.batch_stride
+                                + p * b.row_stride
+                                + j * b.col_stride];
+                            s += x * y;
+                        }
+                        ov[bi * m * n + i * n + j] = s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Store = Arc<Mutex<BTreeMap<String, HostTensor>>>;
+
+/// The CPU backend: variables in host memory, plans run by the interpreter.
+#[derive(Default)]
+pub struct CpuBackend {
+    params: Store,
+}
+
+impl CpuBackend {
+    /// A backend with no variables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn lock(s: &Store) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, HostTensor>>> {
+    s.lock()
+        .map_err(|_| OptError::Backend("variable store lock poisoned".into()))
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        "cpu (kiln plan interpreter)".into()
+    }
+
+    fn limits(&self) -> DeviceLimits {
+        DeviceLimits {
+            max_storage_buffers_per_shader_stage: 32,
+            max_storage_buffer_binding_size: 1 << 32,
+            max_buffer_size: 1 << 32,
+            max_compute_workgroups_per_dimension: u32::MAX,
+            adapter_class: AdapterClass::Cpu,
+            ..DeviceLimits::default()
+        }
+    }
+
+    fn load(&mut self, plan: Arc<Plan>) -> Result<Box<dyn Executable>> {
+        let mut store = lock(&self.params)?;
+        for slot in &plan.params {
+            match store.get(&slot.name) {
+                Some(t) if t.shape != slot.shape || t.dtype() != slot.dtype => {
+                    return Err(OptError::Param {
+                        name: slot.name.clone(),
+                        message: format!(
+                            "exists as {}{} but the plan declares {}{}",
+                            t.dtype(),
+                            t.shape,
+                            slot.dtype,
+                            slot.shape
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    store.insert(
+                        slot.name.clone(),
+                        HostTensor::zeros(slot.shape.clone(), slot.dtype),
+                    );
+                }
+            }
+        }
+        let bufs = plan
+            .buffers
+            .iter()
+            .map(|b| match &b.kind {
+                BufferKind::Constant { values } => match b.dtype {
+                    DType::F32 => Buf::F(values.clone()),
+                    DType::I32 => Buf::I(values.iter().map(|&v| v as i32).collect()),
+                },
+                _ => Buf::zeros(b.dtype, b.len),
+            })
+            .collect();
+        drop(store);
+        Ok(Box::new(CpuExecutable {
+            plan,
+            bufs,
+            params: self.params.clone(),
+        }))
+    }
+
+    fn write_param(&mut self, name: &str, value: &HostTensor) -> Result<()> {
+        let mut store = lock(&self.params)?;
+        if let Some(t) = store.get(name) {
+            if t.shape != value.shape || t.dtype() != value.dtype() {
+                return Err(OptError::Param {
+                    name: name.into(),
+                    message: format!(
+                        "is {}{}, cannot write {}{}",
+                        t.dtype(),
+                        t.shape,
+                        value.dtype(),
+                        value.shape
+                    ),
+                });
+            }
+        }
+        store.insert(name.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn read_param(&mut self, name: &str) -> Result<HostTensor> {
+        lock(&self.params)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| OptError::Param {
+                name: name.into(),
+                message: "no such variable".into(),
+            })
+    }
+
+    fn param_names(&self) -> Vec<String> {
+        self.params
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+struct CpuExecutable {
+    plan: Arc<Plan>,
+    bufs: Vec<Buf>,
+    params: Store,
+}
+
+impl Executable for CpuExecutable {
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn run(&mut self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let plan = self.plan.clone();
+        check_inputs(&plan, inputs)?;
+        for (slot, t) in plan.inputs.iter().zip(inputs) {
+            self.bufs[slot.buffer.0 as usize] = Buf::from_host(t);
+        }
+        {
+            let store = lock(&self.params)?;
+            for slot in &plan.params {
+                let t = store.get(&slot.name).ok_or_else(|| OptError::Param {
+                    name: slot.name.clone(),
+                    message: "missing from the variable store".into(),
+                })?;
+                self.bufs[slot.buffer.0 as usize] = Buf::from_host(t);
+            }
+        }
+        let mut assigned = vec![];
+        for step in &plan.steps {
+            match step {
+                Step::Dispatch {
+                    kernel, buffers, ..
+                } => {
+                    let k = &plan.kernels[*kernel as usize];
+                    let (out_id, in_ids) = buffers
+                        .split_last()
+                        .ok_or_else(|| OptError::Backend("dispatch without buffers".into()))?;
+                    let mut out =
+                        std::mem::replace(&mut self.bufs[out_id.0 as usize], Buf::F(vec![]));
+                    let ins: Vec<&Buf> = in_ids.iter().map(|b| &self.bufs[b.0 as usize]).collect();
+                    run_kernel(&k.op, &ins, &mut out);
+                    self.bufs[out_id.0 as usize] = out;
+                }
+                Step::Copy { src, dst } => {
+                    self.bufs[dst.0 as usize] = self.bufs[src.0 as usize].clone();
+                    assigned.push(*dst);
+                }
+            }
+        }
+        let mut store = lock(&self.params)?;
+        for slot in &plan.params {
+            if assigned.contains(&slot.buffer) {
+                store.insert(
+                    slot.name.clone(),
+                    self.bufs[slot.buffer.0 as usize].to_host(slot.shape.clone()),
+                );
+            }
+        }
+        Ok(plan
+            .outputs
+            .iter()
+            .map(|s| self.bufs[s.buffer.0 as usize].to_host(s.shape.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,170 @@
+//! The `Plan`: everything needed to run a compiled graph, with no device types in it.
+
+use crate::kernel::Kernel;
+use kiln_ir::{DType, Shape};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Version of the plan layout; bump on any change of the serialized types.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// Index of a buffer in [`Plan::buffers`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BufferId(pub u32);
+
+/// Role of a buffer, which decides who owns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BufferKind {
+    /// Written by the host before each run ([`Plan::inputs`]).
+    Input,
+    /// Read back by the host after each run ([`Plan::outputs`]).
+    Output,
+    /// A persistent variable owned by the backend's variable store, shared by every plan
+    /// loaded on it that names the same param ([`Plan::params`]).
+    Param,
+    /// Scratch, live only during a run.
+    Temp,
+    /// Uploaded once at load time.
+    Constant {
+        /// Values (converted to the buffer dtype on upload).
+        values: Vec<f32>,
+    },
+}
+
+/// A device buffer of the plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BufferDesc {
+    /// Debug name (the IR node it holds).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Number of elements (>= 1).
+    pub len: usize,
+    /// Role.
+    pub kind: BufferKind,
+}
+
+impl BufferDesc {
+    /// Size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.len as u64 * self.dtype.size_bytes() as u64
+    }
+}
+
+/// A named, typed tensor slot bound to a buffer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Feed / output / variable name.
+    pub name: String,
+    /// The buffer holding it.
+    pub buffer: BufferId,
+    /// Shape.
+    pub shape: Shape,
+    /// Element type.
+    pub dtype: DType,
+}
+
+/// One step of the schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// Run kernel `kernel` with `buffers` bound to its args, on `workgroups` groups.
+    Dispatch {
+        /// Index into [`Plan::kernels`].
+        kernel: u32,
+        /// One buffer per kernel arg.
+        buffers: Vec<BufferId>,
+        /// Workgroup counts (x, y, z); threads are numbered `x + y * (groups_x * wg_size)`.
+        workgroups: [u32; 3],
+    },
+    /// Copy `src` into `dst` (same length): param assignments at the end of a run.
+    Copy {
+        /// Source.
+        src: BufferId,
+        /// Destination.
+        dst: BufferId,
+    },
+}
+
+/// Compile statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanStats {
+    /// IR nodes in the input graph.
+    pub graph_nodes: usize,
+    /// IR nodes after the passes.
+    pub optimized_nodes: usize,
+    /// Number of kernels.
+    pub kernels: usize,
+    /// Dispatches per run.
+    pub dispatches: usize,
+    /// Bytes of all temporaries as planned.
+    pub temp_bytes: u64,
+    /// Bytes of all buffers if every tensor had its own buffer.
+    pub naive_bytes: u64,
+    /// `(pass name, milliseconds)` in pipeline order.
+    pub pass_ms: Vec<(String, f64)>,
+    /// Total compile time in milliseconds.
+    pub compile_ms: f64,
+}
+
+/// A compiled graph: buffers, kernels, schedule and named slots.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`] at compile time.
+    pub format_version: u32,
+    /// All buffers.
+    pub buffers: Vec<BufferDesc>,
+    /// All kernels (referenced by dispatch steps).
+    pub kernels: Vec<Kernel>,
+    /// The schedule, run in order.
+    pub steps: Vec<Step>,
+    /// Feeds, in the order `run` takes them.
+    pub inputs: Vec<Slot>,
+    /// Outputs, in the order `run` returns them.
+    pub outputs: Vec<Slot>,
+    /// Persistent variables the plan reads or assigns.
+    pub params: Vec<Slot>,
+    /// Statistics.
+    pub stats: PlanStats,
+}
+
+impl Plan {
+    /// Number of dispatch steps per run.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Dispatch { .. }))
+            .count()
+    }
+
+    /// A readable table of the plan's kernels and stats.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let st = &self.stats;
+        let _ = writeln!(
+            s,
+            "plan: {} kernels, {} dispatches/run, {} buffers, temp {} B, compile {:.2} ms",
+            st.kernels,
+            self.dispatch_count(),
+            self.buffers.len(),
+            st.temp_bytes,
+            st.compile_ms
+        );
+        for (i, k) in self.kernels.iter().enumerate() {
+            let what = match &k.op {
+                crate::kernel::KernelOp::Elementwise { shape, body } => {
+                    format!("elementwise {shape:?} ({} exprs)", body.nodes.len())
+                }
+                crate::kernel::KernelOp::Reduce { in_shape, axes, .. } => {
+                    format!("reduce {in_shape:?} over {axes:?}")
+                }
+                crate::kernel::KernelOp::MatMul {
+                    batch, m, n, k: kk, ..
+                } => {
+                    format!("matmul {batch}x[{m}x{kk}]x[{kk}x{n}]")
+                }
+            };
+            let _ = writeln!(s, "  k{i:<3} {:<40} {what}", k.label);
+        }
+        s
+    }
+}

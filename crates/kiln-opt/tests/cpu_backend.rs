@@ -1,0 +1,59 @@
+//! The CPU plan interpreter against the f64 reference, and plan-level behaviour.
+
+use kiln_ir::{autodiff, DType, Graph};
+use kiln_opt::interp::CpuBackend;
+use kiln_opt::{compile, Backend, CompileOptions, HostTensor};
+use std::sync::Arc;
+
+#[test]
+fn op_table_forward_and_backward_match_reference() {
+    let mut b = CpuBackend::new();
+    let n = kiln_opt::testing::check_op_table(&mut b).unwrap();
+    assert!(n >= 70, "compared only {n} tensors");
+}
+
+#[test]
+fn params_persist_and_assignments_apply_after_outputs() {
+    // w <- w - 0.5 * dL/dw with L = sum(w * x); the output must see the old w.
+    let mut g = Graph::new();
+    let x = g.input("x", [3], DType::F32).unwrap();
+    let w = g.param("w", [3], DType::F32).unwrap();
+    let p = g.mul(w, x).unwrap();
+    let l = g.sum_all(p).unwrap();
+    let dw = autodiff::grad(&mut g, l, &[w]).unwrap()[0];
+    let step = g.mul_scalar(dw, 0.5).unwrap();
+    let nw = g.sub(w, step).unwrap();
+    g.output("loss", l).unwrap();
+    g.assign(w, nw).unwrap();
+    let mut b = CpuBackend::new();
+    let plan = Arc::new(compile(&g, &CompileOptions::default(), &b.limits()).unwrap());
+    b.write_param("w", &HostTensor::f32([3], vec![1.0, 2.0, 3.0]).unwrap())
+        .unwrap();
+    let mut exe = b.load(plan).unwrap();
+    let xv = HostTensor::f32([3], vec![1.0, 1.0, 2.0]).unwrap();
+    let out = exe.run(&[&xv]).unwrap();
+    assert_eq!(out[0].to_f32(), vec![9.0]); // 1 + 2 + 6 with the old w
+    assert_eq!(b.read_param("w").unwrap().to_f32(), vec![0.5, 1.5, 2.0]);
+    let out = exe.run(&[&xv]).unwrap();
+    assert_eq!(out[0].to_f32(), vec![6.0]); // 0.5 + 1.5 + 4
+                                            // wrong input shape is an error, not a panic
+    let bad = HostTensor::f32([2], vec![1.0, 1.0]).unwrap();
+    assert!(exe.run(&[&bad]).is_err());
+    assert!(exe.run(&[]).is_err());
+}
+
+#[test]
+fn oversized_tensor_is_refused_at_compile_time() {
+    let mut g = Graph::new();
+    let x = g.input("big_x", [1 << 20, 64], DType::F32).unwrap();
+    let y = g.exp(x).unwrap();
+    g.output("y", y).unwrap();
+    let err = compile(
+        &g,
+        &CompileOptions::default(),
+        &kiln_opt::DeviceLimits::default(),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("big_x") && msg.contains("268435456"), "{msg}");
+}

@@ -1,0 +1,234 @@
+//! Adapter selection, the device context shared by every loaded plan, and error scopes.
+//!
+//! [`Gpu`] owns the wgpu device and queue. It is shared (`Arc`) by the backend and every
+//! executable loaded on it, and it is the only place that creates buffers, so the
+//! [`Gpu::buffers_created`] counter sees every allocation.
+
+use kiln_opt::{AdapterClass, DeviceLimits, OptError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of device setup.
+#[derive(Debug, thiserror::Error)]
+pub enum WgpuError {
+    /// wgpu found no adapter at all (no GPU driver, not even a software one).
+    #[error("no GPU adapter found (backends tried: {backends}); install a Vulkan driver (e.g. Mesa lavapipe) or use the CPU backend")]
+    NoAdapter {
+        /// Backends that were searched.
+        backends: String,
+    },
+    /// `KILN_ADAPTER` names no available adapter.
+    #[error("KILN_ADAPTER=`{wanted}` matches no adapter; available: {available}")]
+    NoMatchingAdapter {
+        /// The requested substring.
+        wanted: String,
+        /// Names of the adapters found.
+        available: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not open adapter `{adapter}`: {source}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's error.
+        source: wgpu::RequestDeviceError,
+    },
+}
+
+impl From<WgpuError> for OptError {
+    fn from(e: WgpuError) -> Self {
+        OptError::Backend(e.to_string())
+    }
+}
+
+/// The opened device and what the executor needs to know about it.
+pub struct Gpu {
+    /// The device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter it was opened on.
+    pub info: wgpu::AdapterInfo,
+    /// The limits requested (the adapter's own).
+    pub limits: wgpu::Limits,
+    created: Arc<AtomicU64>,
+}
+
+/// Usage of every device buffer of a plan.
+pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_DST)
+    .union(wgpu::BufferUsages::COPY_SRC);
+
+/// Usage of host read-back buffers.
+pub const STAGING_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+
+/// How long a run may take before the wait gives up.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// `"<name> (<backend>, <device_type>, driver <driver>)"`.
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
+}
+
+impl Gpu {
+    /// Picks an adapter and opens a device with the adapter's own limits.
+    ///
+    /// Preference: `KILN_ADAPTER=<substring>` (case-insensitive, on the adapter name) when
+    /// set; otherwise a discrete GPU, then integrated, virtual, other, and finally a
+    /// CPU-type adapter (lavapipe). Ties keep wgpu's enumeration order. Backends come from
+    /// `WGPU_BACKEND` when set (wgpu's own variable), else all compiled-in primary ones.
+    pub fn open() -> Result<Gpu, WgpuError> {
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(WgpuError::NoAdapter {
+                backends: format!("{backends:?}"),
+            });
+        }
+        for a in &adapters {
+            log::debug!("kiln-wgpu: found adapter {}", describe_adapter(&a.get_info()));
+        }
+        if let Ok(wanted) = std::env::var("KILN_ADAPTER") {
+            let needle = wanted.to_lowercase();
+            let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if adapters.is_empty() {
+                return Err(WgpuError::NoMatchingAdapter { wanted, available });
+            }
+        }
+        let best = adapters
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, a)| (rank(a.get_info().device_type), *i))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let adapter = adapters.swap_remove(best);
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        log::info!("kiln-wgpu: using adapter {}", describe_adapter(&info));
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|source| WgpuError::RequestDevice {
+            adapter: info.name.clone(),
+            source,
+        })?;
+        // Errors outside an error scope are logged, never a panic of the default handler.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            log::error!("kiln-wgpu: uncaptured wgpu error: {e}");
+        }));
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            created: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Device description for [`kiln_opt::Backend::describe`].
+    pub fn describe(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    /// The limits the compiler must respect on this device.
+    pub fn device_limits(&self) -> DeviceLimits {
+        let l = &self.limits;
+        DeviceLimits {
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+            max_buffer_size: l.max_buffer_size,
+            min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            adapter_class: match self.info.device_type {
+                wgpu::DeviceType::Cpu => AdapterClass::Cpu,
+                wgpu::DeviceType::IntegratedGpu => AdapterClass::IntegratedGpu,
+                wgpu::DeviceType::DiscreteGpu => AdapterClass::DiscreteGpu,
+                _ => AdapterClass::Other,
+            },
+        }
+    }
+
+    /// Buffers created on this device so far.
+    pub fn buffers_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Creates a buffer of at least 4 bytes (wgpu allows no empty buffers), counting it.
+    pub fn create_buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
+    /// `OptError::Backend` with `context` (e.g. the shader source) appended.
+    pub fn scoped<T>(&self, what: &str, context: &str, f: impl FnOnce() -> T) -> Result<T, OptError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match v.or(o) {
+            None => Ok(value),
+            Some(e) if context.is_empty() => Err(OptError::Backend(format!("{what}: {e}"))),
+            Some(e) => Err(OptError::Backend(format!("{what}: {e}\n--- context ---\n{context}"))),
+        }
+    }
+
+    /// Reads `bytes` from the start of a mapped-read staging buffer after `submission`.
+    pub fn read_back(&self, staging: &wgpu::Buffer, bytes: u64, submission: wgpu::SubmissionIndex) -> Result<Vec<u32>, OptError> {
+        let bytes = bytes.max(4);
+        let slice = staging.slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: Some(RUN_TIMEOUT),
+            })
+            .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))?;
+        rx.recv()
+            .map_err(|_| OptError::Backend("the read-back callback never ran".into()))?
+            .map_err(|e| OptError::Backend(format!("mapping a read-back buffer: {e}")))?;
+        let words = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| OptError::Backend(format!("reading a mapped buffer: {e}")))?;
+            view.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        staging.unmap();
+        Ok(words)
+    }
+}
