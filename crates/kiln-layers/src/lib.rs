@@ -1,1 +1,36 @@
-//! kiln-layers
+//! # kiln-layers: the Keras-like model API
+//!
+//! A [`Sequential`] model is a stack of [`Layer`]s bound to a device (any
+//! [`kiln_opt::Backend`]). `compile(loss, optimizer, metrics)` records the training setup and
+//! initializes the weights *on the device*; `fit` / `evaluate` / `predict` build one graph per
+//! (mode, batch size) — for training: forward, loss, metrics, autodiff backward and the
+//! optimizer update — compile it once into a plan and replay it batch after batch.
+//!
+//! ## Invariants
+//! - One training step is one plan run: the update is part of the graph (assignments), so
+//!   weights never leave the device during `fit`.
+//! - Weights are device variables named `<layer>/<weight>` (`dense_1/kernel`), shared by the
+//!   train, evaluate and predict plans.
+//! - Seeded and deterministic: initializers and shuffling use counter-based streams derived
+//!   from the model seed.
+//! - A short last batch gets its own plan (cached), so it computes exactly what a full batch
+//!   of that size would.
+//! - This crate never names a GPU API; it reaches devices only through the `Backend` trait.
+//! - Errors name the layer and the shapes, with a hint; user input never panics.
+
+mod activation;
+mod error;
+mod init;
+pub mod layers;
+mod losses;
+mod model;
+mod optimizers;
+
+pub use activation::Activation;
+pub use error::{LayerError, Result};
+pub use init::Initializer;
+pub use kiln_opt::HostTensor;
+pub use layers::{Dense, Layer, ParamSpec};
+pub use losses::{Loss, Metric, EPSILON};
+pub use model::{Fit, History, Logs, Mode, Sequential};
+pub use optimizers::{Optimizer, Sgd, LR_VARIABLE};

@@ -479,8 +479,10 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
                         return Err(g.malformed(format!("prologue load p{i} has a rank-{} view", view.strides.len())));
                     }
                     let kept: Vec<Option<W>> = out_idx.iter().enumerate().map(|(d, x)| x.clone().filter(|_| !reduced(d))).collect();
-                    let off = W::u32(g.lit_u32(view.offset as u64)?);
-                    let base = g.view_terms(Some(off), view, &kept)?;
+                    let off = (view.offset != 0)
+                        .then(|| g.lit_u32(view.offset as u64).map(W::u32))
+                        .transpose()?;
+                    let base = g.view_terms(off, view, &kept)?;
                     bases.push((i, g.let_u32(format!("base{i}"), base)));
                 }
             }

@@ -1,0 +1,165 @@
+//! Layers: the `Layer` trait and `Dense`.
+
+use crate::{Activation, Initializer, LayerError, Result};
+use kiln_ir::{Graph, NodeId};
+
+/// A weight tensor a layer owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// Name inside the layer (`kernel`, `bias`); the model prefixes the layer name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Initializer.
+    pub init: Initializer,
+    /// Fan-in (for scaled initializers).
+    pub fan_in: usize,
+    /// Fan-out (for scaled initializers).
+    pub fan_out: usize,
+}
+
+/// A layer of a [`crate::Sequential`] model. Shapes are per sample (no batch axis).
+pub trait Layer {
+    /// Keras class name (`Dense`).
+    fn kind(&self) -> &'static str;
+    /// The per-sample input shape this layer declares (first layer only), if any.
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        None
+    }
+    /// Fixes the layer to `input` (per sample) and returns its output shape. `name` is the
+    /// layer's unique name, used in errors.
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>>;
+    /// Weights, in `get_weights` order.
+    fn params(&self) -> Vec<ParamSpec>;
+    /// Appends the layer to `g`: `x` is `[batch, ..input]`, `params` follow [`Layer::params`].
+    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId>;
+    /// The final activation (losses use it to pick a stable formulation).
+    fn activation(&self) -> Activation {
+        Activation::Linear
+    }
+}
+
+/// A densely connected layer: `activation(x · kernel + bias)`.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    units: usize,
+    activation: Activation,
+    input_dim: Option<usize>,
+    use_bias: bool,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    in_features: usize,
+}
+
+impl Dense {
+    /// A dense layer with `units` outputs, linear activation, glorot-uniform kernel, zero bias.
+    pub fn new(units: usize) -> Self {
+        Dense {
+            units,
+            activation: Activation::Linear,
+            input_dim: None,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            in_features: 0,
+        }
+    }
+    /// Sets the activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    /// Declares the input width (needed on the first layer).
+    pub fn input_dim(mut self, d: usize) -> Self {
+        self.input_dim = Some(d);
+        self
+    }
+    /// Enables or disables the bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.kernel_initializer = i;
+        self
+    }
+    /// Sets the bias initializer.
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.bias_initializer = i;
+        self
+    }
+}
+
+impl Layer for Dense {
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.input_dim.map(|d| vec![d])
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        if self.units == 0 {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: "Dense(0): units must be at least 1".into(),
+            });
+        }
+        if input.len() != 1 {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "Dense({}) expects a flat input [features], got {:?}; hint: add Flatten() before it",
+                    self.units, input
+                ),
+            });
+        }
+        if let Some(d) = self.input_dim {
+            if d != input[0] {
+                return Err(LayerError::Shape {
+                    layer: name.into(),
+                    message: format!(
+                        "Dense({}) declares input_dim {d} but receives {} features",
+                        self.units, input[0]
+                    ),
+                });
+            }
+        }
+        self.in_features = input[0];
+        Ok(vec![self.units])
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        let mut v = vec![ParamSpec {
+            name: "kernel".into(),
+            shape: vec![self.in_features, self.units],
+            init: self.kernel_initializer,
+            fan_in: self.in_features,
+            fan_out: self.units,
+        }];
+        if self.use_bias {
+            v.push(ParamSpec {
+                name: "bias".into(),
+                shape: vec![self.units],
+                init: self.bias_initializer,
+                fan_in: self.in_features,
+                fan_out: self.units,
+            });
+        }
+        v
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
+        let mut y = g.matmul(x, params[0])?;
+        if self.use_bias {
+            y = g.add(y, params[1])?;
+        }
+        Ok(self.activation.apply(g, y)?)
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+}

@@ -1,0 +1,121 @@
+//! Losses and metrics as graph compositions (Keras formulas).
+
+use crate::Result;
+use kiln_ir::{BinaryOp, Graph, NodeId};
+
+/// Keras's `epsilon()`: probabilities are clipped to `[EPSILON, 1 - EPSILON]`.
+pub const EPSILON: f64 = 1e-7;
+
+/// A training loss; the model minimizes its mean over the batch.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// `mean((y - p)², axis=-1)`
+    MeanSquaredError,
+    /// `-mean(y log p + (1 - y) log(1 - p), axis=-1)`, `p` clipped.
+    BinaryCrossentropy,
+    /// `-sum(y log p, axis=-1)`, `p` normalized to sum 1 and clipped.
+    CategoricalCrossentropy,
+}
+
+impl Loss {
+    /// Keras name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::MeanSquaredError => "mse",
+            Loss::BinaryCrossentropy => "binary_crossentropy",
+            Loss::CategoricalCrossentropy => "categorical_crossentropy",
+        }
+    }
+
+    /// Per-sample loss `[batch]` of predictions `p` against targets `y` (both `[batch, k]`).
+    pub fn per_sample(self, g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
+        let last = g.shape(p).rank() - 1;
+        Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
+            match self {
+                Loss::MeanSquaredError => {
+                    let d = g.sub(y, p)?;
+                    let d2 = g.square(d)?;
+                    g.mean(d2, &[last], false)
+                }
+                Loss::BinaryCrossentropy => {
+                    let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
+                    let lp = g.log(pc)?;
+                    let one = g.scalar(1.0);
+                    let q = g.sub(one, pc)?;
+                    let lq = g.log(q)?;
+                    let omy = g.sub(one, y)?;
+                    let a = g.mul(y, lp)?;
+                    let b = g.mul(omy, lq)?;
+                    let s = g.add(a, b)?;
+                    let m = g.mean(s, &[last], false)?;
+                    g.neg(m)
+                }
+                Loss::CategoricalCrossentropy => {
+                    let tot = g.sum(p, &[last], true)?;
+                    let pn = g.div(p, tot)?;
+                    let pc = g.clip(pn, EPSILON, 1.0 - EPSILON)?;
+                    let lp = g.log(pc)?;
+                    let a = g.mul(y, lp)?;
+                    let s = g.sum(a, &[last], false)?;
+                    g.neg(s)
+                }
+            }
+        })?)
+    }
+}
+
+/// A metric reported during training and evaluation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Keras `accuracy`: binary accuracy for binary crossentropy or one output, else
+    /// categorical accuracy.
+    Accuracy,
+    /// `mean(round(p) == y)` per sample (threshold 0.5).
+    BinaryAccuracy,
+    /// `argmax(p) == argmax(y)`.
+    CategoricalAccuracy,
+}
+
+impl Metric {
+    /// Name shown in logs (`accuracy` for the generic one, as Keras does).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::BinaryAccuracy => "binary_accuracy",
+            Metric::CategoricalAccuracy => "categorical_accuracy",
+        }
+    }
+
+    /// The concrete metric Keras would pick for `accuracy` given the loss and output width.
+    pub fn resolve(self, loss: Loss, outputs: usize) -> Metric {
+        match self {
+            Metric::Accuracy if loss == Loss::BinaryCrossentropy || outputs == 1 => Metric::BinaryAccuracy,
+            Metric::Accuracy => Metric::CategoricalAccuracy,
+            m => m,
+        }
+    }
+
+    /// Per-sample metric value `[batch]` (already resolved).
+    pub fn per_sample(self, g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
+        let last = g.shape(p).rank() - 1;
+        Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
+            match self {
+                Metric::BinaryAccuracy | Metric::Accuracy => {
+                    let half = g.scalar(0.5);
+                    let pred = g.binary(BinaryOp::Gt, p, half)?;
+                    let hit = g.binary(BinaryOp::Eq, pred, y)?;
+                    g.mean(hit, &[last], false)
+                }
+                Metric::CategoricalAccuracy => {
+                    let m = g.max(p, &[last], true)?;
+                    let is_max = g.binary(BinaryOp::Eq, p, m)?;
+                    let ymax = g.max(y, &[last], true)?;
+                    let is_true = g.binary(BinaryOp::Eq, y, ymax)?;
+                    let both = g.mul(is_max, is_true)?;
+                    let any = g.max(both, &[last], false)?;
+                    Ok(any)
+                }
+            }
+        })?)
+    }
+}

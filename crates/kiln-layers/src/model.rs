@@ -1,0 +1,478 @@
+//! `Sequential`: a stack of layers compiled into plans (one per mode and batch size) and run
+//! through a [`Backend`].
+
+use crate::layers::{Layer, ParamSpec};
+use crate::{LayerError, Loss, Metric, Optimizer, Result};
+use kiln_ir::{autodiff, DType, Graph, NodeId};
+use kiln_opt::{compile, Backend, CompileOptions, Executable, HostTensor};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which graph a plan runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Forward only: `x -> y`.
+    Predict,
+    /// Forward + loss + metrics, no update.
+    Evaluate,
+    /// Forward + loss + metrics + backward + optimizer update: one training step.
+    Train,
+}
+
+/// Metric values by name (`loss`, `accuracy`, `val_loss`...).
+pub type Logs = BTreeMap<String, f64>;
+
+/// Per-epoch logs returned by [`Sequential::fit`] (Keras `History.history`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// Values per metric name, one per epoch.
+    pub history: BTreeMap<String, Vec<f64>>,
+}
+
+impl History {
+    /// The last epoch's value of `name`.
+    pub fn last(&self, name: &str) -> Option<f64> {
+        self.history.get(name).and_then(|v| v.last().copied())
+    }
+}
+
+/// Options of [`Sequential::fit`] (Keras defaults).
+#[derive(Clone, Debug)]
+pub struct Fit {
+    /// Passes over the data (default 1).
+    pub epochs: usize,
+    /// Samples per step (default 32).
+    pub batch_size: usize,
+    /// Reshuffle the training samples every epoch (default true).
+    pub shuffle: bool,
+    /// Print a progress line per epoch (default true).
+    pub verbose: bool,
+    /// Held-out data evaluated after every epoch.
+    pub validation_data: Option<(HostTensor, HostTensor)>,
+    /// Fraction of the (unshuffled) training data, taken from its end, held out instead.
+    pub validation_split: f64,
+}
+
+impl Default for Fit {
+    fn default() -> Self {
+        Fit {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            verbose: true,
+            validation_data: None,
+            validation_split: 0.0,
+        }
+    }
+}
+
+struct Entry {
+    name: String,
+    layer: Box<dyn Layer>,
+    input: Vec<usize>,
+    output: Vec<usize>,
+    params: Vec<ParamSpec>,
+}
+
+struct Compiled {
+    loss: Loss,
+    optimizer: Box<dyn Optimizer>,
+    /// (name shown in logs, resolved metric)
+    metrics: Vec<(&'static str, Metric)>,
+}
+
+/// A linear stack of layers (Keras `Sequential`), bound to a device.
+pub struct Sequential {
+    device: Box<dyn Backend>,
+    layers: Vec<Entry>,
+    name_counts: HashMap<&'static str, usize>,
+    seed: u64,
+    compiled: Option<Compiled>,
+    plans: HashMap<(Mode, usize), Box<dyn Executable>>,
+    weights_ready: bool,
+}
+
+fn rows(t: &HostTensor) -> usize {
+    t.shape.dims().first().copied().unwrap_or(0)
+}
+
+/// Gathers rows `idx` of `t` into a new tensor.
+fn gather_rows(t: &HostTensor, idx: &[usize]) -> HostTensor {
+    let row: usize = t.shape.dims()[1..].iter().product();
+    let mut dims = t.shape.dims().to_vec();
+    dims[0] = idx.len();
+    let mut v = Vec::with_capacity(idx.len() * row);
+    let src = t.to_f32();
+    for &i in idx {
+        v.extend_from_slice(&src[i * row..(i + 1) * row]);
+    }
+    HostTensor {
+        shape: dims.into(),
+        data: kiln_opt::HostData::F32(v),
+    }
+}
+
+fn scalar(t: &HostTensor) -> f64 {
+    t.to_f64().first().copied().unwrap_or(f64::NAN)
+}
+
+impl Sequential {
+    /// An empty model on `device`, with seed 0.
+    pub fn new(device: Box<dyn Backend>) -> Self {
+        Sequential {
+            device,
+            layers: vec![],
+            name_counts: HashMap::new(),
+            seed: 0,
+            compiled: None,
+            plans: HashMap::new(),
+            weights_ready: false,
+        }
+    }
+
+    /// Sets the seed of weight initialization and shuffling (before the first `compile`).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The device description.
+    pub fn device(&self) -> String {
+        self.device.describe()
+    }
+
+    /// Appends a layer, checking that it fits the previous layer's output.
+    pub fn add(&mut self, mut layer: impl Layer + 'static) -> Result<()> {
+        let kind = layer.kind();
+        let count = self.name_counts.entry(kind).or_insert(0);
+        *count += 1;
+        let name = format!("{}_{}", kind.to_lowercase(), count);
+        let input = match self.layers.last() {
+            Some(prev) => prev.output.clone(),
+            None => layer.declared_input().ok_or_else(|| LayerError::Shape {
+                layer: name.clone(),
+                message: format!("the first layer needs its input shape; hint: {kind}(..).input_dim(n)"),
+            })?,
+        };
+        let output = layer.build(&name, &input)?;
+        let params = layer.params();
+        self.layers.push(Entry {
+            name,
+            layer: Box::new(layer),
+            input,
+            output,
+            params,
+        });
+        self.plans.clear();
+        self.weights_ready = false;
+        Ok(())
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> Option<&[usize]> {
+        self.layers.first().map(|e| e.input.as_slice())
+    }
+
+    /// Per-sample output shape.
+    pub fn output_shape(&self) -> Option<&[usize]> {
+        self.layers.last().map(|e| e.output.as_slice())
+    }
+
+    /// Configures training (Keras `compile`) and initializes the weights on the device.
+    pub fn compile(&mut self, loss: Loss, optimizer: impl Optimizer + 'static, metrics: &[Metric]) -> Result<()> {
+        let outputs = self
+            .output_shape()
+            .ok_or_else(|| LayerError::Usage("compile: the model has no layers; add() some first".into()))?
+            .iter()
+            .product();
+        for (name, v) in optimizer.hyper_params() {
+            self.device.write_param(&name, &HostTensor::f32([], vec![v])?)?;
+        }
+        self.compiled = Some(Compiled {
+            loss,
+            optimizer: Box::new(optimizer),
+            metrics: metrics.iter().map(|m| (m.name(), m.resolve(loss, outputs))).collect(),
+        });
+        self.plans.clear();
+        self.init_weights()
+    }
+
+    fn init_weights(&mut self) -> Result<()> {
+        if self.weights_ready {
+            return Ok(());
+        }
+        for (li, e) in self.layers.iter().enumerate() {
+            for (pi, p) in e.params.iter().enumerate() {
+                let n = p.shape.iter().product();
+                let seed = kiln_ir::random::mix64(self.seed ^ ((li as u64) << 32 | pi as u64));
+                let v = p.init.values(n, p.fan_in, p.fan_out, seed);
+                self.device
+                    .write_param(&format!("{}/{}", e.name, p.name), &HostTensor::f32(p.shape.clone(), v)?)?;
+            }
+        }
+        self.weights_ready = true;
+        Ok(())
+    }
+
+    /// Builds the graph of `mode` for `batch` samples.
+    pub fn graph(&self, mode: Mode, batch: usize) -> Result<Graph> {
+        let first = self
+            .layers
+            .first()
+            .ok_or_else(|| LayerError::Usage("the model has no layers".into()))?;
+        let mut g = Graph::new();
+        let mut dims = vec![batch];
+        dims.extend(&first.input);
+        let x = g.input("x", dims, DType::F32)?;
+        let mut h = x;
+        let mut trainable: Vec<NodeId> = vec![];
+        for e in &self.layers {
+            let ids = e
+                .params
+                .iter()
+                .map(|p| g.param(&format!("{}/{}", e.name, p.name), p.shape.clone(), DType::F32))
+                .collect::<kiln_ir::Result<Vec<_>>>()?;
+            trainable.extend(&ids);
+            h = g.scoped(&e.name, |g| e.layer.forward(g, h, &ids))?;
+        }
+        if mode == Mode::Predict {
+            g.output("y", h)?;
+            return Ok(g);
+        }
+        let cfg = self
+            .compiled
+            .as_ref()
+            .ok_or_else(|| LayerError::Usage("call compile(loss, optimizer, metrics) before fit/evaluate".into()))?;
+        let yd = g.shape(h).dims().to_vec();
+        let y = g.input("y", yd, DType::F32)?;
+        let per = cfg.loss.per_sample(&mut g, h, y)?;
+        let loss = g.mean_all(per)?;
+        g.output("loss", loss)?;
+        for (i, (_, m)) in cfg.metrics.iter().enumerate() {
+            let v = m.per_sample(&mut g, h, y)?;
+            let s = g.sum_all(v)?;
+            g.output(format!("metric_{i}"), s)?;
+        }
+        if mode == Mode::Train {
+            let grads = autodiff::grad(&mut g, loss, &trainable)?;
+            let pairs: Vec<(NodeId, NodeId)> = trainable.into_iter().zip(grads).collect();
+            cfg.optimizer.apply(&mut g, &pairs)?;
+        }
+        Ok(g)
+    }
+
+    fn plan(&mut self, mode: Mode, batch: usize) -> Result<&mut Box<dyn Executable>> {
+        if !self.plans.contains_key(&(mode, batch)) {
+            let g = self.graph(mode, batch)?;
+            let plan = compile(&g, &CompileOptions::default(), &self.device.limits())?;
+            let exe = self.device.load(Arc::new(plan))?;
+            self.plans.insert((mode, batch), exe);
+        }
+        self.plans
+            .get_mut(&(mode, batch))
+            .ok_or_else(|| LayerError::Usage("plan cache".into()))
+    }
+
+    /// The compiled plan of `mode` at `batch` (compiling it if needed), for inspection.
+    pub fn plan_for(&mut self, mode: Mode, batch: usize) -> Result<kiln_opt::Plan> {
+        self.init_weights()?;
+        Ok(self.plan(mode, batch)?.plan().clone())
+    }
+
+    fn check_xy(&self, x: &HostTensor, y: Option<&HostTensor>) -> Result<()> {
+        let inp = self
+            .input_shape()
+            .ok_or_else(|| LayerError::Usage("the model has no layers".into()))?;
+        if x.shape.rank() < 1 || &x.shape.dims()[1..] != inp {
+            return Err(LayerError::Data(format!(
+                "x has shape {}, the model expects [n, {}]",
+                x.shape,
+                inp.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        if let Some(y) = y {
+            let out = self.output_shape().unwrap_or(&[]);
+            if y.shape.rank() < 1 || &y.shape.dims()[1..] != out || rows(y) != rows(x) {
+                return Err(LayerError::Data(format!(
+                    "y has shape {}, expected [{}, {}] to match x and the model output",
+                    y.shape,
+                    rows(x),
+                    out.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `mode` over `idx` in batches; returns (sample-weighted mean loss, metric means).
+    fn run_batches(&mut self, mode: Mode, x: &HostTensor, y: &HostTensor, idx: &[usize], batch: usize) -> Result<Logs> {
+        let mut loss_sum = 0.0;
+        let nm = self.compiled.as_ref().map(|c| c.metrics.len()).unwrap_or(0);
+        let mut metric_sums = vec![0.0; nm];
+        for chunk in idx.chunks(batch.max(1)) {
+            let xb = gather_rows(x, chunk);
+            let yb = gather_rows(y, chunk);
+            let out = self.plan(mode, chunk.len())?.run(&[&xb, &yb])?;
+            loss_sum += scalar(&out[0]) * chunk.len() as f64;
+            for (s, o) in metric_sums.iter_mut().zip(&out[1..]) {
+                *s += scalar(o);
+            }
+        }
+        let n = idx.len().max(1) as f64;
+        let mut logs = Logs::new();
+        logs.insert("loss".into(), loss_sum / n);
+        if let Some(c) = &self.compiled {
+            for ((name, _), s) in c.metrics.iter().zip(metric_sums) {
+                logs.insert((*name).into(), s / n);
+            }
+        }
+        Ok(logs)
+    }
+
+    /// Trains the model (Keras `fit`); returns the per-epoch history.
+    pub fn fit(&mut self, x: &HostTensor, y: &HostTensor, opts: Fit) -> Result<History> {
+        self.check_xy(x, Some(y))?;
+        if self.compiled.is_none() {
+            return Err(LayerError::Usage("call compile(loss, optimizer, metrics) before fit".into()));
+        }
+        if opts.batch_size == 0 {
+            return Err(LayerError::Data("batch_size must be at least 1".into()));
+        }
+        let n = rows(x);
+        let (n_train, val) = if let Some((vx, vy)) = &opts.validation_data {
+            self.check_xy(vx, Some(vy))?;
+            (n, Some((vx.clone(), vy.clone(), (0..rows(vx)).collect::<Vec<_>>())))
+        } else if opts.validation_split > 0.0 {
+            let nv = ((n as f64) * opts.validation_split.min(1.0)) as usize;
+            (n - nv, Some((x.clone(), y.clone(), (n - nv..n).collect())))
+        } else {
+            (n, None)
+        };
+        if n_train == 0 {
+            return Err(LayerError::Data("no training samples".into()));
+        }
+        let mut history = History::default();
+        let mut order: Vec<usize> = (0..n_train).collect();
+        for epoch in 0..opts.epochs {
+            let t = Instant::now();
+            if opts.shuffle {
+                kiln_ir::random::Rng::new(kiln_ir::random::mix64(self.seed ^ 0x5eed ^ ((epoch as u64) << 20)))
+                    .shuffle(&mut order);
+            }
+            let mut logs = self.run_batches(Mode::Train, x, y, &order, opts.batch_size)?;
+            if let Some((vx, vy, vidx)) = &val {
+                let vl = self.run_batches(Mode::Evaluate, vx, vy, vidx, opts.batch_size)?;
+                for (k, v) in vl {
+                    logs.insert(format!("val_{k}"), v);
+                }
+            }
+            for (k, v) in &logs {
+                history.history.entry(k.clone()).or_default().push(*v);
+            }
+            if opts.verbose {
+                let steps = n_train.div_ceil(opts.batch_size);
+                let mut line = format!(
+                    "Epoch {}/{} - {steps}/{steps} - {:.2}s",
+                    epoch + 1,
+                    opts.epochs,
+                    t.elapsed().as_secs_f64()
+                );
+                let mut keys: Vec<&String> = logs.keys().collect();
+                keys.sort_by_key(|k| (k.starts_with("val_"), *k != "loss" && *k != "val_loss", (*k).clone()));
+                for k in keys {
+                    let _ = write!(line, " - {k}: {:.4}", logs[k]);
+                }
+                println!("{line}");
+            }
+        }
+        Ok(history)
+    }
+
+    /// Loss and metrics on `(x, y)` (Keras `evaluate`).
+    pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
+        self.check_xy(x, Some(y))?;
+        if self.compiled.is_none() {
+            return Err(LayerError::Usage("call compile(loss, optimizer, metrics) before evaluate".into()));
+        }
+        let idx: Vec<usize> = (0..rows(x)).collect();
+        self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
+    }
+
+    /// Model outputs for `x`, `[n, ..output]` (Keras `predict`).
+    pub fn predict(&mut self, x: &HostTensor, batch_size: usize) -> Result<HostTensor> {
+        self.check_xy(x, None)?;
+        self.init_weights()?;
+        let n = rows(x);
+        let mut out = Vec::new();
+        let idx: Vec<usize> = (0..n).collect();
+        for chunk in idx.chunks(batch_size.max(1)) {
+            let xb = gather_rows(x, chunk);
+            let r = self.plan(Mode::Predict, chunk.len())?.run(&[&xb])?;
+            out.extend(r[0].to_f32());
+        }
+        let mut dims = vec![n];
+        dims.extend(self.output_shape().unwrap_or(&[]));
+        Ok(HostTensor::f32(dims, out)?)
+    }
+
+    /// All weights in layer order (kernel, bias per Dense), read from the device.
+    pub fn get_weights(&mut self) -> Result<Vec<HostTensor>> {
+        self.init_weights()?;
+        let names: Vec<String> = self
+            .layers
+            .iter()
+            .flat_map(|e| e.params.iter().map(move |p| format!("{}/{}", e.name, p.name)))
+            .collect();
+        names.iter().map(|n| Ok(self.device.read_param(n)?)).collect()
+    }
+
+    /// Replaces all weights (same order and shapes as [`Sequential::get_weights`]).
+    pub fn set_weights(&mut self, weights: &[HostTensor]) -> Result<()> {
+        let specs: Vec<(String, Vec<usize>)> = self
+            .layers
+            .iter()
+            .flat_map(|e| e.params.iter().map(move |p| (format!("{}/{}", e.name, p.name), p.shape.clone())))
+            .collect();
+        if specs.len() != weights.len() {
+            return Err(LayerError::Data(format!(
+                "set_weights: the model has {} weight tensors, got {}",
+                specs.len(),
+                weights.len()
+            )));
+        }
+        for ((name, shape), w) in specs.iter().zip(weights) {
+            if w.shape.dims() != shape.as_slice() {
+                return Err(LayerError::Data(format!("set_weights: `{name}` has shape {:?}, got {}", shape, w.shape)));
+            }
+        }
+        self.init_weights()?;
+        for ((name, _), w) in specs.iter().zip(weights) {
+            self.device.write_param(name, w)?;
+        }
+        Ok(())
+    }
+
+    /// Keras's `summary()` table.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let rule = "_".repeat(65);
+        let _ = writeln!(s, "Model: \"sequential\"\n{rule}");
+        let _ = writeln!(s, "{:<29}{:<26}{:>10}", "Layer (type)", "Output Shape", "Param #");
+        let _ = writeln!(s, "{}", "=".repeat(65));
+        let mut total = 0;
+        for (i, e) in self.layers.iter().enumerate() {
+            let n: usize = e.params.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+            total += n;
+            let shape = format!(
+                "(None, {})",
+                e.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            );
+            let _ = writeln!(s, "{:<29}{:<26}{:>10}", format!("{} ({})", e.name, e.layer.kind()), shape, n);
+            let _ = writeln!(s, "{}", if i + 1 == self.layers.len() { "=".repeat(65) } else { rule.clone() });
+        }
+        let _ = writeln!(s, "Total params: {total}\nTrainable params: {total}\nNon-trainable params: 0\n{rule}");
+        s
+    }
+}

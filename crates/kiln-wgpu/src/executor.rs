@@ -1,0 +1,416 @@
+//! Loading a [`Plan`] onto the device, and running it.
+//!
+//! [`load`] builds everything a run needs, once: device buffers (params come from the
+//! backend's variable registry, constants are uploaded here), one pipeline per distinct
+//! (kernel, access) pair, a bind group per dispatch step, and one staging buffer holding
+//! every output. [`WgpuExecutable::run`] then only writes the inputs, records one command
+//! encoder (dispatches in compute passes, `Step::Copy` between passes, output copies to
+//! staging), submits once, and maps the staging buffer. It creates no buffers.
+
+use crate::backend::Shared;
+use crate::codegen::{self, BindingSlot, KernelSource, ENTRY_POINT};
+use crate::device::{Gpu, STAGING_USAGE, STORAGE_USAGE};
+use crate::validate;
+use kiln_ir::DType;
+use kiln_opt::kernel::{Access, KernelOp};
+use kiln_opt::plan::{BufferKind, Plan, Step};
+use kiln_opt::{check_inputs, Executable, HostTensor, OptError, Result};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A prepared step of the schedule.
+enum Prepared {
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: usize,
+        dst: usize,
+        bytes: u64,
+    },
+}
+
+/// One output slot: where it lives and where it lands in the staging buffer.
+struct OutputCopy {
+    buffer: usize,
+    offset: u64,
+    bytes: u64,
+}
+
+/// A plan loaded on a [`crate::WgpuBackend`].
+pub struct WgpuExecutable {
+    plan: Arc<Plan>,
+    gpu: Arc<Gpu>,
+    buffers: Vec<wgpu::Buffer>,
+    steps: Vec<Prepared>,
+    inputs: Vec<usize>,
+    outputs: Vec<OutputCopy>,
+    staging: wgpu::Buffer,
+    staging_bytes: u64,
+}
+
+fn bad_plan(what: String) -> OptError {
+    OptError::Backend(format!("invalid plan: {what}"))
+}
+
+fn slot_bytes(shape: &kiln_ir::Shape) -> u64 {
+    shape.numel() as u64 * 4
+}
+
+/// Builds buffers, pipelines, bind groups and staging for `plan`.
+pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutable> {
+    let gpu = shared.gpu.clone();
+    let buffers = create_buffers(shared, &plan)?;
+
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    for (si, step) in plan.steps.iter().enumerate() {
+        match step {
+            Step::Dispatch {
+                kernel,
+                buffers: bound,
+                workgroups,
+            } => {
+                let k = plan
+                    .kernels
+                    .get(*kernel as usize)
+                    .ok_or_else(|| bad_plan(format!("step {si} runs kernel {kernel}, which does not exist")))?;
+                check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
+                // An input sharing its buffer with a written arg must be bound read_write too.
+                let written: Vec<u32> = (0..k.args.len())
+                    .filter(|&i| i + 1 == k.args.len() || k.args[i].access == Access::Write)
+                    .map(|i| bound[i].0)
+                    .collect();
+                let access: Vec<Access> = (0..k.args.len())
+                    .map(|i| if written.contains(&bound[i].0) { Access::Write } else { k.args[i].access })
+                    .collect();
+                let src = codegen::kernel_source(k, &access).map_err(|e| OptError::Backend(e.to_string()))?;
+                let pipeline = shared.pipeline(&k.label, &src)?;
+                let layout = pipeline.get_bind_group_layout(0);
+                let entries: Vec<wgpu::BindGroupEntry> = src
+                    .bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(b, slot)| wgpu::BindGroupEntry {
+                        binding: b as u32,
+                        resource: buffers[bound[slot.arg as usize].0 as usize].as_entire_binding(),
+                    })
+                    .collect();
+                let bind_group = gpu.scoped(&format!("bind group of step {si} (`{}`)", k.label), "", || {
+                    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(&k.label),
+                        layout: &layout,
+                        entries: &entries,
+                    })
+                })?;
+                steps.push(Prepared::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups: *workgroups,
+                });
+            }
+            Step::Copy { src, dst } => {
+                let (s, d) = (src.0 as usize, dst.0 as usize);
+                let (Some(sd), Some(dd)) = (plan.buffers.get(s), plan.buffers.get(d)) else {
+                    return Err(bad_plan(format!("step {si} copies between missing buffers {s} -> {d}")));
+                };
+                if sd.len != dd.len || s == d {
+                    return Err(bad_plan(format!(
+                        "step {si} copies `{}` ({} elements) into `{}` ({} elements)",
+                        sd.name, sd.len, dd.name, dd.len
+                    )));
+                }
+                steps.push(Prepared::Copy {
+                    src: s,
+                    dst: d,
+                    bytes: sd.bytes(),
+                });
+            }
+        }
+    }
+
+    let slot_buffer = |name: &str, id: kiln_opt::plan::BufferId, shape: &kiln_ir::Shape| -> Result<usize> {
+        let i = id.0 as usize;
+        match plan.buffers.get(i) {
+            Some(b) if b.len as u64 * 4 >= slot_bytes(shape) => Ok(i),
+            _ => Err(bad_plan(format!("slot `{name}` ({shape}) does not fit its buffer {i}"))),
+        }
+    };
+    let inputs = plan
+        .inputs
+        .iter()
+        .map(|s| slot_buffer(&s.name, s.buffer, &s.shape))
+        .collect::<Result<Vec<_>>>()?;
+    let mut outputs = Vec::new();
+    let mut offset = 0;
+    for s in &plan.outputs {
+        let buffer = slot_buffer(&s.name, s.buffer, &s.shape)?;
+        let bytes = slot_bytes(&s.shape);
+        outputs.push(OutputCopy { buffer, offset, bytes });
+        offset += bytes;
+    }
+    let staging = gpu.create_buffer("kiln outputs (staging)", offset, STAGING_USAGE);
+    Ok(WgpuExecutable {
+        plan,
+        gpu,
+        buffers,
+        steps,
+        inputs,
+        outputs,
+        staging,
+        staging_bytes: offset,
+    })
+}
+
+/// Creates (or, for params, looks up) every buffer of the plan.
+fn create_buffers(shared: &mut Shared, plan: &Plan) -> Result<Vec<wgpu::Buffer>> {
+    let gpu = shared.gpu.clone();
+    gpu.scoped("creating the plan's buffers", "", || -> Result<Vec<wgpu::Buffer>> {
+        let mut out = Vec::with_capacity(plan.buffers.len());
+        for (i, desc) in plan.buffers.iter().enumerate() {
+            let buffer = match &desc.kind {
+                BufferKind::Param => {
+                    let slot = plan
+                        .params
+                        .iter()
+                        .find(|s| s.buffer.0 as usize == i)
+                        .ok_or_else(|| bad_plan(format!("param buffer `{}` has no param slot", desc.name)))?;
+                    if slot.shape.numel() != desc.len || slot.dtype != desc.dtype {
+                        return Err(bad_plan(format!("param slot `{}` does not match its buffer", slot.name)));
+                    }
+                    shared.param_buffer(&slot.name, &slot.shape, slot.dtype)?
+                }
+                BufferKind::Constant { values } => {
+                    if values.len() != desc.len {
+                        return Err(bad_plan(format!(
+                            "constant `{}` has {} values for {} elements",
+                            desc.name,
+                            values.len(),
+                            desc.len
+                        )));
+                    }
+                    let b = gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE);
+                    let words: Vec<u32> = match desc.dtype {
+                        DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
+                        DType::I32 => values.iter().map(|&v| v as i32 as u32).collect(),
+                    };
+                    if !words.is_empty() {
+                        gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(&words));
+                    }
+                    b
+                }
+                BufferKind::Input | BufferKind::Output | BufferKind::Temp => {
+                    gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE)
+                }
+            };
+            out.push(buffer);
+        }
+        Ok(out)
+    })?
+}
+
+/// Structural checks of one dispatch, so that a bad plan is an error at load, not a
+/// device-side failure at run.
+fn check_dispatch(
+    gpu: &Gpu,
+    plan: &Plan,
+    si: usize,
+    k: &kiln_opt::kernel::Kernel,
+    bound: &[kiln_opt::plan::BufferId],
+    groups: [u32; 3],
+) -> Result<()> {
+    if bound.len() != k.args.len() {
+        return Err(bad_plan(format!(
+            "step {si} binds {} buffers to kernel `{}` with {} args",
+            bound.len(),
+            k.label,
+            k.args.len()
+        )));
+    }
+    for (i, (b, arg)) in bound.iter().zip(&k.args).enumerate() {
+        match plan.buffers.get(b.0 as usize) {
+            Some(d) if d.dtype == arg.dtype => {}
+            Some(d) => {
+                return Err(bad_plan(format!(
+                    "step {si}: arg {i} of `{}` is {} but buffer `{}` is {}",
+                    k.label, arg.dtype, d.name, d.dtype
+                )))
+            }
+            None => return Err(bad_plan(format!("step {si} binds missing buffer {}", b.0))),
+        }
+    }
+    let max = gpu.limits.max_compute_workgroups_per_dimension;
+    if groups.iter().any(|&g| g > max) {
+        return Err(bad_plan(format!("step {si}: workgroups {groups:?} exceed the device limit {max} per dimension")));
+    }
+    let needed = match &k.op {
+        KernelOp::MatMul { batch, m, n, .. } => codegen::matmul_threads(*batch, *m, *n),
+        _ => k.threads,
+    };
+    let launched = groups[0] as u64 * groups[1] as u64 * k.workgroup_size as u64;
+    if groups[2] == 0 || launched < needed {
+        return Err(bad_plan(format!(
+            "step {si}: workgroups {groups:?} x {} launch {launched} threads but kernel `{}` needs {needed}",
+            k.workgroup_size, k.label
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a compute pipeline for `src` with an explicit bind group layout.
+pub(crate) fn create_pipeline(
+    gpu: &Gpu,
+    label: &str,
+    module: &wgpu::ShaderModule,
+    src: &KernelSource,
+) -> Result<wgpu::ComputePipeline> {
+    gpu.scoped(&format!("creating the pipeline of `{label}`"), &src.wgsl, || {
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = src
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(b, slot): (usize, &BindingSlot)| wgpu::BindGroupLayoutEntry {
+                binding: b as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: slot.read_only,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let bgl = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &entries,
+        });
+        let layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(label),
+            layout: Some(&layout),
+            module,
+            entry_point: Some(ENTRY_POINT),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &src.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+    })
+}
+
+/// Validates `src` with naga, then creates its shader module inside an error scope.
+pub(crate) fn create_module(gpu: &Gpu, label: &str, src: &KernelSource) -> Result<wgpu::ShaderModule> {
+    validate::validate_wgsl(label, &src.wgsl).map_err(|e| OptError::Backend(e.to_string()))?;
+    gpu.scoped(&format!("creating the shader module of `{label}`"), &src.wgsl, || {
+        gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(src.wgsl.as_str().into()),
+        })
+    })
+}
+
+impl WgpuExecutable {
+    /// Records the whole schedule plus the output copies into one command buffer.
+    fn encode(&self) -> wgpu::CommandBuffer {
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+        let mut i = 0;
+        while i < self.steps.len() {
+            if let Prepared::Copy { src, dst, bytes } = &self.steps[i] {
+                enc.copy_buffer_to_buffer(&self.buffers[*src], 0, &self.buffers[*dst], 0, *bytes);
+                i += 1;
+                continue;
+            }
+            // A maximal run of dispatches shares one compute pass; wgpu orders them.
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kiln dispatches"),
+                timestamp_writes: None,
+            });
+            while let Some(Prepared::Dispatch {
+                pipeline,
+                bind_group,
+                groups,
+            }) = self.steps.get(i)
+            {
+                if groups.iter().all(|&g| g > 0) {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                }
+                i += 1;
+            }
+        }
+        for o in &self.outputs {
+            if o.bytes > 0 {
+                enc.copy_buffer_to_buffer(&self.buffers[o.buffer], 0, &self.staging, o.offset, o.bytes);
+            }
+        }
+        enc.finish()
+    }
+}
+
+impl Executable for WgpuExecutable {
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn run(&mut self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        check_inputs(&self.plan, inputs)?;
+        let gpu = self.gpu.clone();
+        let submission = gpu.scoped("running the plan", "", || {
+            for (t, &b) in inputs.iter().zip(&self.inputs) {
+                let words = t.to_bits();
+                if !words.is_empty() {
+                    gpu.queue.write_buffer(&self.buffers[b], 0, bytemuck::cast_slice(&words));
+                }
+            }
+            gpu.queue.submit([self.encode()])
+        })?;
+        let words = gpu.read_back(&self.staging, self.staging_bytes, submission)?;
+        Ok(self
+            .plan
+            .outputs
+            .iter()
+            .zip(&self.outputs)
+            .map(|(slot, o)| {
+                let (a, b) = ((o.offset / 4) as usize, ((o.offset + o.bytes) / 4) as usize);
+                HostTensor::from_bits(slot.shape.clone(), slot.dtype, &words[a..b])
+            })
+            .collect())
+    }
+}
+
+/// Pipelines already created, keyed by everything that determines them.
+pub(crate) type PipelineKey = (String, Vec<(&'static str, u64)>, Vec<BindingSlot>);
+
+/// The key of `src` in the pipeline cache.
+pub(crate) fn pipeline_key(src: &KernelSource) -> PipelineKey {
+    // Bindings matter only through their access modes (the arg mapping lives in bind groups).
+    let access = src
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BindingSlot {
+            arg: i as u32,
+            read_only: b.read_only,
+        })
+        .collect();
+    (
+        src.wgsl.clone(),
+        src.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        access,
+    )
+}
+
+/// A map from pipeline key to pipeline.
+pub(crate) type PipelineCache = HashMap<PipelineKey, wgpu::ComputePipeline>;
