@@ -29,8 +29,16 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match flag.as_str() {
             "--out" => a.out = PathBuf::from(value("--out")?),
-            "--seed" => a.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--epochs" => a.epochs = value("--epochs")?.parse().map_err(|e| format!("--epochs: {e}"))?,
+            "--seed" => {
+                a.seed = value("--seed")?
+                    .parse()
+                    .map_err(|e| format!("--seed: {e}"))?
+            }
+            "--epochs" => {
+                a.epochs = value("--epochs")?
+                    .parse()
+                    .map_err(|e| format!("--epochs: {e}"))?
+            }
             "--cpu" => a.cpu = true,
             "-h" | "--help" => {
                 println!("usage: unit_circle [--out DIR] [--seed N] [--epochs N] [--cpu]");
@@ -54,14 +62,21 @@ fn brg(p: f32) -> [u8; 3] {
     }
 }
 
-fn write_png(path: &Path, x: &HostTensor, p: &HostTensor) -> Result<(), Box<dyn std::error::Error>> {
+fn write_png(
+    path: &Path,
+    x: &HostTensor,
+    p: &HostTensor,
+) -> Result<(), Box<dyn std::error::Error>> {
     const S: usize = 400;
     let mut img = vec![255u8; S * S * 3];
     let (xs, ps) = (x.to_f32(), p.to_f32());
     // the unit circle, in grey
     for i in 0..2000 {
         let t = i as f32 / 2000.0 * std::f32::consts::TAU;
-        let (px, py) = ((t.cos() + 2.0) / 4.0 * (S - 1) as f32, (2.0 - t.sin()) / 4.0 * (S - 1) as f32);
+        let (px, py) = (
+            (t.cos() + 2.0) / 4.0 * (S - 1) as f32,
+            (2.0 - t.sin()) / 4.0 * (S - 1) as f32,
+        );
         let o = (py as usize * S + px as usize) * 3;
         img[o..o + 3].copy_from_slice(&[160, 160, 160]);
     }
@@ -123,23 +138,47 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut linear = task::linear_model(device(), args.seed)?;
     println!("device: {}", linear.device());
-    println!("== linear model: Dense(2), mse, SGD(0.01)\n{}", linear.summary());
+    println!(
+        "== linear model: Dense(2), mse, SGD(0.01)\n{}",
+        linear.summary()
+    );
     linear.fit(&x, &y, fit.clone())?;
-    let (lt, lv) = (accuracy(&linear.predict(&x, 100)?, &y), linear.predict(&xv, 100)?);
+    let (lt, lv) = (
+        accuracy(&linear.predict(&x, 100)?, &y),
+        linear.predict(&xv, 100)?,
+    );
     let lva = accuracy(&lv, &yv);
     write_png(&args.out.join("linear.png"), &xv, &lv)?;
 
     let mut deep = task::deep_model(device(), args.seed, 0.01)?;
-    println!("== deep model: tanh(3) → tanh(3) → softmax(2), binary crossentropy, SGD(0.01)\n{}", deep.summary());
+    println!(
+        "== deep model: tanh(3) → tanh(3) → softmax(2), binary crossentropy, SGD(0.01)\n{}",
+        deep.summary()
+    );
     deep.fit(&x, &y, fit)?;
-    let (dt, dv) = (accuracy(&deep.predict(&x, 100)?, &y), deep.predict(&xv, 100)?);
+    let (dt, dv) = (
+        accuracy(&deep.predict(&x, 100)?, &y),
+        deep.predict(&xv, 100)?,
+    );
     let dva = accuracy(&dv, &yv);
     write_png(&args.out.join("deep.png"), &xv, &dv)?;
 
     println!("\nresult (seed {}):", args.seed);
-    println!("  linear: train accuracy {:.1} %, validation accuracy {:.1} %", lt * 100.0, lva * 100.0);
-    println!("  deep:   train accuracy {:.1} %, validation accuracy {:.1} %", dt * 100.0, dva * 100.0);
-    println!("  wrote {} and {}", args.out.join("linear.png").display(), args.out.join("deep.png").display());
+    println!(
+        "  linear: train accuracy {:.1} %, validation accuracy {:.1} %",
+        lt * 100.0,
+        lva * 100.0
+    );
+    println!(
+        "  deep:   train accuracy {:.1} %, validation accuracy {:.1} %",
+        dt * 100.0,
+        dva * 100.0
+    );
+    println!(
+        "  wrote {} and {}",
+        args.out.join("linear.png").display(),
+        args.out.join("deep.png").display()
+    );
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The unit-circle task of the Keras MLP tutorial: data and the two models.
 
-use kiln::{Activation, Dense, HostTensor, Loss, Metric, Sequential, Sgd};
 use kiln::ir::random::Rng;
+use kiln::{Activation, Dense, HostTensor, Loss, Metric, Sequential, Sgd};
 
 /// `n` points uniform in [-2, 2]², one-hot labels `[outside, inside]` of the unit circle.
 pub fn make_data(n: usize, seed: u64) -> (HostTensor, HostTensor) {

@@ -89,7 +89,9 @@ impl Metric {
     /// The concrete metric Keras would pick for `accuracy` given the loss and output width.
     pub fn resolve(self, loss: Loss, outputs: usize) -> Metric {
         match self {
-            Metric::Accuracy if loss == Loss::BinaryCrossentropy || outputs == 1 => Metric::BinaryAccuracy,
+            Metric::Accuracy if loss == Loss::BinaryCrossentropy || outputs == 1 => {
+                Metric::BinaryAccuracy
+            }
             Metric::Accuracy => Metric::CategoricalAccuracy,
             m => m,
         }

@@ -146,18 +146,20 @@ impl Sequential {
     /// Appends a layer, checking that it fits the previous layer's output.
     pub fn add(&mut self, mut layer: impl Layer + 'static) -> Result<()> {
         let kind = layer.kind();
-        let count = self.name_counts.entry(kind).or_insert(0);
-        *count += 1;
+        let count = self.name_counts.get(kind).copied().unwrap_or(0) + 1;
         let name = format!("{}_{}", kind.to_lowercase(), count);
         let input = match self.layers.last() {
             Some(prev) => prev.output.clone(),
             None => layer.declared_input().ok_or_else(|| LayerError::Shape {
                 layer: name.clone(),
-                message: format!("the first layer needs its input shape; hint: {kind}(..).input_dim(n)"),
+                message: format!(
+                    "the first layer needs its input shape; hint: {kind}(..).input_dim(n)"
+                ),
             })?,
         };
         let output = layer.build(&name, &input)?;
         let params = layer.params();
+        self.name_counts.insert(kind, count);
         self.layers.push(Entry {
             name,
             layer: Box::new(layer),
@@ -181,19 +183,30 @@ impl Sequential {
     }
 
     /// Configures training (Keras `compile`) and initializes the weights on the device.
-    pub fn compile(&mut self, loss: Loss, optimizer: impl Optimizer + 'static, metrics: &[Metric]) -> Result<()> {
+    pub fn compile(
+        &mut self,
+        loss: Loss,
+        optimizer: impl Optimizer + 'static,
+        metrics: &[Metric],
+    ) -> Result<()> {
         let outputs = self
             .output_shape()
-            .ok_or_else(|| LayerError::Usage("compile: the model has no layers; add() some first".into()))?
+            .ok_or_else(|| {
+                LayerError::Usage("compile: the model has no layers; add() some first".into())
+            })?
             .iter()
             .product();
         for (name, v) in optimizer.hyper_params() {
-            self.device.write_param(&name, &HostTensor::f32([], vec![v])?)?;
+            self.device
+                .write_param(&name, &HostTensor::f32([], vec![v])?)?;
         }
         self.compiled = Some(Compiled {
             loss,
             optimizer: Box::new(optimizer),
-            metrics: metrics.iter().map(|m| (m.name(), m.resolve(loss, outputs))).collect(),
+            metrics: metrics
+                .iter()
+                .map(|m| (m.name(), m.resolve(loss, outputs)))
+                .collect(),
         });
         self.plans.clear();
         self.init_weights()
@@ -208,8 +221,10 @@ impl Sequential {
                 let n = p.shape.iter().product();
                 let seed = kiln_ir::random::mix64(self.seed ^ ((li as u64) << 32 | pi as u64));
                 let v = p.init.values(n, p.fan_in, p.fan_out, seed);
-                self.device
-                    .write_param(&format!("{}/{}", e.name, p.name), &HostTensor::f32(p.shape.clone(), v)?)?;
+                self.device.write_param(
+                    &format!("{}/{}", e.name, p.name),
+                    &HostTensor::f32(p.shape.clone(), v)?,
+                )?;
             }
         }
         self.weights_ready = true;
@@ -232,7 +247,13 @@ impl Sequential {
             let ids = e
                 .params
                 .iter()
-                .map(|p| g.param(&format!("{}/{}", e.name, p.name), p.shape.clone(), DType::F32))
+                .map(|p| {
+                    g.param(
+                        &format!("{}/{}", e.name, p.name),
+                        p.shape.clone(),
+                        DType::F32,
+                    )
+                })
                 .collect::<kiln_ir::Result<Vec<_>>>()?;
             trainable.extend(&ids);
             h = g.scoped(&e.name, |g| e.layer.forward(g, h, &ids))?;
@@ -241,10 +262,9 @@ impl Sequential {
             g.output("y", h)?;
             return Ok(g);
         }
-        let cfg = self
-            .compiled
-            .as_ref()
-            .ok_or_else(|| LayerError::Usage("call compile(loss, optimizer, metrics) before fit/evaluate".into()))?;
+        let cfg = self.compiled.as_ref().ok_or_else(|| {
+            LayerError::Usage("call compile(loss, optimizer, metrics) before fit/evaluate".into())
+        })?;
         let yd = g.shape(h).dims().to_vec();
         let y = g.input("y", yd, DType::F32)?;
         let per = cfg.loss.per_sample(&mut g, h, y)?;
@@ -289,7 +309,10 @@ impl Sequential {
             return Err(LayerError::Data(format!(
                 "x has shape {}, the model expects [n, {}]",
                 x.shape,
-                inp.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                inp.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         if let Some(y) = y {
@@ -299,7 +322,10 @@ impl Sequential {
                     "y has shape {}, expected [{}, {}] to match x and the model output",
                     y.shape,
                     rows(x),
-                    out.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                    out.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -307,7 +333,14 @@ impl Sequential {
     }
 
     /// Runs `mode` over `idx` in batches; returns (sample-weighted mean loss, metric means).
-    fn run_batches(&mut self, mode: Mode, x: &HostTensor, y: &HostTensor, idx: &[usize], batch: usize) -> Result<Logs> {
+    fn run_batches(
+        &mut self,
+        mode: Mode,
+        x: &HostTensor,
+        y: &HostTensor,
+        idx: &[usize],
+        batch: usize,
+    ) -> Result<Logs> {
         let mut loss_sum = 0.0;
         let nm = self.compiled.as_ref().map(|c| c.metrics.len()).unwrap_or(0);
         let mut metric_sums = vec![0.0; nm];
@@ -335,7 +368,9 @@ impl Sequential {
     pub fn fit(&mut self, x: &HostTensor, y: &HostTensor, opts: Fit) -> Result<History> {
         self.check_xy(x, Some(y))?;
         if self.compiled.is_none() {
-            return Err(LayerError::Usage("call compile(loss, optimizer, metrics) before fit".into()));
+            return Err(LayerError::Usage(
+                "call compile(loss, optimizer, metrics) before fit".into(),
+            ));
         }
         if opts.batch_size == 0 {
             return Err(LayerError::Data("batch_size must be at least 1".into()));
@@ -343,7 +378,10 @@ impl Sequential {
         let n = rows(x);
         let (n_train, val) = if let Some((vx, vy)) = &opts.validation_data {
             self.check_xy(vx, Some(vy))?;
-            (n, Some((vx.clone(), vy.clone(), (0..rows(vx)).collect::<Vec<_>>())))
+            (
+                n,
+                Some((vx.clone(), vy.clone(), (0..rows(vx)).collect::<Vec<_>>())),
+            )
         } else if opts.validation_split > 0.0 {
             let nv = ((n as f64) * opts.validation_split.min(1.0)) as usize;
             (n - nv, Some((x.clone(), y.clone(), (n - nv..n).collect())))
@@ -358,8 +396,10 @@ impl Sequential {
         for epoch in 0..opts.epochs {
             let t = Instant::now();
             if opts.shuffle {
-                kiln_ir::random::Rng::new(kiln_ir::random::mix64(self.seed ^ 0x5eed ^ ((epoch as u64) << 20)))
-                    .shuffle(&mut order);
+                kiln_ir::random::Rng::new(kiln_ir::random::mix64(
+                    self.seed ^ 0x5eed ^ ((epoch as u64) << 20),
+                ))
+                .shuffle(&mut order);
             }
             let mut logs = self.run_batches(Mode::Train, x, y, &order, opts.batch_size)?;
             if let Some((vx, vy, vidx)) = &val {
@@ -380,7 +420,13 @@ impl Sequential {
                     t.elapsed().as_secs_f64()
                 );
                 let mut keys: Vec<&String> = logs.keys().collect();
-                keys.sort_by_key(|k| (k.starts_with("val_"), *k != "loss" && *k != "val_loss", (*k).clone()));
+                keys.sort_by_key(|k| {
+                    (
+                        k.starts_with("val_"),
+                        *k != "loss" && *k != "val_loss",
+                        (*k).clone(),
+                    )
+                });
                 for k in keys {
                     let _ = write!(line, " - {k}: {:.4}", logs[k]);
                 }
@@ -394,7 +440,9 @@ impl Sequential {
     pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
         self.check_xy(x, Some(y))?;
         if self.compiled.is_none() {
-            return Err(LayerError::Usage("call compile(loss, optimizer, metrics) before evaluate".into()));
+            return Err(LayerError::Usage(
+                "call compile(loss, optimizer, metrics) before evaluate".into(),
+            ));
         }
         let idx: Vec<usize> = (0..rows(x)).collect();
         self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
@@ -423,9 +471,16 @@ impl Sequential {
         let names: Vec<String> = self
             .layers
             .iter()
-            .flat_map(|e| e.params.iter().map(move |p| format!("{}/{}", e.name, p.name)))
+            .flat_map(|e| {
+                e.params
+                    .iter()
+                    .map(move |p| format!("{}/{}", e.name, p.name))
+            })
             .collect();
-        names.iter().map(|n| Ok(self.device.read_param(n)?)).collect()
+        names
+            .iter()
+            .map(|n| Ok(self.device.read_param(n)?))
+            .collect()
     }
 
     /// Replaces all weights (same order and shapes as [`Sequential::get_weights`]).
@@ -433,7 +488,11 @@ impl Sequential {
         let specs: Vec<(String, Vec<usize>)> = self
             .layers
             .iter()
-            .flat_map(|e| e.params.iter().map(move |p| (format!("{}/{}", e.name, p.name), p.shape.clone())))
+            .flat_map(|e| {
+                e.params
+                    .iter()
+                    .map(move |p| (format!("{}/{}", e.name, p.name), p.shape.clone()))
+            })
             .collect();
         if specs.len() != weights.len() {
             return Err(LayerError::Data(format!(
@@ -444,7 +503,10 @@ impl Sequential {
         }
         for ((name, shape), w) in specs.iter().zip(weights) {
             if w.shape.dims() != shape.as_slice() {
-                return Err(LayerError::Data(format!("set_weights: `{name}` has shape {:?}, got {}", shape, w.shape)));
+                return Err(LayerError::Data(format!(
+                    "set_weights: `{name}` has shape {:?}, got {}",
+                    shape, w.shape
+                )));
             }
         }
         self.init_weights()?;
@@ -459,20 +521,49 @@ impl Sequential {
         let mut s = String::new();
         let rule = "_".repeat(65);
         let _ = writeln!(s, "Model: \"sequential\"\n{rule}");
-        let _ = writeln!(s, "{:<29}{:<26}{:>10}", "Layer (type)", "Output Shape", "Param #");
+        let _ = writeln!(
+            s,
+            "{:<29}{:<26}{:>10}",
+            "Layer (type)", "Output Shape", "Param #"
+        );
         let _ = writeln!(s, "{}", "=".repeat(65));
         let mut total = 0;
         for (i, e) in self.layers.iter().enumerate() {
-            let n: usize = e.params.iter().map(|p| p.shape.iter().product::<usize>()).sum();
+            let n: usize = e
+                .params
+                .iter()
+                .map(|p| p.shape.iter().product::<usize>())
+                .sum();
             total += n;
             let shape = format!(
                 "(None, {})",
-                e.output.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                e.output
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            let _ = writeln!(s, "{:<29}{:<26}{:>10}", format!("{} ({})", e.name, e.layer.kind()), shape, n);
-            let _ = writeln!(s, "{}", if i + 1 == self.layers.len() { "=".repeat(65) } else { rule.clone() });
+            let _ = writeln!(
+                s,
+                "{:<29}{:<26}{:>10}",
+                format!("{} ({})", e.name, e.layer.kind()),
+                shape,
+                n
+            );
+            let _ = writeln!(
+                s,
+                "{}",
+                if i + 1 == self.layers.len() {
+                    "=".repeat(65)
+                } else {
+                    rule.clone()
+                }
+            );
         }
-        let _ = writeln!(s, "Total params: {total}\nTrainable params: {total}\nNon-trainable params: 0\n{rule}");
+        let _ = writeln!(
+            s,
+            "Total params: {total}\nTrainable params: {total}\nNon-trainable params: 0\n{rule}"
+        );
         s
     }
 }

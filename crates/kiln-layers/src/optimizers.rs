@@ -24,7 +24,9 @@ pub struct Sgd {
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd { learning_rate: 0.01 }
+        Sgd {
+            learning_rate: 0.01,
+        }
     }
 }
 

@@ -33,12 +33,20 @@ pub(crate) struct Shared {
 impl Shared {
     /// The buffer of variable `name`, created zero-filled when new; a clash of shape or
     /// dtype with an existing variable is an error.
-    pub(crate) fn param_buffer(&mut self, name: &str, shape: &Shape, dtype: DType) -> Result<wgpu::Buffer> {
+    pub(crate) fn param_buffer(
+        &mut self,
+        name: &str,
+        shape: &Shape,
+        dtype: DType,
+    ) -> Result<wgpu::Buffer> {
         if let Some(v) = self.params.get(name) {
             if &v.shape != shape || v.dtype != dtype {
                 return Err(OptError::Param {
                     name: name.into(),
-                    message: format!("exists as {}{} but the plan declares {dtype}{shape}", v.dtype, v.shape),
+                    message: format!(
+                        "exists as {}{} but the plan declares {dtype}{shape}",
+                        v.dtype, v.shape
+                    ),
                 });
             }
             return Ok(v.buffer.clone());
@@ -59,7 +67,11 @@ impl Shared {
     }
 
     /// The pipeline of `src`, created (after naga validation) on first use.
-    pub(crate) fn pipeline(&mut self, label: &str, src: &KernelSource) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(
+        &mut self,
+        label: &str,
+        src: &KernelSource,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = executor::pipeline_key(src);
         if let Some(p) = self.pipelines.get(&key) {
             return Ok(p.clone());
@@ -137,29 +149,43 @@ impl Backend for WgpuBackend {
     }
 
     fn write_param(&mut self, name: &str, value: &HostTensor) -> Result<()> {
-        let buffer = self.shared.param_buffer(name, &value.shape, value.dtype())?;
+        let buffer = self
+            .shared
+            .param_buffer(name, &value.shape, value.dtype())?;
         let words = value.to_bits();
         if !words.is_empty() {
-            self.shared.gpu.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+            self.shared
+                .gpu
+                .queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
         }
         Ok(())
     }
 
     fn read_param(&mut self, name: &str) -> Result<HostTensor> {
         let gpu = self.shared.gpu.clone();
-        let v = self.shared.params.get_mut(name).ok_or_else(|| OptError::Param {
-            name: name.into(),
-            message: "no such variable (load a plan that declares it, or write it first)".into(),
-        })?;
+        let v = self
+            .shared
+            .params
+            .get_mut(name)
+            .ok_or_else(|| OptError::Param {
+                name: name.into(),
+                message: "no such variable (load a plan that declares it, or write it first)"
+                    .into(),
+            })?;
         let bytes = v.shape.numel() as u64 * 4;
         let staging = v
             .staging
-            .get_or_insert_with(|| gpu.create_buffer(&format!("{name} (read-back)"), bytes, STAGING_USAGE))
+            .get_or_insert_with(|| {
+                gpu.create_buffer(&format!("{name} (read-back)"), bytes, STAGING_USAGE)
+            })
             .clone();
         let submission = gpu.scoped(&format!("reading param `{name}`"), "", || {
             let mut enc = gpu
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln read_param") });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("kiln read_param"),
+                });
             if bytes > 0 {
                 enc.copy_buffer_to_buffer(&v.buffer, 0, &staging, 0, bytes);
             }
@@ -181,7 +207,9 @@ impl Backend for WgpuBackend {
 pub fn test_backend() -> Option<WgpuBackend> {
     match WgpuBackend::new() {
         Ok(b) => Some(b),
-        Err(WgpuError::NoAdapter { .. }) if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") => {
+        Err(WgpuError::NoAdapter { .. })
+            if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") =>
+        {
             eprintln!("skipping: no GPU adapter");
             None
         }

@@ -61,7 +61,8 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC);
 
 /// Usage of host read-back buffers.
-pub const STAGING_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
+pub const STAGING_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 /// How long a run may take before the wait gives up.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -79,8 +80,8 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 /// `"<name> (<backend>, <device_type>, driver <driver>)"`.
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
     format!(
-        "{} ({:?}, {:?}, driver {} {})",
-        info.name, info.backend, info.device_type, info.driver, info.driver_info
+        "{} ({:?}, {:?}, driver {})",
+        info.name, info.backend, info.device_type, info.driver
     )
 }
 
@@ -104,11 +105,18 @@ impl Gpu {
             });
         }
         for a in &adapters {
-            log::debug!("kiln-wgpu: found adapter {}", describe_adapter(&a.get_info()));
+            log::debug!(
+                "kiln-wgpu: found adapter {}",
+                describe_adapter(&a.get_info())
+            );
         }
         if let Ok(wanted) = std::env::var("KILN_ADAPTER") {
             let needle = wanted.to_lowercase();
-            let available = adapters.iter().map(|a| a.get_info().name).collect::<Vec<_>>().join(", ");
+            let available = adapters
+                .iter()
+                .map(|a| a.get_info().name)
+                .collect::<Vec<_>>()
+                .join(", ");
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
             if adapters.is_empty() {
                 return Err(WgpuError::NoMatchingAdapter { wanted, available });
@@ -123,7 +131,11 @@ impl Gpu {
         let adapter = adapters.swap_remove(best);
         let info = adapter.get_info();
         let limits = adapter.limits();
-        log::info!("kiln-wgpu: using adapter {}", describe_adapter(&info));
+        log::info!(
+            "kiln-wgpu: using adapter {} [{}]",
+            describe_adapter(&info),
+            info.driver_info
+        );
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
             required_features: wgpu::Features::empty(),
@@ -178,7 +190,12 @@ impl Gpu {
     }
 
     /// Creates a buffer of at least 4 bytes (wgpu allows no empty buffers), counting it.
-    pub fn create_buffer(&self, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub fn create_buffer(
+        &self,
+        label: &str,
+        bytes: u64,
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -190,7 +207,12 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
     /// `OptError::Backend` with `context` (e.g. the shader source) appended.
-    pub fn scoped<T>(&self, what: &str, context: &str, f: impl FnOnce() -> T) -> Result<T, OptError> {
+    pub fn scoped<T>(
+        &self,
+        what: &str,
+        context: &str,
+        f: impl FnOnce() -> T,
+    ) -> Result<T, OptError> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
@@ -199,12 +221,19 @@ impl Gpu {
         match v.or(o) {
             None => Ok(value),
             Some(e) if context.is_empty() => Err(OptError::Backend(format!("{what}: {e}"))),
-            Some(e) => Err(OptError::Backend(format!("{what}: {e}\n--- context ---\n{context}"))),
+            Some(e) => Err(OptError::Backend(format!(
+                "{what}: {e}\n--- context ---\n{context}"
+            ))),
         }
     }
 
     /// Reads `bytes` from the start of a mapped-read staging buffer after `submission`.
-    pub fn read_back(&self, staging: &wgpu::Buffer, bytes: u64, submission: wgpu::SubmissionIndex) -> Result<Vec<u32>, OptError> {
+    pub fn read_back(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u32>, OptError> {
         let bytes = bytes.max(4);
         let slice = staging.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -220,15 +249,16 @@ impl Gpu {
         rx.recv()
             .map_err(|_| OptError::Backend("the read-back callback never ran".into()))?
             .map_err(|e| OptError::Backend(format!("mapping a read-back buffer: {e}")))?;
-        let words = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| OptError::Backend(format!("reading a mapped buffer: {e}")))?;
-            view.chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
+        // Copy out, then unmap whether or not the view could be read.
+        let words = slice
+            .get_mapped_range()
+            .map(|view| {
+                view.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<u32>>()
+            })
+            .map_err(|e| OptError::Backend(format!("reading a mapped buffer: {e}")));
         staging.unmap();
-        Ok(words)
+        words
     }
 }

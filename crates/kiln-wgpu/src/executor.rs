@@ -72,10 +72,11 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                 buffers: bound,
                 workgroups,
             } => {
-                let k = plan
-                    .kernels
-                    .get(*kernel as usize)
-                    .ok_or_else(|| bad_plan(format!("step {si} runs kernel {kernel}, which does not exist")))?;
+                let k = plan.kernels.get(*kernel as usize).ok_or_else(|| {
+                    bad_plan(format!(
+                        "step {si} runs kernel {kernel}, which does not exist"
+                    ))
+                })?;
                 check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
                 // An input sharing its buffer with a written arg must be bound read_write too.
                 let written: Vec<u32> = (0..k.args.len())
@@ -83,9 +84,16 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                     .map(|i| bound[i].0)
                     .collect();
                 let access: Vec<Access> = (0..k.args.len())
-                    .map(|i| if written.contains(&bound[i].0) { Access::Write } else { k.args[i].access })
+                    .map(|i| {
+                        if written.contains(&bound[i].0) {
+                            Access::Write
+                        } else {
+                            k.args[i].access
+                        }
+                    })
                     .collect();
-                let src = codegen::kernel_source(k, &access).map_err(|e| OptError::Backend(e.to_string()))?;
+                let src = codegen::kernel_source(k, &access)
+                    .map_err(|e| OptError::Backend(e.to_string()))?;
                 let pipeline = shared.pipeline(&k.label, &src)?;
                 let layout = pipeline.get_bind_group_layout(0);
                 let entries: Vec<wgpu::BindGroupEntry> = src
@@ -97,13 +105,17 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                         resource: buffers[bound[slot.arg as usize].0 as usize].as_entire_binding(),
                     })
                     .collect();
-                let bind_group = gpu.scoped(&format!("bind group of step {si} (`{}`)", k.label), "", || {
-                    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(&k.label),
-                        layout: &layout,
-                        entries: &entries,
-                    })
-                })?;
+                let bind_group = gpu.scoped(
+                    &format!("bind group of step {si} (`{}`)", k.label),
+                    "",
+                    || {
+                        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(&k.label),
+                            layout: &layout,
+                            entries: &entries,
+                        })
+                    },
+                )?;
                 steps.push(Prepared::Dispatch {
                     pipeline,
                     bind_group,
@@ -113,7 +125,9 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
             Step::Copy { src, dst } => {
                 let (s, d) = (src.0 as usize, dst.0 as usize);
                 let (Some(sd), Some(dd)) = (plan.buffers.get(s), plan.buffers.get(d)) else {
-                    return Err(bad_plan(format!("step {si} copies between missing buffers {s} -> {d}")));
+                    return Err(bad_plan(format!(
+                        "step {si} copies between missing buffers {s} -> {d}"
+                    )));
                 };
                 if sd.len != dd.len || s == d {
                     return Err(bad_plan(format!(
@@ -130,13 +144,16 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
         }
     }
 
-    let slot_buffer = |name: &str, id: kiln_opt::plan::BufferId, shape: &kiln_ir::Shape| -> Result<usize> {
-        let i = id.0 as usize;
-        match plan.buffers.get(i) {
-            Some(b) if b.len as u64 * 4 >= slot_bytes(shape) => Ok(i),
-            _ => Err(bad_plan(format!("slot `{name}` ({shape}) does not fit its buffer {i}"))),
-        }
-    };
+    let slot_buffer =
+        |name: &str, id: kiln_opt::plan::BufferId, shape: &kiln_ir::Shape| -> Result<usize> {
+            let i = id.0 as usize;
+            match plan.buffers.get(i) {
+                Some(b) if b.len as u64 * 4 >= slot_bytes(shape) => Ok(i),
+                _ => Err(bad_plan(format!(
+                    "slot `{name}` ({shape}) does not fit its buffer {i}"
+                ))),
+            }
+        };
     let inputs = plan
         .inputs
         .iter()
@@ -147,7 +164,11 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
     for s in &plan.outputs {
         let buffer = slot_buffer(&s.name, s.buffer, &s.shape)?;
         let bytes = slot_bytes(&s.shape);
-        outputs.push(OutputCopy { buffer, offset, bytes });
+        outputs.push(OutputCopy {
+            buffer,
+            offset,
+            bytes,
+        });
         offset += bytes;
     }
     let staging = gpu.create_buffer("kiln outputs (staging)", offset, STAGING_USAGE);
@@ -166,48 +187,57 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
 /// Creates (or, for params, looks up) every buffer of the plan.
 fn create_buffers(shared: &mut Shared, plan: &Plan) -> Result<Vec<wgpu::Buffer>> {
     let gpu = shared.gpu.clone();
-    gpu.scoped("creating the plan's buffers", "", || -> Result<Vec<wgpu::Buffer>> {
-        let mut out = Vec::with_capacity(plan.buffers.len());
-        for (i, desc) in plan.buffers.iter().enumerate() {
-            let buffer = match &desc.kind {
-                BufferKind::Param => {
-                    let slot = plan
-                        .params
-                        .iter()
-                        .find(|s| s.buffer.0 as usize == i)
-                        .ok_or_else(|| bad_plan(format!("param buffer `{}` has no param slot", desc.name)))?;
-                    if slot.shape.numel() != desc.len || slot.dtype != desc.dtype {
-                        return Err(bad_plan(format!("param slot `{}` does not match its buffer", slot.name)));
+    gpu.scoped(
+        "creating the plan's buffers",
+        "",
+        || -> Result<Vec<wgpu::Buffer>> {
+            let mut out = Vec::with_capacity(plan.buffers.len());
+            for (i, desc) in plan.buffers.iter().enumerate() {
+                let buffer = match &desc.kind {
+                    BufferKind::Param => {
+                        let slot = plan
+                            .params
+                            .iter()
+                            .find(|s| s.buffer.0 as usize == i)
+                            .ok_or_else(|| {
+                                bad_plan(format!("param buffer `{}` has no param slot", desc.name))
+                            })?;
+                        if slot.shape.numel() != desc.len || slot.dtype != desc.dtype {
+                            return Err(bad_plan(format!(
+                                "param slot `{}` does not match its buffer",
+                                slot.name
+                            )));
+                        }
+                        shared.param_buffer(&slot.name, &slot.shape, slot.dtype)?
                     }
-                    shared.param_buffer(&slot.name, &slot.shape, slot.dtype)?
-                }
-                BufferKind::Constant { values } => {
-                    if values.len() != desc.len {
-                        return Err(bad_plan(format!(
-                            "constant `{}` has {} values for {} elements",
-                            desc.name,
-                            values.len(),
-                            desc.len
-                        )));
+                    BufferKind::Constant { values } => {
+                        if values.len() != desc.len {
+                            return Err(bad_plan(format!(
+                                "constant `{}` has {} values for {} elements",
+                                desc.name,
+                                values.len(),
+                                desc.len
+                            )));
+                        }
+                        let b = gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE);
+                        let words: Vec<u32> = match desc.dtype {
+                            DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
+                            DType::I32 => values.iter().map(|&v| v as i32 as u32).collect(),
+                        };
+                        if !words.is_empty() {
+                            gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(&words));
+                        }
+                        b
                     }
-                    let b = gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE);
-                    let words: Vec<u32> = match desc.dtype {
-                        DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
-                        DType::I32 => values.iter().map(|&v| v as i32 as u32).collect(),
-                    };
-                    if !words.is_empty() {
-                        gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(&words));
+                    BufferKind::Input | BufferKind::Output | BufferKind::Temp => {
+                        gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE)
                     }
-                    b
-                }
-                BufferKind::Input | BufferKind::Output | BufferKind::Temp => {
-                    gpu.create_buffer(&desc.name, desc.bytes(), STORAGE_USAGE)
-                }
-            };
-            out.push(buffer);
-        }
-        Ok(out)
-    })?
+                };
+                out.push(buffer);
+            }
+            Ok(out)
+        },
+    )?
 }
 
 /// Structural checks of one dispatch, so that a bad plan is an error at load, not a
@@ -242,7 +272,9 @@ fn check_dispatch(
     }
     let max = gpu.limits.max_compute_workgroups_per_dimension;
     if groups.iter().any(|&g| g > max) {
-        return Err(bad_plan(format!("step {si}: workgroups {groups:?} exceed the device limit {max} per dimension")));
+        return Err(bad_plan(format!(
+            "step {si}: workgroups {groups:?} exceed the device limit {max} per dimension"
+        )));
     }
     let needed = match &k.op {
         KernelOp::MatMul { batch, m, n, .. } => codegen::matmul_threads(*batch, *m, *n),
@@ -265,56 +297,76 @@ pub(crate) fn create_pipeline(
     module: &wgpu::ShaderModule,
     src: &KernelSource,
 ) -> Result<wgpu::ComputePipeline> {
-    gpu.scoped(&format!("creating the pipeline of `{label}`"), &src.wgsl, || {
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = src
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(b, slot): (usize, &BindingSlot)| wgpu::BindGroupLayoutEntry {
-                binding: b as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: slot.read_only,
+    gpu.scoped(
+        &format!("creating the pipeline of `{label}`"),
+        &src.wgsl,
+        || {
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = src
+                .bindings
+                .iter()
+                .enumerate()
+                .map(
+                    |(b, slot): (usize, &BindingSlot)| wgpu::BindGroupLayoutEntry {
+                        binding: b as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: slot.read_only,
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
                     },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let bgl = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(label),
-            entries: &entries,
-        });
-        let layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(label),
-            bind_group_layouts: &[Some(&bgl)],
-            immediate_size: 0,
-        });
-        gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: Some(&layout),
-            module,
-            entry_point: Some(ENTRY_POINT),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &src.constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        })
-    })
+                )
+                .collect();
+            let bgl = gpu
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(label),
+                    entries: &entries,
+                });
+            let layout = gpu
+                .device
+                .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(label),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(label),
+                    layout: Some(&layout),
+                    module,
+                    entry_point: Some(ENTRY_POINT),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &src.constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        },
+    )
 }
 
 /// Validates `src` with naga, then creates its shader module inside an error scope.
-pub(crate) fn create_module(gpu: &Gpu, label: &str, src: &KernelSource) -> Result<wgpu::ShaderModule> {
+pub(crate) fn create_module(
+    gpu: &Gpu,
+    label: &str,
+    src: &KernelSource,
+) -> Result<wgpu::ShaderModule> {
     validate::validate_wgsl(label, &src.wgsl).map_err(|e| OptError::Backend(e.to_string()))?;
-    gpu.scoped(&format!("creating the shader module of `{label}`"), &src.wgsl, || {
-        gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(src.wgsl.as_str().into()),
-        })
-    })
+    gpu.scoped(
+        &format!("creating the shader module of `{label}`"),
+        &src.wgsl,
+        || {
+            gpu.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(src.wgsl.as_str().into()),
+                })
+        },
+    )
 }
 
 impl WgpuExecutable {
@@ -323,7 +375,9 @@ impl WgpuExecutable {
         let mut enc = self
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln run"),
+            });
         let mut i = 0;
         while i < self.steps.len() {
             if let Prepared::Copy { src, dst, bytes } = &self.steps[i] {
@@ -352,7 +406,13 @@ impl WgpuExecutable {
         }
         for o in &self.outputs {
             if o.bytes > 0 {
-                enc.copy_buffer_to_buffer(&self.buffers[o.buffer], 0, &self.staging, o.offset, o.bytes);
+                enc.copy_buffer_to_buffer(
+                    &self.buffers[o.buffer],
+                    0,
+                    &self.staging,
+                    o.offset,
+                    o.bytes,
+                );
             }
         }
         enc.finish()
@@ -371,7 +431,8 @@ impl Executable for WgpuExecutable {
             for (t, &b) in inputs.iter().zip(&self.inputs) {
                 let words = t.to_bits();
                 if !words.is_empty() {
-                    gpu.queue.write_buffer(&self.buffers[b], 0, bytemuck::cast_slice(&words));
+                    gpu.queue
+                        .write_buffer(&self.buffers[b], 0, bytemuck::cast_slice(&words));
                 }
             }
             gpu.queue.submit([self.encode()])
@@ -407,7 +468,10 @@ pub(crate) fn pipeline_key(src: &KernelSource) -> PipelineKey {
         .collect();
     (
         src.wgsl.clone(),
-        src.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        src.constants
+            .iter()
+            .map(|&(n, v)| (n, v.to_bits()))
+            .collect(),
         access,
     )
 }

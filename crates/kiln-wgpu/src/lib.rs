@@ -52,4 +52,6 @@ pub use backend::{test_backend, WgpuBackend};
 pub use codegen::{kernel_source, kernel_wgsl, KernelSource};
 pub use device::{Gpu, WgpuError};
 pub use executor::WgpuExecutable;
-pub use validate::{check_portable, translate_all, validate_wgsl, ShaderError, Translations, ValidatedShader};
+pub use validate::{
+    check_portable, translate_all, validate_wgsl, ShaderError, Translations, ValidatedShader,
+};

@@ -85,11 +85,13 @@ pub fn validate_wgsl(label: &str, wgsl: &str) -> Result<ValidatedShader, ShaderE
         diagnostic: e.emit_to_string(wgsl),
         wgsl: wgsl.to_string(),
     })?;
-    let info = validator().validate(&module).map_err(|e| ShaderError::Validate {
-        label: label.to_string(),
-        diagnostic: e.emit_to_string(wgsl),
-        wgsl: wgsl.to_string(),
-    })?;
+    let info = validator()
+        .validate(&module)
+        .map_err(|e| ShaderError::Validate {
+            label: label.to_string(),
+            diagnostic: e.emit_to_string(wgsl),
+            wgsl: wgsl.to_string(),
+        })?;
     Ok(ValidatedShader {
         label: label.to_string(),
         wgsl: wgsl.to_string(),
@@ -181,7 +183,12 @@ pub fn translate_all(
     .and_then(|mut w| w.write())
     .map_err(|e| fail("GLSL", e.to_string()))?;
 
-    Ok(Translations { spirv, msl, hlsl, glsl })
+    Ok(Translations {
+        spirv,
+        msl,
+        hlsl,
+        glsl,
+    })
 }
 
 /// Validates `wgsl` and translates it to every back end in one call.

@@ -437,8 +437,16 @@ impl Display for Block<'_> {
                         writeln!(f, "{pad}}}")?;
                     }
                 }
-                Stmt::ForRange { var, start, end, body } => {
-                    writeln!(f, "{pad}for (var {var}: u32 = {start}; {var} < {end}; {var} = {var} + 1u) {{")?;
+                Stmt::ForRange {
+                    var,
+                    start,
+                    end,
+                    body,
+                } => {
+                    writeln!(
+                        f,
+                        "{pad}for (var {var}: u32 = {start}; {var} < {end}; {var} = {var} + 1u) {{"
+                    )?;
                     write!(f, "{}", Block(body, self.1 + 1))?;
                     writeln!(f, "{pad}}}")?;
                 }
@@ -532,8 +540,13 @@ mod tests {
         for &(v, want) in cases {
             assert_eq!(Literal::F32(v).to_string(), want);
         }
-        assert!(Literal::F32(f32::NAN).to_string().starts_with("bitcast<f32>(0x7fc"));
-        assert_eq!(Literal::I32(i32::MIN).to_string(), "bitcast<i32>(0x80000000u)");
+        assert!(Literal::F32(f32::NAN)
+            .to_string()
+            .starts_with("bitcast<f32>(0x7fc"));
+        assert_eq!(
+            Literal::I32(i32::MIN).to_string(),
+            "bitcast<i32>(0x80000000u)"
+        );
         assert_eq!(Literal::I32(-3).to_string(), "(-3i)");
         assert_eq!(Literal::U32(7).to_string(), "7u");
     }

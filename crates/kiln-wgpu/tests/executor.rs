@@ -32,7 +32,9 @@ fn describe_and_limits() {
 
 #[test]
 fn elementwise_int_reduce_and_matmul_match_the_host() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     let mut p = empty_plan();
     // Elementwise with a transposed and a broadcast operand.
     let a = buffer(&mut p, "a", &[3, 2], DType::F32, BufferKind::Input);
@@ -48,7 +50,13 @@ fn elementwise_int_reduce_and_matmul_match_the_host() {
     // Reductions.
     let x = buffer(&mut p, "x", &[2, 3, 4], DType::F32, BufferKind::Input);
     let bias = buffer(&mut p, "bias", &[4], DType::F32, BufferKind::Input);
-    let ms = buffer(&mut p, "mean_sq", &[2, 1, 4], DType::F32, BufferKind::Output);
+    let ms = buffer(
+        &mut p,
+        "mean_sq",
+        &[2, 1, 4],
+        DType::F32,
+        BufferKind::Output,
+    );
     dispatch(&mut p, reduce_sum_kernel(), vec![x, bias, ms]);
     let mx = buffer(&mut p, "max", &[1, 3, 1], DType::F32, BufferKind::Output);
     dispatch(&mut p, reduce_max_kernel(), vec![x, mx]);
@@ -80,17 +88,41 @@ fn elementwise_int_reduce_and_matmul_match_the_host() {
     ];
     let mut exe = backend.load(Arc::new(p)).unwrap();
     let out = exe.run(&inputs.iter().collect::<Vec<_>>()).unwrap();
-    check("elementwise", &out[0], &elementwise_reference(&av, &bvals), Tolerance::F32);
-    assert_eq!(out[1], HostTensor::i32([5], int_reference(&iav, &ibv, &fvals)).unwrap());
-    check("mean_sq", &out[2], &reduce_sum_reference(&xv, &biasv), Tolerance::f32_sum(3));
+    check(
+        "elementwise",
+        &out[0],
+        &elementwise_reference(&av, &bvals),
+        Tolerance::F32,
+    );
+    assert_eq!(
+        out[1],
+        HostTensor::i32([5], int_reference(&iav, &ibv, &fvals)).unwrap()
+    );
+    check(
+        "mean_sq",
+        &out[2],
+        &reduce_sum_reference(&xv, &biasv),
+        Tolerance::f32_sum(3),
+    );
     check("max", &out[3], &reduce_max_reference(&xv), Tolerance::F32);
-    check("matmul", &out[4], &matmul_reference(&mav, &mbv), Tolerance::f32_sum(k));
+    check(
+        "matmul",
+        &out[4],
+        &matmul_reference(&mav, &mbv),
+        Tolerance::f32_sum(k),
+    );
 }
 
 #[test]
 fn large_matmul_covers_every_edge_block() {
-    let Some(mut backend) = test_backend() else { return };
-    for &(batch, m, k, n) in &[(1usize, 1usize, 1usize, 1usize), (3, 33, 17, 70), (1, 128, 64, 129)] {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    for &(batch, m, k, n) in &[
+        (1usize, 1usize, 1usize, 1usize),
+        (3, 33, 17, 70),
+        (1, 128, 64, 129),
+    ] {
         let mut p = empty_plan();
         let a = buffer(&mut p, "a", &[batch, m, k], DType::F32, BufferKind::Input);
         let b = buffer(&mut p, "b", &[batch, k, n], DType::F32, BufferKind::Input);
@@ -102,8 +134,20 @@ fn large_matmul_covers_every_edge_block() {
                 m,
                 n,
                 k,
-                a: kiln_opt::kernel::MatOperand { arg: 0, offset: 0, batch_stride: m * k, row_stride: k, col_stride: 1 },
-                b: kiln_opt::kernel::MatOperand { arg: 1, offset: 0, batch_stride: k * n, row_stride: n, col_stride: 1 },
+                a: kiln_opt::kernel::MatOperand {
+                    arg: 0,
+                    offset: 0,
+                    batch_stride: m * k,
+                    row_stride: k,
+                    col_stride: 1,
+                },
+                b: kiln_opt::kernel::MatOperand {
+                    arg: 1,
+                    offset: 0,
+                    batch_stride: k * n,
+                    row_stride: n,
+                    col_stride: 1,
+                },
                 tile: [4, 4],
             },
             args(&[DType::F32, DType::F32, DType::F32]),
@@ -114,14 +158,21 @@ fn large_matmul_covers_every_edge_block() {
         let want: Vec<f64> = (0..batch * m * n)
             .map(|o| {
                 let (bi, i, j) = (o / (m * n), (o / n) % m, o % n);
-                (0..k).map(|q| av[bi * m * k + i * k + q] as f64 * bv[bi * k * n + q * n + j] as f64).sum()
+                (0..k)
+                    .map(|q| av[bi * m * k + i * k + q] as f64 * bv[bi * k * n + q * n + j] as f64)
+                    .sum()
             })
             .collect();
         let mut exe = backend.load(Arc::new(p)).unwrap();
         let ta = HostTensor::f32([batch, m, k], av).unwrap();
         let tb = HostTensor::f32([batch, k, n], bv).unwrap();
         let out = exe.run(&[&ta, &tb]).unwrap();
-        check(&format!("matmul {batch}x{m}x{k}x{n}"), &out[0], &want, Tolerance::f32_sum(k));
+        check(
+            &format!("matmul {batch}x{m}x{k}x{n}"),
+            &out[0],
+            &want,
+            Tolerance::f32_sum(k),
+        );
     }
 }
 
@@ -140,29 +191,73 @@ fn accumulate_plan(dims: &[usize]) -> kiln_opt::Plan {
 
 fn add_kernel(dims: &[usize], label: &str) -> kiln_opt::kernel::Kernel {
     let mut b = Body::default();
-    let x = b.push(Expr::Load { arg: 0, view: View::contiguous(dims) }, DType::F32);
-    let w = b.push(Expr::Load { arg: 1, view: View::contiguous(dims) }, DType::F32);
+    let x = b.push(
+        Expr::Load {
+            arg: 0,
+            view: View::contiguous(dims),
+        },
+        DType::F32,
+    );
+    let w = b.push(
+        Expr::Load {
+            arg: 1,
+            view: View::contiguous(dims),
+        },
+        DType::F32,
+    );
     b.push(Expr::Binary(BinaryOp::Add, x, w), DType::F32);
     let n = dims.iter().product::<usize>() as u64;
-    kernel(label, KernelOp::Elementwise { shape: dims.to_vec(), body: b }, args(&[DType::F32; 3]), n)
+    kernel(
+        label,
+        KernelOp::Elementwise {
+            shape: dims.to_vec(),
+            body: b,
+        },
+        args(&[DType::F32; 3]),
+        n,
+    )
 }
 
 fn scale_kernel(dims: &[usize], s: f64) -> kiln_opt::kernel::Kernel {
     let mut b = Body::default();
-    let x = b.push(Expr::Load { arg: 0, view: View::contiguous(dims) }, DType::F32);
+    let x = b.push(
+        Expr::Load {
+            arg: 0,
+            view: View::contiguous(dims),
+        },
+        DType::F32,
+    );
     let c = b.push(Expr::Const(s), DType::F32);
     b.push(Expr::Binary(BinaryOp::Mul, x, c), DType::F32);
     let n = dims.iter().product::<usize>() as u64;
-    kernel("scale", KernelOp::Elementwise { shape: dims.to_vec(), body: b }, args(&[DType::F32; 2]), n)
+    kernel(
+        "scale",
+        KernelOp::Elementwise {
+            shape: dims.to_vec(),
+            body: b,
+        },
+        args(&[DType::F32; 2]),
+        n,
+    )
 }
 
 #[test]
 fn params_persist_across_runs_and_plans_and_runs_allocate_nothing() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     let mut train = backend.load(Arc::new(accumulate_plan(&[4]))).unwrap();
     assert_eq!(backend.param_names(), vec!["w".to_string()]);
-    assert_eq!(backend.read_param("w").unwrap(), HostTensor::zeros([4], DType::F32));
-    backend.write_param("w", &HostTensor::f32([4], vec![1.0, 2.0, 3.0, 4.0]).unwrap()).unwrap();
+    assert_eq!(
+        backend.read_param("w").unwrap(),
+        HostTensor::zeros([4], DType::F32)
+    );
+    backend
+        .write_param(
+            "w",
+            &HostTensor::f32([4], vec![1.0, 2.0, 3.0, 4.0]).unwrap(),
+        )
+        .unwrap();
 
     // A second plan reading the same variable: out = 2 * w.
     let mut p = empty_plan();
@@ -176,25 +271,48 @@ fn params_persist_across_runs_and_plans_and_runs_allocate_nothing() {
     for step in 1..=3 {
         let out = train.run(&[&x]).unwrap();
         let want: Vec<f32> = (1..=4).map(|i| i as f32 + 0.5 * step as f32).collect();
-        assert_eq!(out[0], HostTensor::f32([4], want.clone()).unwrap(), "step {step}");
+        assert_eq!(
+            out[0],
+            HostTensor::f32([4], want.clone()).unwrap(),
+            "step {step}"
+        );
         let seen = predict.run(&[]).unwrap();
-        assert_eq!(seen[0].to_f32(), want.iter().map(|v| v * 2.0).collect::<Vec<_>>());
+        assert_eq!(
+            seen[0].to_f32(),
+            want.iter().map(|v| v * 2.0).collect::<Vec<_>>()
+        );
     }
-    assert_eq!(backend.buffers_created(), created, "runs must not create buffers");
-    assert_eq!(backend.read_param("w").unwrap().to_f32(), vec![2.5, 3.5, 4.5, 5.5]);
+    assert_eq!(
+        backend.buffers_created(),
+        created,
+        "runs must not create buffers"
+    );
+    assert_eq!(
+        backend.read_param("w").unwrap().to_f32(),
+        vec![2.5, 3.5, 4.5, 5.5]
+    );
     let after_first_read = backend.buffers_created();
     backend.read_param("w").unwrap();
-    assert_eq!(backend.buffers_created(), after_first_read, "read-back buffers are reused");
+    assert_eq!(
+        backend.buffers_created(),
+        after_first_read,
+        "read-back buffers are reused"
+    );
 
     // Loading the same plan again reuses every pipeline and shader module.
     let (modules, pipelines) = (backend.shader_modules(), backend.pipelines());
     let _again = backend.load(Arc::new(accumulate_plan(&[4]))).unwrap();
-    assert_eq!((backend.shader_modules(), backend.pipelines()), (modules, pipelines));
+    assert_eq!(
+        (backend.shader_modules(), backend.pipelines()),
+        (modules, pipelines)
+    );
 }
 
 #[test]
 fn in_place_update_binds_the_aliased_input_read_write() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     // w <- w + x in one dispatch writing the param buffer it reads.
     let mut p = empty_plan();
     let x = buffer(&mut p, "x", &[3], DType::F32, BufferKind::Input);
@@ -204,12 +322,17 @@ fn in_place_update_binds_the_aliased_input_read_write() {
     let xv = HostTensor::f32([3], vec![1.0, -2.0, 0.25]).unwrap();
     exe.run(&[&xv]).unwrap();
     exe.run(&[&xv]).unwrap();
-    assert_eq!(backend.read_param("acc").unwrap().to_f32(), vec![2.0, -4.0, 0.5]);
+    assert_eq!(
+        backend.read_param("acc").unwrap().to_f32(),
+        vec![2.0, -4.0, 0.5]
+    );
 }
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     let mut exe = backend.load(Arc::new(accumulate_plan(&[4]))).unwrap();
     let good = HostTensor::f32([4], vec![0.0; 4]).unwrap();
     let wrong_shape = HostTensor::f32([2, 2], vec![0.0; 4]).unwrap();
@@ -223,15 +346,23 @@ fn bad_inputs_are_errors_not_panics() {
         backend.write_param("w", &HostTensor::f32([5], vec![0.0; 5]).unwrap()),
         Err(OptError::Param { .. })
     ));
-    assert!(matches!(backend.read_param("nope"), Err(OptError::Param { .. })));
+    assert!(matches!(
+        backend.read_param("nope"),
+        Err(OptError::Param { .. })
+    ));
 }
 
 #[test]
 fn bad_plans_are_errors_not_panics() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     // A variable clash: `w` exists as [4], this plan declares [5].
     backend.load(Arc::new(accumulate_plan(&[4]))).unwrap();
-    assert!(matches!(backend.load(Arc::new(accumulate_plan(&[5]))), Err(OptError::Param { .. })));
+    assert!(matches!(
+        backend.load(Arc::new(accumulate_plan(&[5]))),
+        Err(OptError::Param { .. })
+    ));
 
     // A malformed kernel body.
     let mut p = accumulate_plan(&[3]);
@@ -248,19 +379,27 @@ fn bad_plans_are_errors_not_panics() {
     if let Step::Dispatch { workgroups, .. } = &mut p.steps[0] {
         *workgroups = [1, 1, 1];
     }
-    assert!(matches!(backend.load(Arc::new(p)), Err(OptError::Backend(_))));
+    assert!(matches!(
+        backend.load(Arc::new(p)),
+        Err(OptError::Backend(_))
+    ));
 
     // A dtype mismatch between a kernel arg and its buffer.
     let mut p = accumulate_plan(&[2]);
     p.params[0].name = "w2".into();
     p.kernels[0].args[0].access = Access::Read;
     p.kernels[0].args[0].dtype = DType::I32;
-    assert!(matches!(backend.load(Arc::new(p)), Err(OptError::Backend(_))));
+    assert!(matches!(
+        backend.load(Arc::new(p)),
+        Err(OptError::Backend(_))
+    ));
 }
 
 #[test]
 fn two_dimensional_grids_number_threads_row_major() {
-    let Some(mut backend) = test_backend() else { return };
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
     // 1000 threads on a [4, 4, 1] grid of 64-wide groups: gid = x + y * (4 * 64).
     let n = 1000;
     let mut p = empty_plan();
@@ -272,6 +411,11 @@ fn two_dimensional_grids_number_threads_row_major() {
     }
     let mut exe = backend.load(Arc::new(p)).unwrap();
     let xv = values(n, 9);
-    let out = exe.run(&[&HostTensor::f32([n], xv.clone()).unwrap()]).unwrap();
-    assert_eq!(out[0].to_f32(), xv.iter().map(|v| v * 3.0).collect::<Vec<_>>());
+    let out = exe
+        .run(&[&HostTensor::f32([n], xv.clone()).unwrap()])
+        .unwrap();
+    assert_eq!(
+        out[0].to_f32(),
+        xv.iter().map(|v| v * 3.0).collect::<Vec<_>>()
+    );
 }

@@ -10,7 +10,14 @@ use kiln_wgpu::test_backend;
 
 #[test]
 fn every_op_table_case_matches_the_reference_on_the_gpu() {
-    let Some(mut backend) = test_backend() else { return };
-    let compared = kiln_opt::testing::check_op_table(&mut backend).unwrap_or_else(|e| panic!("{e}"));
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    let compared =
+        kiln_opt::testing::check_op_table(&mut backend).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "op table on {}: {compared} tensors compared",
+        kiln_opt::Backend::describe(&backend)
+    );
     assert!(compared >= 40, "only {compared} tensors were compared");
 }

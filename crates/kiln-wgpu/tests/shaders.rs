@@ -25,9 +25,18 @@ fn assert_portable(k: &kiln_opt::kernel::Kernel) -> String {
 
 #[test]
 fn generated_kernels_validate_and_translate_everywhere() {
-    for k in [elementwise_kernel(), int_kernel(), reduce_sum_kernel(), reduce_max_kernel()] {
+    for k in [
+        elementwise_kernel(),
+        int_kernel(),
+        reduce_sum_kernel(),
+        reduce_max_kernel(),
+    ] {
         let wgsl = assert_portable(&k);
-        assert_eq!(wgsl, kernel_wgsl(&k), "kernel_wgsl is the source of kernel_source");
+        assert_eq!(
+            wgsl,
+            kernel_wgsl(&k),
+            "kernel_wgsl is the source of kernel_source"
+        );
         assert_eq!(wgsl, kernel_wgsl(&k.clone()), "generation is deterministic");
         assert!(!wgsl.contains("atomic") && !wgsl.contains("workgroupBarrier"));
     }
@@ -111,7 +120,16 @@ fn malformed_kernels_are_typed_errors() {
         shape: vec![6],
         body: {
             let mut b = Body::default();
-            b.push(Expr::Load { arg: 0, view: View { offset: 0, strides: vec![1, 1] } }, kiln_ir::DType::F32);
+            b.push(
+                Expr::Load {
+                    arg: 0,
+                    view: View {
+                        offset: 0,
+                        strides: vec![1, 1],
+                    },
+                },
+                kiln_ir::DType::F32,
+            );
             b
         },
     };
@@ -122,12 +140,17 @@ fn malformed_kernels_are_typed_errors() {
 fn invalid_wgsl_is_a_typed_error_with_the_source() {
     let bad = "fn main( { }";
     match validate_wgsl("bad", bad) {
-        Err(ShaderError::Parse { wgsl, diagnostic, .. }) => {
+        Err(ShaderError::Parse {
+            wgsl, diagnostic, ..
+        }) => {
             assert_eq!(wgsl, bad);
             assert!(diagnostic.contains("expected"), "{diagnostic}");
         }
         other => panic!("expected a parse error, got {other:?}"),
     }
     let ill_typed = "@compute @workgroup_size(1) fn main() { let x: f32 = 1i; }";
-    assert!(matches!(validate_wgsl("ill", ill_typed), Err(ShaderError::Parse { .. } | ShaderError::Validate { .. })));
+    assert!(matches!(
+        validate_wgsl("ill", ill_typed),
+        Err(ShaderError::Parse { .. } | ShaderError::Validate { .. })
+    ));
 }

@@ -37,7 +37,9 @@ pub fn default_device() -> Box<dyn Backend> {
     match gpu_device() {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("kiln: warning: no GPU adapter ({e}); falling back to the CPU plan interpreter");
+            eprintln!(
+                "kiln: warning: no GPU adapter ({e}); falling back to the CPU plan interpreter"
+            );
             Box::new(kiln_opt::interp::CpuBackend::new())
         }
     }

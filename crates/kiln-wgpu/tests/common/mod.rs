@@ -4,7 +4,9 @@
 
 use kiln_ir::{BinaryOp, DType, Shape, UnaryOp};
 use kiln_opt::kernel::{Access, Arg, Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, View};
-use kiln_opt::plan::{BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
+use kiln_opt::plan::{
+    BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
+};
 
 pub const WG: u32 = 64;
 
@@ -15,7 +17,11 @@ pub fn args(dtypes: &[DType]) -> Vec<Arg> {
         .enumerate()
         .map(|(i, &dtype)| Arg {
             dtype,
-            access: if i + 1 == n { Access::Write } else { Access::Read },
+            access: if i + 1 == n {
+                Access::Write
+            } else {
+                Access::Read
+            },
         })
         .collect()
 }
@@ -35,8 +41,26 @@ pub fn kernel(label: &str, op: KernelOp, args: Vec<Arg>, threads: u64) -> Kernel
 /// `[3, 2]`), `y = b[j]` (broadcast), `s = x + y`, `c = x < y`. Output `[2, 3]`.
 pub fn elementwise_kernel() -> Kernel {
     let mut b = Body::default();
-    let x = b.push(Expr::Load { arg: 0, view: View { offset: 0, strides: vec![1, 2] } }, DType::F32);
-    let y = b.push(Expr::Load { arg: 1, view: View { offset: 0, strides: vec![0, 1] } }, DType::F32);
+    let x = b.push(
+        Expr::Load {
+            arg: 0,
+            view: View {
+                offset: 0,
+                strides: vec![1, 2],
+            },
+        },
+        DType::F32,
+    );
+    let y = b.push(
+        Expr::Load {
+            arg: 1,
+            view: View {
+                offset: 0,
+                strides: vec![0, 1],
+            },
+        },
+        DType::F32,
+    );
     let s = b.push(Expr::Binary(BinaryOp::Add, x, y), DType::F32);
     let t = b.push(Expr::Unary(UnaryOp::Tanh, s), DType::F32);
     let sg = b.push(Expr::Unary(UnaryOp::Sigmoid, s), DType::F32);
@@ -48,7 +72,10 @@ pub fn elementwise_kernel() -> Kernel {
     b.push(Expr::Binary(BinaryOp::Mul, m, two), DType::F32);
     kernel(
         "test/elementwise",
-        KernelOp::Elementwise { shape: vec![2, 3], body: b },
+        KernelOp::Elementwise {
+            shape: vec![2, 3],
+            body: b,
+        },
         args(&[DType::F32, DType::F32, DType::F32]),
         6,
     )
@@ -61,7 +88,11 @@ pub fn elementwise_reference(a: &[f32], bv: &[f32]) -> Vec<f64> {
             let x = a[j * 2 + i] as f64;
             let y = bv[j] as f64;
             let s = x + y;
-            let v = if x < y { s.tanh() } else { 1.0 / (1.0 + (-s).exp()) };
+            let v = if x < y {
+                s.tanh()
+            } else {
+                1.0 / (1.0 + (-s).exp())
+            };
             out.push(2.0 * v.max(-0.25));
         }
     }
@@ -71,7 +102,10 @@ pub fn elementwise_reference(a: &[f32], bv: &[f32]) -> Vec<f64> {
 /// i32 arithmetic: `out = select(a > b, a * b, (a - b) / 2) + cast<i32>(f) + |a|` over `[5]`.
 pub fn int_kernel() -> Kernel {
     let mut b = Body::default();
-    let c = |i| View { offset: 0, strides: vec![i] };
+    let c = |i| View {
+        offset: 0,
+        strides: vec![i],
+    };
     let a = b.push(Expr::Load { arg: 0, view: c(1) }, DType::I32);
     let bb = b.push(Expr::Load { arg: 1, view: c(1) }, DType::I32);
     let f = b.push(Expr::Load { arg: 2, view: c(1) }, DType::F32);
@@ -87,7 +121,10 @@ pub fn int_kernel() -> Kernel {
     b.push(Expr::Binary(BinaryOp::Add, s1, ab), DType::I32);
     kernel(
         "test/int",
-        KernelOp::Elementwise { shape: vec![5], body: b },
+        KernelOp::Elementwise {
+            shape: vec![5],
+            body: b,
+        },
         args(&[DType::I32, DType::I32, DType::F32, DType::I32]),
         5,
     )
@@ -96,7 +133,11 @@ pub fn int_kernel() -> Kernel {
 pub fn int_reference(a: &[i32], b: &[i32], f: &[f32]) -> Vec<i32> {
     (0..a.len())
         .map(|i| {
-            let sel = if a[i] > b[i] { a[i] * b[i] } else { (a[i] - b[i]) / 2 };
+            let sel = if a[i] > b[i] {
+                a[i] * b[i]
+            } else {
+                (a[i] - b[i]) / 2
+            };
             sel + f[i].trunc() as i32 + a[i].abs()
         })
         .collect()
@@ -105,17 +146,38 @@ pub fn int_reference(a: &[i32], b: &[i32], f: &[f32]) -> Vec<i32> {
 /// Mean of squares over axis 1 of `x: [2, 3, 4]`, plus `bias[4]`: output `[2, 1, 4]`.
 pub fn reduce_sum_kernel() -> Kernel {
     let mut p = Body::default();
-    let x = p.push(Expr::Load { arg: 0, view: View::contiguous(&[2, 3, 4]) }, DType::F32);
+    let x = p.push(
+        Expr::Load {
+            arg: 0,
+            view: View::contiguous(&[2, 3, 4]),
+        },
+        DType::F32,
+    );
     p.push(Expr::Binary(BinaryOp::Mul, x, x), DType::F32);
     let mut e = Body::default();
     let r = e.push(Expr::Reduced, DType::F32);
     let k = e.push(Expr::Const(1.0 / 3.0), DType::F32);
     let m = e.push(Expr::Binary(BinaryOp::Mul, r, k), DType::F32);
-    let bias = e.push(Expr::Load { arg: 1, view: View { offset: 0, strides: vec![0, 0, 1] } }, DType::F32);
+    let bias = e.push(
+        Expr::Load {
+            arg: 1,
+            view: View {
+                offset: 0,
+                strides: vec![0, 0, 1],
+            },
+        },
+        DType::F32,
+    );
     e.push(Expr::Binary(BinaryOp::Add, m, bias), DType::F32);
     kernel(
         "test/mean_sq",
-        KernelOp::Reduce { in_shape: vec![2, 3, 4], axes: vec![1], kind: ReduceKind::Sum, prologue: p, epilogue: e },
+        KernelOp::Reduce {
+            in_shape: vec![2, 3, 4],
+            axes: vec![1],
+            kind: ReduceKind::Sum,
+            prologue: p,
+            epilogue: e,
+        },
         args(&[DType::F32, DType::F32, DType::F32]),
         8,
     )
@@ -135,14 +197,26 @@ pub fn reduce_sum_reference(x: &[f32], bias: &[f32]) -> Vec<f64> {
 /// Max over axes 0 and 2 of `x: [2, 3, 4]` minus 1: output `[1, 3, 1]`.
 pub fn reduce_max_kernel() -> Kernel {
     let mut p = Body::default();
-    p.push(Expr::Load { arg: 0, view: View::contiguous(&[2, 3, 4]) }, DType::F32);
+    p.push(
+        Expr::Load {
+            arg: 0,
+            view: View::contiguous(&[2, 3, 4]),
+        },
+        DType::F32,
+    );
     let mut e = Body::default();
     let r = e.push(Expr::Reduced, DType::F32);
     let one = e.push(Expr::Const(1.0), DType::F32);
     e.push(Expr::Binary(BinaryOp::Sub, r, one), DType::F32);
     kernel(
         "test/max",
-        KernelOp::Reduce { in_shape: vec![2, 3, 4], axes: vec![0, 2], kind: ReduceKind::Max, prologue: p, epilogue: e },
+        KernelOp::Reduce {
+            in_shape: vec![2, 3, 4],
+            axes: vec![0, 2],
+            kind: ReduceKind::Max,
+            prologue: p,
+            epilogue: e,
+        },
         args(&[DType::F32, DType::F32]),
         3,
     )
@@ -175,8 +249,20 @@ pub fn matmul_kernel() -> Kernel {
             m,
             n,
             k,
-            a: MatOperand { arg: 0, offset: 0, batch_stride: m * k, row_stride: k, col_stride: 1 },
-            b: MatOperand { arg: 1, offset: 0, batch_stride: n * k, row_stride: 1, col_stride: k },
+            a: MatOperand {
+                arg: 0,
+                offset: 0,
+                batch_stride: m * k,
+                row_stride: k,
+                col_stride: 1,
+            },
+            b: MatOperand {
+                arg: 1,
+                offset: 0,
+                batch_stride: n * k,
+                row_stride: 1,
+                col_stride: k,
+            },
             tile: [4, 4],
         },
         args(&[DType::F32, DType::F32, DType::F32]),
@@ -190,7 +276,11 @@ pub fn matmul_reference(a: &[f32], bt: &[f32]) -> Vec<f64> {
     for b in 0..batch {
         for i in 0..m {
             for j in 0..n {
-                out.push((0..k).map(|p| a[b * m * k + i * k + p] as f64 * bt[b * n * k + j * k + p] as f64).sum());
+                out.push(
+                    (0..k)
+                        .map(|p| a[b * m * k + i * k + p] as f64 * bt[b * n * k + j * k + p] as f64)
+                        .sum(),
+                );
             }
         }
     }
@@ -199,7 +289,9 @@ pub fn matmul_reference(a: &[f32], bt: &[f32]) -> Vec<f64> {
 
 /// Deterministic test values in about [-2, 2].
 pub fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32 * 7919 + seed * 104729) % 97) as f32 / 24.0) - 2.0).collect()
+    (0..n)
+        .map(|i| (((i as u32 * 7919 + seed * 104729) % 97) as f32 / 24.0) - 2.0)
+        .collect()
 }
 
 /// A one-dimensional workgroup grid covering `threads`.
@@ -220,11 +312,27 @@ pub fn empty_plan() -> Plan {
     }
 }
 
-pub fn buffer(plan: &mut Plan, name: &str, dims: &[usize], dtype: DType, kind: BufferKind) -> BufferId {
+pub fn buffer(
+    plan: &mut Plan,
+    name: &str,
+    dims: &[usize],
+    dtype: DType,
+    kind: BufferKind,
+) -> BufferId {
     let len = dims.iter().product::<usize>().max(1);
-    plan.buffers.push(BufferDesc { name: name.into(), dtype, len, kind: kind.clone() });
+    plan.buffers.push(BufferDesc {
+        name: name.into(),
+        dtype,
+        len,
+        kind: kind.clone(),
+    });
     let id = BufferId(plan.buffers.len() as u32 - 1);
-    let slot = Slot { name: name.into(), buffer: id, shape: Shape::new(dims.to_vec()), dtype };
+    let slot = Slot {
+        name: name.into(),
+        buffer: id,
+        shape: Shape::new(dims.to_vec()),
+        dtype,
+    };
     match kind {
         BufferKind::Input => plan.inputs.push(slot),
         BufferKind::Output => plan.outputs.push(slot),
@@ -237,5 +345,9 @@ pub fn buffer(plan: &mut Plan, name: &str, dims: &[usize], dtype: DType, kind: B
 pub fn dispatch(plan: &mut Plan, k: Kernel, buffers: Vec<BufferId>) {
     let groups = groups(k.threads, k.workgroup_size);
     plan.kernels.push(k);
-    plan.steps.push(Step::Dispatch { kernel: plan.kernels.len() as u32 - 1, buffers, workgroups: groups });
+    plan.steps.push(Step::Dispatch {
+        kernel: plan.kernels.len() as u32 - 1,
+        buffers,
+        workgroups: groups,
+    });
 }

@@ -1,216 +1,19 @@
-//! `KernelIr` → WGSL.
+//! Generation of elementwise and reduce kernels as [`crate::wgsl`] syntax trees.
 //!
-//! Elementwise and reduce kernels are generated with the typed writer ([`crate::wgsl`]);
-//! matmul kernels use the hand-written library shader `shaders/matmul.wgsl`, parameterized
-//! with `override` constants. Generation is deterministic: the same [`Kernel`] always gives
-//! the same text, so shader modules can be deduplicated (and cached) by source.
-//!
-//! Conventions shared by every generated kernel:
-//! - binding `i` of group 0 is kernel arg `i` (`arg0`, `arg1`, ...), a runtime-sized
-//!   `array<f32>` or `array<i32>`; inputs are `read`, the output (last arg) `read_write`;
-//! - thread index `gid = global_id.x + global_id.y * (num_workgroups.x * WG)`, matching
-//!   `Step::Dispatch::workgroups`, bounds-checked against `Kernel::threads`;
-//! - every shape, stride and offset is static and baked in as a literal;
-//! - body expressions become one `let` each (`e0`, `e1`, ...), in SSA order.
-//!
-//! A reduce kernel runs one thread per output element and folds the reduced axes in a
-//! sequential loop (no atomics), so its results are deterministic.
+//! [`Gen`] accumulates the statements of the entry point: the thread index and its bounds
+//! check, the unravelled multi-index (one `let` per axis of extent > 1), and one `let` per
+//! body expression. Loads compute `offset + Σ idx[d] * stride[d]` from literals; a
+//! contiguous view reads `arg[gid]` directly. A reduce kernel hoists the part of each
+//! prologue load's index that depends only on the output element (`base<i>`) out of its
+//! sequential loop over the reduced elements.
 
+use super::{arg_name, sanitize, scalar, CodegenError, ENTRY_POINT};
 use crate::wgsl::{
-    BinOp, Binding, Builtin, BuiltinInput, Expr as W, Function, Module, Override, Param,
-    Scalar, Stmt, StorageAccess, Type, UnOp,
+    BinOp, Binding, Builtin, BuiltinInput, Expr as W, Function, Module, Override, Param, Scalar,
+    Stmt, StorageAccess, Type, UnOp,
 };
 use kiln_ir::{BinaryOp, DType, UnaryOp};
-use kiln_opt::kernel::{Access, Body, Expr, Kernel, KernelOp, ReduceKind, View};
-
-/// Name of the entry point of every kernel.
-pub const ENTRY_POINT: &str = "main";
-
-/// The library matmul kernel (`shaders/matmul.wgsl`).
-pub const MATMUL_WGSL: &str = include_str!("../../../shaders/matmul.wgsl");
-
-/// Register block (rows, columns) computed by one thread of `shaders/matmul.wgsl`.
-pub const MATMUL_TILE: [u32; 2] = [4, 4];
-
-/// Why a kernel has no shader.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CodegenError {
-    /// The kernel breaks a structural rule of `KernelIr`.
-    #[error("kernel `{label}` is malformed: {what}")]
-    Malformed {
-        /// Kernel label.
-        label: String,
-        /// What is wrong.
-        what: String,
-    },
-    /// The kernel is valid but this backend cannot run it.
-    #[error("kernel `{label}` is not supported by the wgpu backend: {what}")]
-    Unsupported {
-        /// Kernel label.
-        label: String,
-        /// What is missing.
-        what: String,
-    },
-}
-
-/// One storage binding of a shader: which kernel arg it binds and how.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub struct BindingSlot {
-    /// Index into `Kernel::args` (and into `Step::Dispatch::buffers`).
-    pub arg: u32,
-    /// Bound `read` (true) or `read_write` (false).
-    pub read_only: bool,
-}
-
-/// A ready-to-compile shader for one kernel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelSource {
-    /// WGSL text.
-    pub wgsl: String,
-    /// Pipeline-overridable constants to set at pipeline creation.
-    pub constants: Vec<(&'static str, f64)>,
-    /// Binding `i` of group 0 is `bindings[i]`.
-    pub bindings: Vec<BindingSlot>,
-}
-
-/// The WGSL of `kernel`, as [`kernel_source`] generates it with the kernel's own access
-/// modes. A kernel that cannot be generated gives a module holding only a comment with the
-/// reason (which fails pipeline creation); use [`kernel_source`] for the typed error.
-pub fn kernel_wgsl(kernel: &Kernel) -> String {
-    let access: Vec<Access> = kernel.args.iter().map(|a| a.access).collect();
-    match kernel_source(kernel, &access) {
-        Ok(src) => src.wgsl,
-        Err(e) => Module {
-            comments: vec![sanitize(&e.to_string())],
-            ..Module::default()
-        }
-        .to_string(),
-    }
-}
-
-/// Generates the shader of `kernel` with the given access mode per arg (`access[i]` for
-/// `kernel.args[i]`; the last arg is always written). The executor passes `Write` for an
-/// input whose buffer is also the output of the same dispatch (in-place updates), because
-/// WebGPU forbids binding one buffer both read-only and read-write in a dispatch.
-pub fn kernel_source(kernel: &Kernel, access: &[Access]) -> Result<KernelSource, CodegenError> {
-    let err = |what: String| CodegenError::Malformed {
-        label: kernel.label.clone(),
-        what,
-    };
-    if kernel.args.is_empty() || access.len() != kernel.args.len() {
-        return Err(err(format!(
-            "{} args with {} access modes (a kernel needs at least its output)",
-            kernel.args.len(),
-            access.len()
-        )));
-    }
-    let last = kernel.args.len() - 1;
-    let read_only = |i: usize| i != last && access[i] == Access::Read;
-    match &kernel.op {
-        KernelOp::MatMul { .. } => matmul_source(kernel, &read_only),
-        _ => {
-            let module = generated_module(kernel, &read_only)?;
-            Ok(KernelSource {
-                wgsl: module.to_string(),
-                constants: Vec::new(),
-                bindings: (0..kernel.args.len())
-                    .map(|i| BindingSlot {
-                        arg: i as u32,
-                        read_only: read_only(i),
-                    })
-                    .collect(),
-            })
-        }
-    }
-}
-
-fn matmul_source(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Result<KernelSource, CodegenError> {
-    let KernelOp::MatMul {
-        batch,
-        m,
-        n,
-        k,
-        a,
-        b,
-        tile,
-    } = &kernel.op
-    else {
-        unreachable!("matmul_source is only called for matmul kernels")
-    };
-    let unsupported = |what: String| CodegenError::Unsupported {
-        label: kernel.label.clone(),
-        what,
-    };
-    let last = kernel.args.len() - 1;
-    if *tile != MATMUL_TILE {
-        return Err(unsupported(format!("register block {tile:?} (the library kernel computes {MATMUL_TILE:?})")));
-    }
-    if kernel.args.iter().any(|a| a.dtype != DType::F32) {
-        return Err(unsupported("matmul on non-f32 operands".into()));
-    }
-    for op in [a, b] {
-        if op.arg as usize >= last {
-            return Err(CodegenError::Malformed {
-                label: kernel.label.clone(),
-                what: format!("matmul operand arg {} is not an input (the kernel has {} args)", op.arg, kernel.args.len()),
-            });
-        }
-        if !read_only(op.arg as usize) {
-            return Err(unsupported("a matmul operand aliases its output".into()));
-        }
-    }
-    let values: [(&'static str, usize); 13] = [
-        ("M", *m),
-        ("N", *n),
-        ("K", *k),
-        ("BATCH", *batch),
-        ("A_OFF", a.offset),
-        ("A_BS", a.batch_stride),
-        ("A_RS", a.row_stride),
-        ("A_CS", a.col_stride),
-        ("B_OFF", b.offset),
-        ("B_BS", b.batch_stride),
-        ("B_RS", b.row_stride),
-        ("B_CS", b.col_stride),
-        ("WG", kernel.workgroup_size as usize),
-    ];
-    if let Some((name, v)) = values.iter().find(|(_, v)| *v > u32::MAX as usize) {
-        return Err(unsupported(format!("{name} = {v} does not fit u32 indexing")));
-    }
-    Ok(KernelSource {
-        wgsl: MATMUL_WGSL.to_string(),
-        constants: values.iter().map(|&(name, v)| (name, v as f64)).collect(),
-        bindings: vec![
-            BindingSlot { arg: a.arg, read_only: true },
-            BindingSlot { arg: b.arg, read_only: true },
-            BindingSlot {
-                arg: last as u32,
-                read_only: false,
-            },
-        ],
-    })
-}
-
-/// Threads a matmul kernel needs with the library kernel's 4x4 block.
-pub fn matmul_threads(batch: usize, m: usize, n: usize) -> u64 {
-    (batch * m.div_ceil(MATMUL_TILE[0] as usize) * n.div_ceil(MATMUL_TILE[1] as usize)) as u64
-}
-
-fn scalar(dt: DType) -> Scalar {
-    match dt {
-        DType::F32 => Scalar::F32,
-        DType::I32 => Scalar::I32,
-    }
-}
-
-fn arg_name(i: usize) -> String {
-    format!("arg{i}")
-}
-
-/// Keeps comment text on one printable line.
-fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
+use kiln_opt::kernel::{Body, Expr, Kernel, KernelOp, ReduceKind, View};
 
 /// State of one generated kernel: its statements and structural checks.
 struct Gen<'k> {
@@ -227,13 +30,19 @@ impl<'k> Gen<'k> {
     }
 
     fn let_u32(&mut self, name: String, value: W) -> W {
-        self.stmts.push(Stmt::Let(name.clone(), Type::Scalar(Scalar::U32), value));
+        self.stmts
+            .push(Stmt::Let(name.clone(), Type::Scalar(Scalar::U32), value));
         W::Ident(name)
     }
 
     /// Emits `let {prefix}{d}` for each axis of `dims` whose extent is not 1, unravelling the
     /// row-major flat index `flat`; axes of extent 1 give `None` (index 0).
-    fn unravel(&mut self, prefix: &str, flat: &W, dims: &[usize]) -> Result<Vec<Option<W>>, CodegenError> {
+    fn unravel(
+        &mut self,
+        prefix: &str,
+        flat: &W,
+        dims: &[usize],
+    ) -> Result<Vec<Option<W>>, CodegenError> {
         let mut out = vec![None; dims.len()];
         let mut inner: u64 = 1;
         for d in (0..dims.len()).rev() {
@@ -261,7 +70,12 @@ impl<'k> Gen<'k> {
     }
 
     /// `base + Σ idx[d] * strides[d]` over the axes where both are present and nonzero.
-    fn view_terms(&self, mut acc: Option<W>, view: &View, idx: &[Option<W>]) -> Result<W, CodegenError> {
+    fn view_terms(
+        &self,
+        mut acc: Option<W>,
+        view: &View,
+        idx: &[Option<W>],
+    ) -> Result<W, CodegenError> {
         for (i, &s) in idx.iter().zip(&view.strides) {
             if let (Some(i), true) = (i, s != 0) {
                 let term = if s == 1 {
@@ -279,7 +93,13 @@ impl<'k> Gen<'k> {
     }
 
     /// Index expression of a load through `view` at the multi-index `idx` of `dims`.
-    fn view_index(&self, view: &View, dims: &[usize], idx: &[Option<W>], gid: &W) -> Result<W, CodegenError> {
+    fn view_index(
+        &self,
+        view: &View,
+        dims: &[usize],
+        idx: &[Option<W>],
+        gid: &W,
+    ) -> Result<W, CodegenError> {
         if view.strides.len() != dims.len() {
             return Err(self.malformed(format!(
                 "a view has {} strides over a rank-{} iteration shape",
@@ -314,7 +134,9 @@ impl<'k> Gen<'k> {
             let operand = |id: u32| -> Result<(W, DType), CodegenError> {
                 let j = id as usize;
                 if j >= i {
-                    return Err(self.malformed(format!("{prefix}{i} uses {prefix}{j}, which is not before it")));
+                    return Err(self.malformed(format!(
+                        "{prefix}{i} uses {prefix}{j}, which is not before it"
+                    )));
                 }
                 Ok((name(j), body.nodes[j].dtype))
             };
@@ -323,7 +145,9 @@ impl<'k> Gen<'k> {
                     let a = *arg as usize;
                     let arg_dt = self.kernel.args.get(a).map(|x| x.dtype);
                     if arg_dt != Some(dt) {
-                        return Err(self.malformed(format!("{prefix}{i} loads {dt} from arg {a} ({arg_dt:?})")));
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} loads {dt} from arg {a} ({arg_dt:?})"
+                        )));
                     }
                     W::ident(arg_name(a)).index(load(self, i, view)?)
                 }
@@ -351,10 +175,18 @@ impl<'k> Gen<'k> {
                 }
                 Expr::Reduced => match reduced {
                     Some(acc) => acc.clone(),
-                    None => return Err(self.malformed(format!("{prefix}{i} reads the reduced value outside an epilogue"))),
+                    None => {
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} reads the reduced value outside an epilogue"
+                        )))
+                    }
                 },
             };
-            self.stmts.push(Stmt::Let(format!("{prefix}{i}"), Type::Scalar(scalar(dt)), value));
+            self.stmts.push(Stmt::Let(
+                format!("{prefix}{i}"),
+                Type::Scalar(scalar(dt)),
+                value,
+            ));
         }
         Ok(name(body.nodes.len() - 1))
     }
@@ -382,7 +214,9 @@ fn unary(op: UnaryOp, x: W, dt: DType) -> W {
         UnaryOp::Sign => W::call(Builtin::Sign, vec![x]),
         UnaryOp::Relu => W::call(Builtin::Max, vec![x, zero(dt)]),
         UnaryOp::Recip => one(dt).bin(BinOp::Div, x),
-        UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Tanh | UnaryOp::Sigmoid if dt == DType::I32 => {
+        UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Tanh | UnaryOp::Sigmoid
+            if dt == DType::I32 =>
+        {
             unary(op, x.convert(Scalar::F32), DType::F32).convert(Scalar::I32)
         }
         UnaryOp::Exp => W::call(Builtin::Exp, vec![x]),
@@ -391,7 +225,10 @@ fn unary(op: UnaryOp, x: W, dt: DType) -> W {
         // tanh(±15) is ±1 in f32; clamping avoids the NaN some drivers return for large |x|.
         UnaryOp::Tanh => W::call(
             Builtin::Tanh,
-            vec![W::call(Builtin::Clamp, vec![x, W::f32(-15.0), W::f32(15.0)])],
+            vec![W::call(
+                Builtin::Clamp,
+                vec![x, W::f32(-15.0), W::f32(15.0)],
+            )],
         ),
         UnaryOp::Sigmoid => W::f32(1.0).bin(
             BinOp::Div,
@@ -402,7 +239,12 @@ fn unary(op: UnaryOp, x: W, dt: DType) -> W {
 
 /// `op(a, b)` for operands of dtype `dt`; comparisons give 1/0 in `dt`.
 fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
-    let cmp = |o: BinOp| W::call(Builtin::Select, vec![zero(dt), one(dt), a.clone().bin(o, b.clone())]);
+    let cmp = |o: BinOp| {
+        W::call(
+            Builtin::Select,
+            vec![zero(dt), one(dt), a.clone().bin(o, b.clone())],
+        )
+    };
     match op {
         BinaryOp::Add => a.bin(BinOp::Add, b),
         BinaryOp::Sub => a.bin(BinOp::Sub, b),
@@ -410,9 +252,11 @@ fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
         BinaryOp::Div => a.bin(BinOp::Div, b),
         BinaryOp::Max => W::call(Builtin::Max, vec![a, b]),
         BinaryOp::Min => W::call(Builtin::Min, vec![a, b]),
-        BinaryOp::Pow if dt == DType::I32 => {
-            W::call(Builtin::Pow, vec![a.convert(Scalar::F32), b.convert(Scalar::F32)]).convert(Scalar::I32)
-        }
+        BinaryOp::Pow if dt == DType::I32 => W::call(
+            Builtin::Pow,
+            vec![a.convert(Scalar::F32), b.convert(Scalar::F32)],
+        )
+        .convert(Scalar::I32),
         BinaryOp::Pow => W::call(Builtin::Pow, vec![a, b]),
         BinaryOp::Lt => cmp(BinOp::Lt),
         BinaryOp::Le => cmp(BinOp::Le),
@@ -424,7 +268,10 @@ fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
 }
 
 /// Builds the module of an elementwise or reduce kernel.
-fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Result<Module, CodegenError> {
+pub(super) fn generated_module(
+    kernel: &Kernel,
+    read_only: &dyn Fn(usize) -> bool,
+) -> Result<Module, CodegenError> {
     let mut g = Gen {
         kernel,
         stmts: Vec::new(),
@@ -443,18 +290,30 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
             BinOp::Add,
             W::ident("global_id").member("y").bin(
                 BinOp::Mul,
-                W::ident("num_wg").member("x").bin(BinOp::Mul, W::u32(kernel.workgroup_size)),
+                W::ident("num_wg")
+                    .member("x")
+                    .bin(BinOp::Mul, W::u32(kernel.workgroup_size)),
             ),
         ),
     );
-    g.stmts.push(Stmt::If(gid.clone().bin(BinOp::Ge, W::u32(threads)), vec![Stmt::Return], vec![]));
+    g.stmts.push(Stmt::If(
+        gid.clone().bin(BinOp::Ge, W::u32(threads)),
+        vec![Stmt::Return],
+        vec![],
+    ));
 
     let out_dt = kernel.args[kernel.args.len() - 1].dtype;
     let (result, result_dt, what) = match &kernel.op {
         KernelOp::Elementwise { shape, body } => {
             let idx = g.unravel("i", &gid, shape)?;
-            let r = g.body(body, "e", None, &mut |g, _, view| g.view_index(view, shape, &idx, &gid))?;
-            (r, body.dtype(), format!("elementwise {shape:?}, {} exprs", body.nodes.len()))
+            let r = g.body(body, "e", None, &mut |g, _, view| {
+                g.view_index(view, shape, &idx, &gid)
+            })?;
+            (
+                r,
+                body.dtype(),
+                format!("elementwise {shape:?}, {} exprs", body.nodes.len()),
+            )
         }
         KernelOp::Reduce {
             in_shape,
@@ -464,10 +323,14 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
             epilogue,
         } => {
             if axes.iter().any(|&a| a >= in_shape.len()) {
-                return Err(g.malformed(format!("reduce axes {axes:?} out of range for {in_shape:?}")));
+                return Err(g.malformed(format!(
+                    "reduce axes {axes:?} out of range for {in_shape:?}"
+                )));
             }
             let reduced = |d: usize| axes.contains(&d);
-            let out_shape: Vec<usize> = (0..in_shape.len()).map(|d| if reduced(d) { 1 } else { in_shape[d] }).collect();
+            let out_shape: Vec<usize> = (0..in_shape.len())
+                .map(|d| if reduced(d) { 1 } else { in_shape[d] })
+                .collect();
             let red_dims: Vec<usize> = axes.iter().map(|&a| in_shape[a]).collect();
             let count: u64 = red_dims.iter().map(|&d| d as u64).product();
             let out_idx = g.unravel("i", &gid, &out_shape)?;
@@ -476,9 +339,16 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
             for (i, node) in prologue.nodes.iter().enumerate() {
                 if let Expr::Load { view, .. } = &node.expr {
                     if view.strides.len() != in_shape.len() {
-                        return Err(g.malformed(format!("prologue load p{i} has a rank-{} view", view.strides.len())));
+                        return Err(g.malformed(format!(
+                            "prologue load p{i} has a rank-{} view",
+                            view.strides.len()
+                        )));
                     }
-                    let kept: Vec<Option<W>> = out_idx.iter().enumerate().map(|(d, x)| x.clone().filter(|_| !reduced(d))).collect();
+                    let kept: Vec<Option<W>> = out_idx
+                        .iter()
+                        .enumerate()
+                        .map(|(d, x)| x.clone().filter(|_| !reduced(d)))
+                        .collect();
                     let off = (view.offset != 0)
                         .then(|| g.lit_u32(view.offset as u64).map(W::u32))
                         .transpose()?;
@@ -492,7 +362,8 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
                 (ReduceKind::Max, DType::F32) => W::f32(f32::NEG_INFINITY),
                 (ReduceKind::Max, DType::I32) => W::i32(i32::MIN),
             };
-            g.stmts.push(Stmt::Var("acc".into(), Type::Scalar(scalar(dt)), init));
+            g.stmts
+                .push(Stmt::Var("acc".into(), Type::Scalar(scalar(dt)), init));
             // Loop over the reduced elements: r unravels over the reduced axes.
             let outer = std::mem::take(&mut g.stmts);
             let r = W::ident("r");
@@ -518,21 +389,33 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
                 end: W::u32(g.lit_u32(count)?),
                 body,
             });
-            let e = g.body(epilogue, "e", Some(&acc), &mut |g, _, view| g.view_index(view, &out_shape, &out_idx, &gid))?;
-            (e, epilogue.dtype(), format!("reduce {kind:?} {in_shape:?} over {axes:?}"))
+            let e = g.body(epilogue, "e", Some(&acc), &mut |g, _, view| {
+                g.view_index(view, &out_shape, &out_idx, &gid)
+            })?;
+            (
+                e,
+                epilogue.dtype(),
+                format!("reduce {kind:?} {in_shape:?} over {axes:?}"),
+            )
         }
         KernelOp::MatMul { .. } => unreachable!("matmul kernels use the library shader"),
     };
     if result_dt != out_dt {
-        return Err(g.malformed(format!("the body gives {result_dt} but the output is {out_dt}")));
+        return Err(g.malformed(format!(
+            "the body gives {result_dt} but the output is {out_dt}"
+        )));
     }
     let last = kernel.args.len() - 1;
-    g.stmts.push(Stmt::Assign(W::ident(arg_name(last)).index(gid), result));
+    g.stmts
+        .push(Stmt::Assign(W::ident(arg_name(last)).index(gid), result));
 
     Ok(Module {
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
-            sanitize(&format!("{what}; {} threads, workgroup {}", kernel.threads, kernel.workgroup_size)),
+            sanitize(&format!(
+                "{what}; {} threads, workgroup {}",
+                kernel.threads, kernel.workgroup_size
+            )),
         ],
         overrides: Vec::<Override>::new(),
         bindings: kernel
@@ -543,7 +426,11 @@ fn generated_module(kernel: &Kernel, read_only: &dyn Fn(usize) -> bool) -> Resul
                 group: 0,
                 binding: i as u32,
                 name: arg_name(i),
-                access: if read_only(i) { StorageAccess::Read } else { StorageAccess::ReadWrite },
+                access: if read_only(i) {
+                    StorageAccess::Read
+                } else {
+                    StorageAccess::ReadWrite
+                },
                 ty: Type::RuntimeArray(scalar(a.dtype)),
             })
             .collect(),
