@@ -384,6 +384,17 @@ fn bad_plans_are_errors_not_panics() {
         Err(OptError::Backend(_))
     ));
 
+    // A workgroup larger than the device allows: naga accepts it, pipeline creation fails
+    // inside an error scope, and the error carries the WGSL.
+    let mut p = accumulate_plan(&[3]);
+    p.params[0].name = "w3b".into();
+    p.kernels[1].workgroup_size = 1 << 16;
+    let e = backend
+        .load(Arc::new(p))
+        .err()
+        .expect("oversized workgroup");
+    assert!(e.to_string().contains("@workgroup_size(65536)"), "{e}");
+
     // A dtype mismatch between a kernel arg and its buffer.
     let mut p = accumulate_plan(&[2]);
     p.params[0].name = "w2".into();

@@ -6,7 +6,7 @@ use crate::{BinaryOp, DType, Graph, NodeId, Op, Result, Shape, UnaryOp};
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let r = a.rank().max(b.rank());
     let mut out = vec![0; r];
-    for i in 0..r {
+    for (i, o) in out.iter_mut().enumerate() {
         let da = if i + a.rank() >= r {
             a.0[i + a.rank() - r]
         } else {
@@ -17,7 +17,7 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
         } else {
             1
         };
-        out[i] = if da == db {
+        *o = if da == db {
             da
         } else if da == 1 {
             db
