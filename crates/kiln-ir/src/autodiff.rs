@@ -221,6 +221,8 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
             let at = g.transpose(x(0))?;
             vec![Some(g.matmul(dy, bt)?), Some(g.matmul(at, dy)?)]
         }
+        // stop_gradient: the result is treated as a constant
+        Op::StopGradient => vec![None],
         // d cast = cast back (float sources only; integer sources get no gradient)
         Op::Cast => {
             let dt = g.dtype(x(0));

@@ -210,7 +210,7 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
                 }
             })
             .collect(),
-        Op::Cast => args[0].data.clone(),
+        Op::Cast | Op::StopGradient => args[0].data.clone(),
         Op::Reshape => args[0].data.clone(),
         Op::Permute { perm } => {
             let src = &args[0].shape;

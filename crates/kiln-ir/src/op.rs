@@ -155,6 +155,10 @@ pub enum Op {
     MatMul,
     /// Element type conversion to the node's dtype.
     Cast,
+    /// Identity in the forward pass; blocks the gradient (autodiff treats the result as a
+    /// constant). Used where a gradient path is known to cancel, e.g. the max subtracted
+    /// inside softmax and logsumexp.
+    StopGradient,
 }
 
 /// The kind of an op without its attributes: the unit of the op table.
@@ -184,6 +188,8 @@ pub enum OpKind {
     MatMul,
     /// [`Op::Cast`]
     Cast,
+    /// [`Op::StopGradient`]
+    StopGradient,
 }
 
 impl OpKind {
@@ -200,6 +206,7 @@ impl OpKind {
             OpKind::Expand,
             OpKind::MatMul,
             OpKind::Cast,
+            OpKind::StopGradient,
         ]);
         v
     }
@@ -221,6 +228,7 @@ impl Op {
             Op::Expand => OpKind::Expand,
             Op::MatMul => OpKind::MatMul,
             Op::Cast => OpKind::Cast,
+            Op::StopGradient => OpKind::StopGradient,
         }
     }
 
@@ -239,6 +247,7 @@ impl Op {
             Op::Expand => "expand",
             Op::MatMul => "matmul",
             Op::Cast => "cast",
+            Op::StopGradient => "stop_gradient",
         }
     }
 

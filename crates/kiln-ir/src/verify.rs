@@ -25,7 +25,7 @@ pub fn verify(g: &Graph) -> Result<()> {
         }
         let s = |k: usize| &g.node(n.inputs[k]).shape;
         let ok = match &n.op {
-            Op::Unary(_) | Op::Reshape | Op::Cast => {
+            Op::Unary(_) | Op::Reshape | Op::Cast | Op::StopGradient => {
                 n.op != Op::Reshape || s(0).numel() == n.shape.numel()
             }
             Op::Binary(_) => s(0) == &n.shape && s(1) == &n.shape,

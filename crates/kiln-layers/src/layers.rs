@@ -37,6 +37,16 @@ pub trait Layer {
     fn activation(&self) -> Activation {
         Activation::Linear
     }
+    /// The layer's output before its final activation, and that activation: losses on
+    /// softmax/sigmoid outputs use the logits directly (numerically stable, as Keras does).
+    fn forward_logits(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+    ) -> Result<(NodeId, Activation)> {
+        Ok((self.forward(g, x, params)?, Activation::Linear))
+    }
 }
 
 /// A densely connected layer: `activation(x · kernel + bias)`.
@@ -152,11 +162,21 @@ impl Layer for Dense {
     }
 
     fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
+        let (z, a) = self.forward_logits(g, x, params)?;
+        Ok(a.apply(g, z)?)
+    }
+
+    fn forward_logits(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+    ) -> Result<(NodeId, Activation)> {
         let mut y = g.matmul(x, params[0])?;
         if self.use_bias {
             y = g.add(y, params[1])?;
         }
-        Ok(self.activation.apply(g, y)?)
+        Ok((y, self.activation))
     }
 
     fn activation(&self) -> Activation {

@@ -33,4 +33,7 @@ pub use kiln_opt::HostTensor;
 pub use layers::{Dense, Layer, ParamSpec};
 pub use losses::{Loss, Metric, EPSILON};
 pub use model::{Fit, History, Logs, Mode, Sequential};
-pub use optimizers::{Optimizer, Sgd, LR_VARIABLE};
+pub use optimizers::{
+    slot_name, Adadelta, Adagrad, Adam, Adamax, Nadam, Optimizer, RmsProp, Sgd,
+    ITERATIONS_VARIABLE, LR_VARIABLE, NADAM_SCHEDULE_VARIABLE,
+};

@@ -94,6 +94,14 @@ pub struct Sequential {
     weights_ready: bool,
 }
 
+/// Device variable accumulating the sample-weighted loss over a pass.
+pub const LOSS_ACCUMULATOR: &str = "metrics/loss_sum";
+
+/// Device variable accumulating metric `i` over a pass.
+pub fn metric_accumulator(i: usize) -> String {
+    format!("metrics/{i}_sum")
+}
+
 fn rows(t: &HostTensor) -> usize {
     t.shape.dims().first().copied().unwrap_or(0)
 }
@@ -242,8 +250,10 @@ impl Sequential {
         dims.extend(&first.input);
         let x = g.input("x", dims, DType::F32)?;
         let mut h = x;
+        let mut logits = None;
         let mut trainable: Vec<NodeId> = vec![];
-        for e in &self.layers {
+        let n_layers = self.layers.len();
+        for (li, e) in self.layers.iter().enumerate() {
             let ids = e
                 .params
                 .iter()
@@ -256,7 +266,15 @@ impl Sequential {
                 })
                 .collect::<kiln_ir::Result<Vec<_>>>()?;
             trainable.extend(&ids);
-            h = g.scoped(&e.name, |g| e.layer.forward(g, h, &ids))?;
+            h = g.scoped(&e.name, |g| -> Result<NodeId> {
+                if li + 1 == n_layers {
+                    let (z, a) = e.layer.forward_logits(g, h, &ids)?;
+                    logits = Some((z, a));
+                    Ok(a.apply(g, z)?)
+                } else {
+                    e.layer.forward(g, h, &ids)
+                }
+            })?;
         }
         if mode == Mode::Predict {
             g.output("y", h)?;
@@ -267,13 +285,18 @@ impl Sequential {
         })?;
         let yd = g.shape(h).dims().to_vec();
         let y = g.input("y", yd, DType::F32)?;
-        let per = cfg.loss.per_sample(&mut g, h, y)?;
-        let loss = g.mean_all(per)?;
-        g.output("loss", loss)?;
+        let loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
+        // Loss and metrics accumulate on the device (sample-weighted sums), so a step reads
+        // nothing back; the host reads the accumulators once per pass.
+        let acc = g.param(LOSS_ACCUMULATOR, [], DType::F32)?;
+        let weighted = g.mul_scalar(loss, batch as f64)?;
+        let next = g.add(acc, weighted)?;
+        g.assign(acc, next)?;
         for (i, (_, m)) in cfg.metrics.iter().enumerate() {
-            let v = m.per_sample(&mut g, h, y)?;
-            let s = g.sum_all(v)?;
-            g.output(format!("metric_{i}"), s)?;
+            let s = m.batch_sum(&mut g, h, y, logits)?;
+            let acc = g.param(&metric_accumulator(i), [], DType::F32)?;
+            let next = g.add(acc, s)?;
+            g.assign(acc, next)?;
         }
         if mode == Mode::Train {
             let grads = autodiff::grad(&mut g, loss, &trainable)?;
@@ -333,6 +356,8 @@ impl Sequential {
     }
 
     /// Runs `mode` over `idx` in batches; returns (sample-weighted mean loss, metric means).
+    /// Nothing is read back per batch: the plans accumulate on the device and the host reads
+    /// the accumulators once at the end.
     fn run_batches(
         &mut self,
         mode: Mode,
@@ -341,25 +366,31 @@ impl Sequential {
         idx: &[usize],
         batch: usize,
     ) -> Result<Logs> {
-        let mut loss_sum = 0.0;
         let nm = self.compiled.as_ref().map(|c| c.metrics.len()).unwrap_or(0);
-        let mut metric_sums = vec![0.0; nm];
+        let zero = HostTensor::f32([], vec![0.0])?;
+        self.device.write_param(LOSS_ACCUMULATOR, &zero)?;
+        for i in 0..nm {
+            self.device.write_param(&metric_accumulator(i), &zero)?;
+        }
         for chunk in idx.chunks(batch.max(1)) {
             let xb = gather_rows(x, chunk);
             let yb = gather_rows(y, chunk);
-            let out = self.plan(mode, chunk.len())?.run(&[&xb, &yb])?;
-            loss_sum += scalar(&out[0]) * chunk.len() as f64;
-            for (s, o) in metric_sums.iter_mut().zip(&out[1..]) {
-                *s += scalar(o);
-            }
+            self.plan(mode, chunk.len())?.run(&[&xb, &yb])?;
         }
         let n = idx.len().max(1) as f64;
         let mut logs = Logs::new();
-        logs.insert("loss".into(), loss_sum / n);
-        if let Some(c) = &self.compiled {
-            for ((name, _), s) in c.metrics.iter().zip(metric_sums) {
-                logs.insert((*name).into(), s / n);
-            }
+        logs.insert(
+            "loss".into(),
+            scalar(&self.device.read_param(LOSS_ACCUMULATOR)?) / n,
+        );
+        let names: Vec<&'static str> = self
+            .compiled
+            .as_ref()
+            .map(|c| c.metrics.iter().map(|m| m.0).collect())
+            .unwrap_or_default();
+        for (i, name) in names.into_iter().enumerate() {
+            let v = scalar(&self.device.read_param(&metric_accumulator(i))?);
+            logs.insert(name.into(), v / n);
         }
         Ok(logs)
     }

@@ -5,7 +5,7 @@
 use crate::backend::{
     check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData, HostTensor,
 };
-use crate::kernel::{Body, Expr, KernelOp, ReduceKind};
+use crate::kernel::{Body, Expr, KernelOp, ReduceKind, Store};
 use crate::plan::{BufferKind, Plan, Step};
 use crate::{OptError, Result};
 use kiln_ir::eval::{apply_binary, apply_unary};
@@ -82,7 +82,7 @@ impl V {
     }
 }
 
-fn eval_body(body: &Body, bufs: &[&Buf], idx: &[usize], reduced: V, scratch: &mut Vec<V>) -> V {
+fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], reduced: V, scratch: &mut Vec<V>) {
     scratch.clear();
     for n in &body.nodes {
         let v = match &n.expr {
@@ -114,7 +114,12 @@ fn eval_body(body: &Body, bufs: &[&Buf], idx: &[usize], reduced: V, scratch: &mu
         };
         scratch.push(v);
     }
-    *scratch.last().unwrap_or(&V::F(0.0))
+}
+
+fn do_stores(stores: &[Store], bufs: &mut [Buf], flat: usize, scratch: &[V]) {
+    for st in stores {
+        bufs[st.arg as usize].set(st.offset + flat, scratch[st.value as usize]);
+    }
 }
 
 fn f32_binary(op: BinaryOp, a: f32, b: f32) -> f32 {
@@ -143,16 +148,20 @@ fn i32_binary(op: BinaryOp, a: i32, b: i32) -> i32 {
     }
 }
 
-fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
+fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
     let mut scratch = Vec::new();
     match op {
-        KernelOp::Elementwise { shape, body } => {
+        KernelOp::Elementwise {
+            shape,
+            body,
+            stores,
+        } => {
             let n: usize = shape.iter().product();
             let mut idx = vec![0; shape.len()];
             for i in 0..n {
                 unravel(i, shape, &mut idx);
-                let v = eval_body(body, ins, &idx, V::F(0.0), &mut scratch);
-                out.set(i, v);
+                eval_body(body, bufs, &idx, V::F(0.0), &mut scratch);
+                do_stores(stores, bufs, i, &scratch);
             }
         }
         KernelOp::Reduce {
@@ -160,13 +169,18 @@ fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
             axes,
             kind,
             prologue,
+            prologue_stores,
             epilogue,
+            stores,
+            broadcast,
+            broadcast_stores,
         } => {
             let out_shape: Vec<usize> = in_shape
                 .iter()
                 .enumerate()
                 .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
                 .collect();
+            let in_strides = Shape::new(in_shape.clone()).strides();
             let red_dims: Vec<usize> = axes.iter().map(|&a| in_shape[a]).collect();
             let red_n: usize = red_dims.iter().product();
             let n: usize = out_shape.iter().product();
@@ -186,7 +200,10 @@ fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
                     for (k, &a) in axes.iter().enumerate() {
                         idx[a] = ridx[k];
                     }
-                    let v = eval_body(prologue, ins, &idx, V::F(0.0), &mut scratch);
+                    eval_body(prologue, bufs, &idx, V::F(0.0), &mut scratch);
+                    let v = *scratch.last().unwrap_or(&V::F(0.0));
+                    let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
+                    do_stores(prologue_stores, bufs, flat, &scratch);
                     acc = match (kind, acc, v) {
                         (ReduceKind::Sum, V::F(a), v) => V::F(a + v.f()),
                         (ReduceKind::Sum, V::I(a), v) => V::I(a.wrapping_add(v.i())),
@@ -194,8 +211,19 @@ fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
                         (ReduceKind::Max, V::I(a), v) => V::I(a.max(v.i())),
                     };
                 }
-                let v = eval_body(epilogue, ins, &oidx, acc, &mut scratch);
-                out.set(o, v);
+                eval_body(epilogue, bufs, &oidx, acc, &mut scratch);
+                do_stores(stores, bufs, o, &scratch);
+                if !broadcast_stores.is_empty() {
+                    for r in 0..red_n {
+                        unravel(r, &red_dims, &mut ridx);
+                        for (k, &a) in axes.iter().enumerate() {
+                            idx[a] = ridx[k];
+                        }
+                        eval_body(broadcast, bufs, &idx, acc, &mut scratch);
+                        let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
+                        do_stores(broadcast_stores, bufs, flat, &scratch);
+                    }
+                }
             }
         }
         KernelOp::MatMul {
@@ -205,28 +233,35 @@ fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
             k,
             a,
             b,
+            epilogue,
+            stores,
             ..
         } => {
-            let (Buf::F(av), Buf::F(bv)) = (ins[a.arg as usize], ins[b.arg as usize]) else {
-                return;
-            };
-            let Buf::F(ov) = out else { return };
+            let mut idx = [0usize; 3];
             for bi in 0..*batch {
                 for i in 0..*m {
                     for j in 0..*n {
                         let mut s = 0.0f32;
-                        for p in 0..*k {
-                            let x = av[a.offset
-                                + bi * a.batch_stride
-                                + i * a.row_stride
-                                + p * a.col_stride];
-                            let y = bv[b.offset
-                                + bi * b.batch_stride
-                                + p * b.row_stride
-                                + j * b.col_stride];
-                            s += x * y;
+                        if let (Buf::F(av), Buf::F(bv)) =
+                            (&bufs[a.arg as usize], &bufs[b.arg as usize])
+                        {
+                            for p in 0..*k {
+                                let x = av[a.offset
+                                    + bi * a.batch_stride
+                                    + i * a.row_stride
+                                    + p * a.col_stride];
+                                let y = bv[b.offset
+                                    + bi * b.batch_stride
+                                    + p * b.row_stride
+                                    + j * b.col_stride];
+                                s += x * y;
+                            }
                         }
-                        ov[bi * m * n + i * n + j] = s;
+                        idx[0] = bi;
+                        idx[1] = i;
+                        idx[2] = j;
+                        eval_body(epilogue, bufs, &idx, V::F(s), &mut scratch);
+                        do_stores(stores, bufs, (bi * m + i) * n + j, &scratch);
                     }
                 }
             }
@@ -234,12 +269,13 @@ fn run_kernel(op: &KernelOp, ins: &[&Buf], out: &mut Buf) {
     }
 }
 
-type Store = Arc<Mutex<BTreeMap<String, HostTensor>>>;
+type VarStore = Arc<Mutex<BTreeMap<String, HostTensor>>>;
 
 /// The CPU backend: variables in host memory, plans run by the interpreter.
 #[derive(Default)]
 pub struct CpuBackend {
-    params: Store,
+    params: VarStore,
+    limits: Option<DeviceLimits>,
 }
 
 impl CpuBackend {
@@ -247,9 +283,18 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A backend that reports `limits` to the compiler (to test plans made for small devices,
+    /// e.g. WebGPU's default of 8 storage buffers per stage).
+    pub fn with_limits(limits: DeviceLimits) -> Self {
+        CpuBackend {
+            params: VarStore::default(),
+            limits: Some(limits),
+        }
+    }
 }
 
-fn lock(s: &Store) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, HostTensor>>> {
+fn lock(s: &VarStore) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, HostTensor>>> {
     s.lock()
         .map_err(|_| OptError::Backend("variable store lock poisoned".into()))
 }
@@ -260,6 +305,9 @@ impl Backend for CpuBackend {
     }
 
     fn limits(&self) -> DeviceLimits {
+        if let Some(l) = &self.limits {
+            return l.clone();
+        }
         DeviceLimits {
             max_storage_buffers_per_shader_stage: 32,
             max_storage_buffer_binding_size: 1 << 32,
@@ -355,7 +403,7 @@ impl Backend for CpuBackend {
 struct CpuExecutable {
     plan: Arc<Plan>,
     bufs: Vec<Buf>,
-    params: Store,
+    params: VarStore,
 }
 
 impl Executable for CpuExecutable {
@@ -379,31 +427,29 @@ impl Executable for CpuExecutable {
                 self.bufs[slot.buffer.0 as usize] = Buf::from_host(t);
             }
         }
-        let mut assigned = vec![];
         for step in &plan.steps {
             match step {
                 Step::Dispatch {
                     kernel, buffers, ..
                 } => {
                     let k = &plan.kernels[*kernel as usize];
-                    let (out_id, in_ids) = buffers
-                        .split_last()
-                        .ok_or_else(|| OptError::Backend("dispatch without buffers".into()))?;
-                    let mut out =
-                        std::mem::replace(&mut self.bufs[out_id.0 as usize], Buf::F(vec![]));
-                    let ins: Vec<&Buf> = in_ids.iter().map(|b| &self.bufs[b.0 as usize]).collect();
-                    run_kernel(&k.op, &ins, &mut out);
-                    self.bufs[out_id.0 as usize] = out;
+                    let mut args: Vec<Buf> = buffers
+                        .iter()
+                        .map(|b| std::mem::replace(&mut self.bufs[b.0 as usize], Buf::F(vec![])))
+                        .collect();
+                    run_kernel(&k.op, &mut args);
+                    for (b, v) in buffers.iter().zip(args) {
+                        self.bufs[b.0 as usize] = v;
+                    }
                 }
                 Step::Copy { src, dst } => {
                     self.bufs[dst.0 as usize] = self.bufs[src.0 as usize].clone();
-                    assigned.push(*dst);
                 }
             }
         }
         let mut store = lock(&self.params)?;
         for slot in &plan.params {
-            if assigned.contains(&slot.buffer) {
+            if written_buffers(&plan).contains(&slot.buffer) {
                 store.insert(
                     slot.name.clone(),
                     self.bufs[slot.buffer.0 as usize].to_host(slot.shape.clone()),
@@ -416,4 +462,29 @@ impl Executable for CpuExecutable {
             .map(|s| self.bufs[s.buffer.0 as usize].to_host(s.shape.clone()))
             .collect())
     }
+}
+
+/// Buffers a run writes (by a kernel store or a copy).
+pub fn written_buffers(plan: &Plan) -> Vec<crate::BufferId> {
+    let mut v = vec![];
+    for step in &plan.steps {
+        match step {
+            Step::Dispatch {
+                kernel, buffers, ..
+            } => {
+                let k = &plan.kernels[*kernel as usize];
+                for (a, b) in k.args.iter().zip(buffers) {
+                    if a.access.writes() && !v.contains(b) {
+                        v.push(*b);
+                    }
+                }
+            }
+            Step::Copy { dst, .. } => {
+                if !v.contains(dst) {
+                    v.push(*dst)
+                }
+            }
+        }
+    }
+    v
 }

@@ -1,11 +1,14 @@
 //! `KernelIr`: what one dispatch computes, as data. The WGSL writer (kiln-wgpu) and the CPU
 //! plan interpreter ([`crate::interp`]) both implement exactly these semantics.
 //!
-//! A kernel binds `args` (storage buffers, in order); the **last arg is the output**, written
-//! contiguously (row-major over the kernel's output shape). Inputs are read through a
-//! [`View`]: `element = offset + Σ idx[d] * strides[d]` where `idx` is the multi-index over
-//! the kernel's iteration shape (stride 0 = broadcast). Expression bodies are SSA lists whose
-//! last entry is the result; this is what fusion grows into.
+//! A kernel binds `args`: **distinct** storage buffers, in order, each read, written or both
+//! (an arena buffer holding many tensors is bound once). Values are read through a [`View`]:
+//! `element = offset + Σ idx[d] * strides[d]` where `idx` is the multi-index over the
+//! iteration shape of the phase the load is in (stride 0 = broadcast). Values are written by
+//! [`Store`]s: `buffer[offset + flat]` where `flat` is the row-major index over the same
+//! iteration shape. Expression bodies are SSA lists; fusion grows kernels by adding
+//! expressions and stores to them. A kernel may write several tensors (multi-output) and may
+//! write a buffer it reads (in place, element for element).
 
 use kiln_ir::{BinaryOp, DType, UnaryOp};
 use serde::{Deserialize, Serialize};
@@ -70,7 +73,8 @@ pub enum Expr {
     Select(ExprId, ExprId, ExprId),
     /// Conversion of `x` to this expression's dtype (float to int truncates).
     Cast(ExprId),
-    /// The reduced value (only in a reduce kernel's epilogue).
+    /// The folded value: in a reduce kernel's epilogue and broadcast bodies, and the
+    /// accumulator in a matmul epilogue.
     Reduced,
 }
 
@@ -106,6 +110,18 @@ impl Body {
     }
 }
 
+/// A write of one body value: `args[arg][offset + flat] = value`, `flat` being the row-major
+/// index over the iteration shape of the body's phase.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Store {
+    /// Binding index (an arg with `Write` or `ReadWrite` access).
+    pub arg: u32,
+    /// Element offset of the tensor in that buffer.
+    pub offset: usize,
+    /// The stored expression.
+    pub value: ExprId,
+}
+
 /// Reduction combiners available to reduce kernels (mean = sum + a scaling epilogue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReduceKind {
@@ -131,33 +147,92 @@ pub struct MatOperand {
     pub col_stride: usize,
 }
 
+/// Matmul kernel family, chosen per adapter class at compile time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MatMulVariant {
+    /// Each thread computes a `tile` register block; no workgroup memory, no barriers
+    /// (CPU-type adapters, where barriers are very slow).
+    RegisterBlocked,
+    /// Workgroup-memory tiles (discrete and integrated GPUs).
+    WorkgroupTiled,
+}
+
+impl MatMulVariant {
+    /// The family for an adapter class: register blocks where barriers are expensive (CPU
+    /// adapters and unknown devices), workgroup tiles on GPUs.
+    pub fn for_adapter(class: crate::AdapterClass) -> MatMulVariant {
+        match class {
+            crate::AdapterClass::DiscreteGpu | crate::AdapterClass::IntegratedGpu => {
+                MatMulVariant::WorkgroupTiled
+            }
+            _ => MatMulVariant::RegisterBlocked,
+        }
+    }
+
+    /// The launch of a `[batch, m, n]` product: `(tile, workgroup_size, threads)`, the
+    /// contract with the library shaders (`shaders/matmul_register.wgsl`,
+    /// `shaders/matmul_tiled.wgsl`). Register-blocked: each thread computes an 8x8 block.
+    /// Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16 threads of 4x4);
+    /// the workgroup index is `thread / 256`.
+    pub fn launch(self, batch: usize, m: usize, n: usize) -> ([u32; 2], u32, u64) {
+        match self {
+            MatMulVariant::RegisterBlocked => {
+                ([8, 8], 64, (batch * m.div_ceil(8) * n.div_ceil(8)) as u64)
+            }
+            MatMulVariant::WorkgroupTiled => (
+                [4, 4],
+                256,
+                (batch * m.div_ceil(64) * n.div_ceil(64) * 256) as u64,
+            ),
+        }
+    }
+}
+
 /// What a kernel computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum KernelOp {
-    /// One thread per output element of `shape`: `out[flat] = body(idx)`.
+    /// One thread per element of `shape`; evaluates `body` at that index and performs
+    /// `stores`.
     Elementwise {
-        /// Output (= iteration) shape.
+        /// Iteration shape.
         shape: Vec<usize>,
-        /// The expression; loads index over `shape`.
+        /// Expressions; loads index over `shape`.
         body: Body,
+        /// Writes, each over `shape`.
+        stores: Vec<Store>,
     },
-    /// One thread per output element. The output shape is `in_shape` with `axes` set to 1.
-    /// `acc = fold(kind, prologue(idx) for idx over the reduced axes)`, then
-    /// `out = epilogue(acc)` where epilogue loads index over the output shape.
+    /// One thread per element of the output shape (`in_shape` with `axes` set to 1). The
+    /// thread (1) folds `prologue`'s result over the reduced axes with `kind`, performing
+    /// `prologue_stores` at each visited input index; (2) evaluates `epilogue` (where
+    /// [`Expr::Reduced`] is the folded value) and performs `stores` over the output shape;
+    /// (3) if `broadcast_stores` is non-empty, visits its reduced elements again, evaluating
+    /// `broadcast` (where [`Expr::Reduced`] is again the folded value) and performing
+    /// `broadcast_stores` over `in_shape`. Every input element is visited by exactly one
+    /// thread in (1) and in (3).
     Reduce {
-        /// Iteration shape of the prologue.
+        /// Iteration shape of the prologue and broadcast phases.
         in_shape: Vec<usize>,
         /// Reduced axes (sorted).
         axes: Vec<usize>,
         /// Combiner.
         kind: ReduceKind,
-        /// Per-element value; loads index over `in_shape`.
+        /// Value folded; loads index over `in_shape`. Its last expression is the folded value.
         prologue: Body,
-        /// Result from [`Expr::Reduced`]; loads index over the output shape.
+        /// Writes during the fold, over `in_shape`.
+        prologue_stores: Vec<Store>,
+        /// Loads index over the output shape.
         epilogue: Body,
+        /// Writes over the output shape.
+        stores: Vec<Store>,
+        /// Loads index over `in_shape`.
+        broadcast: Body,
+        /// Writes over `in_shape`.
+        broadcast_stores: Vec<Store>,
     },
-    /// `out[b, i, j] = Σ_p a[b, i, p] * b[b, p, j]`, output contiguous `[batch, m, n]`.
-    /// Each thread computes a `tile[0] x tile[1]` register block.
+    /// `acc[b, i, j] = Σ_p a[b, i, p] * b[b, p, j]`, then `epilogue` (where
+    /// [`Expr::Reduced`] is `acc`; loads index over `[batch, m, n]`) and `stores` over
+    /// `[batch, m, n]`. In the register-blocked variant each thread computes a
+    /// `tile[0] x tile[1]` block; `threads = batch * ceil(m/tile0) * ceil(n/tile1)`.
     MatMul {
         /// Number of matrices.
         batch: usize,
@@ -173,16 +248,31 @@ pub enum KernelOp {
         b: MatOperand,
         /// Register block (rows, cols) per thread.
         tile: [u32; 2],
+        /// Kernel family.
+        variant: MatMulVariant,
+        /// Per-element epilogue (bias, activation, scaling, fused consumers).
+        epilogue: Body,
+        /// Writes over `[batch, m, n]`.
+        stores: Vec<Store>,
     },
 }
 
 /// Access mode of a kernel argument.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Access {
-    /// Bound read-only.
+    /// Only loaded: bound read-only.
     Read,
-    /// Bound read-write (the output).
+    /// Only stored: bound read-write.
     Write,
+    /// Loaded and stored (an arena, or an in-place update): bound read-write.
+    ReadWrite,
+}
+
+impl Access {
+    /// True when the kernel writes the buffer.
+    pub fn writes(self) -> bool {
+        !matches!(self, Access::Read)
+    }
 }
 
 /// A kernel argument: a storage buffer binding.
@@ -201,7 +291,7 @@ pub struct Kernel {
     pub label: String,
     /// What it computes.
     pub op: KernelOp,
-    /// Storage bindings; the last one is the output.
+    /// Storage bindings: distinct buffers (see [`crate::plan::Step::Dispatch`]).
     pub args: Vec<Arg>,
     /// Threads per workgroup (1-D).
     pub workgroup_size: u32,

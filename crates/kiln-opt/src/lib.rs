@@ -26,6 +26,7 @@ pub mod kernel;
 pub mod lower;
 pub mod passes;
 pub mod plan;
+pub mod schedule;
 pub mod testing;
 
 pub use backend::{
@@ -45,12 +46,16 @@ use std::time::Instant;
 pub struct CompileOptions {
     /// Run `verify` after every pass (on by default; cheap).
     pub verify_each_pass: bool,
+    /// Pack temporaries into shared arenas by liveness (on by default). Off, every
+    /// temporary gets its own region — the reference the planned layout is tested against.
+    pub plan_memory: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             verify_each_pass: true,
+            plan_memory: true,
         }
     }
 }
@@ -68,7 +73,13 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     let t0 = Instant::now();
     kiln_ir::verify(graph)?;
     let mut pass_ms = Vec::new();
-    let pipeline: [&dyn Pass; 1] = [&passes::EliminateDeadNodes];
+    let pipeline: [&dyn Pass; 5] = [
+        &passes::FoldConstants,
+        &passes::EliminateCommonSubexpressions,
+        &passes::RewriteLogSoftmax,
+        &passes::EliminateDeadNodes,
+        &passes::FoldConstants,
+    ];
     let mut g = graph.clone();
     for pass in pipeline {
         let t = Instant::now();
@@ -81,11 +92,15 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
         pass_ms.push((pass.name().to_string(), t.elapsed().as_secs_f64() * 1e3));
     }
     let t = Instant::now();
-    let mut plan = lower::lower(&g, limits)?;
+    let mut plan = lower::lower(&g, limits, options.plan_memory)?;
     pass_ms.push(("Lower".to_string(), t.elapsed().as_secs_f64() * 1e3));
     plan.stats.graph_nodes = graph.len();
     plan.stats.optimized_nodes = g.len();
     plan.stats.pass_ms = pass_ms;
+    if options.verify_each_pass {
+        schedule::check_plan(&plan)
+            .map_err(|e| OptError::Unsupported(format!("internal: invalid plan: {e}")))?;
+    }
     plan.stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok(plan)
 }

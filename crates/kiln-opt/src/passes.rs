@@ -2,7 +2,8 @@
 //! [`crate::compile`] names them in order and runs `verify` after each one.
 
 use crate::Result;
-use kiln_ir::{Graph, Node, NodeId};
+use kiln_ir::eval::{apply_binary, apply_unary};
+use kiln_ir::{BinaryOp, Constant, DType, Graph, Node, NodeId, Op, UnaryOp};
 
 /// A graph-to-graph transformation.
 pub trait Pass {
@@ -64,5 +65,188 @@ impl Pass for EliminateDeadNodes {
             .collect();
         out.set_roots(outputs, assigns);
         Ok(out)
+    }
+}
+
+/// Rebuilds `g` node by node: `f` sees the original node with inputs already remapped into
+/// the new graph and returns the id that stands for it there.
+fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+    let mut remap = vec![NodeId(u32::MAX); g.len()];
+    let mut out = Graph::new();
+    for (id, n) in g.iter() {
+        let node = Node {
+            op: n.op.clone(),
+            inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
+            shape: n.shape.clone(),
+            dtype: n.dtype,
+            name: n.name.clone(),
+        };
+        remap[id.index()] = f(&mut out, &node);
+    }
+    let outputs = g
+        .outputs()
+        .iter()
+        .map(|(n, o)| (n.clone(), remap[o.index()]))
+        .collect();
+    let assigns = g
+        .assigns()
+        .iter()
+        .map(|(p, v)| (remap[p.index()], remap[v.index()]))
+        .collect();
+    out.set_roots(outputs, assigns);
+    out
+}
+
+fn fill_of(g: &Graph, id: NodeId) -> Option<f64> {
+    match &g.node(id).op {
+        Op::Constant(Constant::Fill(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Folds elementwise ops and movements of constant fills into fills, and applies algebraic
+/// identities: `x*1`, `1*x`, `x+0`, `0+x`, `x-0`, `x/1` → `x`; `neg(neg(x))` → `x`.
+pub struct FoldConstants;
+
+impl Pass for FoldConstants {
+    fn name(&self) -> &'static str {
+        "FoldConstants"
+    }
+
+    fn run(&self, g: &Graph) -> Result<Graph> {
+        Ok(rebuild(g, |out, n| {
+            let fills: Vec<Option<f64>> = n.inputs.iter().map(|&i| fill_of(out, i)).collect();
+            let all_fill = !n.inputs.is_empty() && fills.iter().all(Option::is_some);
+            let fill = |out: &mut Graph, v: f64| {
+                let v = if n.dtype == DType::I32 {
+                    v.trunc()
+                } else {
+                    v as f32 as f64
+                };
+                out.push_unchecked(Node {
+                    op: Op::Constant(Constant::Fill(v)),
+                    inputs: vec![],
+                    shape: n.shape.clone(),
+                    dtype: n.dtype,
+                    name: n.name.clone(),
+                })
+            };
+            let c = |i: usize| fills[i].unwrap_or(f64::NAN);
+            match &n.op {
+                Op::Reshape | Op::Expand | Op::Permute { .. } | Op::StopGradient if all_fill => {
+                    fill(out, c(0))
+                }
+                Op::Unary(u) if all_fill => fill(out, apply_unary(*u, c(0))),
+                Op::Binary(b) if all_fill => fill(out, apply_binary(*b, c(0), c(1))),
+                Op::Where if all_fill => fill(out, if c(0) != 0.0 { c(1) } else { c(2) }),
+                Op::Binary(BinaryOp::Mul) if fills[1] == Some(1.0) => n.inputs[0],
+                Op::Binary(BinaryOp::Mul) if fills[0] == Some(1.0) => n.inputs[1],
+                Op::Binary(BinaryOp::Add) if fills[1] == Some(0.0) => n.inputs[0],
+                Op::Binary(BinaryOp::Add) if fills[0] == Some(0.0) => n.inputs[1],
+                Op::Binary(BinaryOp::Sub) if fills[1] == Some(0.0) => n.inputs[0],
+                Op::Binary(BinaryOp::Div) if fills[1] == Some(1.0) => n.inputs[0],
+                Op::Unary(UnaryOp::Neg)
+                    if matches!(out.node(n.inputs[0]).op, Op::Unary(UnaryOp::Neg)) =>
+                {
+                    out.node(n.inputs[0]).inputs[0]
+                }
+                _ => out.push_unchecked(n.clone()),
+            }
+        }))
+    }
+}
+
+/// Merges nodes that compute the same op on the same operands (common subexpressions).
+/// Inputs and params are unique by name and never merged.
+pub struct EliminateCommonSubexpressions;
+
+impl Pass for EliminateCommonSubexpressions {
+    fn name(&self) -> &'static str {
+        "EliminateCommonSubexpressions"
+    }
+
+    fn run(&self, g: &Graph) -> Result<Graph> {
+        let mut seen: std::collections::HashMap<String, NodeId> = std::collections::HashMap::new();
+        Ok(rebuild(g, |out, n| {
+            if matches!(n.op, Op::Input { .. } | Op::Param { .. }) {
+                return out.push_unchecked(n.clone());
+            }
+            let key = format!("{:?}|{:?}|{:?}|{:?}", n.op, n.inputs, n.shape, n.dtype);
+            if let Some(&id) = seen.get(&key) {
+                return id;
+            }
+            let id = out.push_unchecked(n.clone());
+            seen.insert(key, id);
+            id
+        }))
+    }
+}
+
+/// Numerically stable rewrite: `log(exp(z) / expand(sum(exp(z))))` — a log of a softmax —
+/// becomes `z - expand(log(sum(exp(z))))`, which never takes the log of an underflowed
+/// probability (`log(softmax([0, 1000]))[0]` is -1000, not -inf).
+pub struct RewriteLogSoftmax;
+
+impl Pass for RewriteLogSoftmax {
+    fn name(&self) -> &'static str {
+        "RewriteLogSoftmax"
+    }
+
+    fn run(&self, g: &Graph) -> Result<Graph> {
+        Ok(rebuild(g, |out, n| {
+            if let Some((z, s, bshape)) = match_log_softmax(out, n) {
+                let mk = |out: &mut Graph,
+                          op: Op,
+                          inputs: Vec<NodeId>,
+                          shape: kiln_ir::Shape,
+                          what: &str| {
+                    out.push_unchecked(Node {
+                        op,
+                        inputs,
+                        shape,
+                        dtype: n.dtype,
+                        name: format!("{}/{what}", n.name),
+                    })
+                };
+                let sshape = out.shape(s).clone();
+                let ls = mk(out, Op::Unary(UnaryOp::Log), vec![s], sshape, "log_sum");
+                let le = mk(out, Op::Expand, vec![ls], bshape, "expand");
+                let zshape = out.shape(z).clone();
+                return mk(
+                    out,
+                    Op::Binary(BinaryOp::Sub),
+                    vec![z, le],
+                    zshape,
+                    "log_softmax",
+                );
+            }
+            out.push_unchecked(n.clone())
+        }))
+    }
+}
+
+/// `(z, s, expanded shape)` when `n` is `log(div(exp(z), expand(s)))` with `s = sum(exp(z))`.
+fn match_log_softmax(g: &Graph, n: &Node) -> Option<(NodeId, NodeId, kiln_ir::Shape)> {
+    if n.op != Op::Unary(UnaryOp::Log) {
+        return None;
+    }
+    let d = g.node(n.inputs[0]);
+    if d.op != Op::Binary(BinaryOp::Div) {
+        return None;
+    }
+    let (e, b) = (d.inputs[0], d.inputs[1]);
+    let en = g.node(e);
+    let bn = g.node(b);
+    if en.op != Op::Unary(UnaryOp::Exp) || bn.op != Op::Expand {
+        return None;
+    }
+    let s = bn.inputs[0];
+    let sn = g.node(s);
+    match &sn.op {
+        Op::Reduce {
+            op: kiln_ir::ReduceOp::Sum,
+            ..
+        } if sn.inputs[0] == e => Some((en.inputs[0], s, bn.shape.clone())),
+        _ => None,
     }
 }

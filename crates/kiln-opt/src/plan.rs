@@ -104,6 +104,25 @@ pub struct PlanStats {
     pub pass_ms: Vec<(String, f64)>,
     /// Total compile time in milliseconds.
     pub compile_ms: f64,
+    /// Where every temporary lives and when (the memory plan, for inspection and tests).
+    pub allocations: Vec<Allocation>,
+}
+
+/// One temporary tensor of the memory plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Tensor name (IR node scope path).
+    pub name: String,
+    /// Buffer holding it.
+    pub buffer: u32,
+    /// Element offset in that buffer.
+    pub offset: usize,
+    /// Elements.
+    pub len: usize,
+    /// Index of the first dispatch step that writes it.
+    pub first: usize,
+    /// Index of the last dispatch step that reads it.
+    pub last: usize,
 }
 
 /// A compiled graph: buffers, kernels, schedule and named slots.
@@ -151,7 +170,7 @@ impl Plan {
         );
         for (i, k) in self.kernels.iter().enumerate() {
             let what = match &k.op {
-                crate::kernel::KernelOp::Elementwise { shape, body } => {
+                crate::kernel::KernelOp::Elementwise { shape, body, .. } => {
                     format!("elementwise {shape:?} ({} exprs)", body.nodes.len())
                 }
                 crate::kernel::KernelOp::Reduce { in_shape, axes, .. } => {

@@ -86,3 +86,227 @@ pub fn check_op_table(backend: &mut dyn Backend) -> std::result::Result<usize, S
     }
     Ok(compared)
 }
+
+/// Compiles `g`, runs it once on `backend` with `feeds` (params are written first), and
+/// compares every output and every assigned param with the f64 reference [`kiln_ir::eval::run`].
+pub fn check_graph(
+    backend: &mut dyn Backend,
+    g: &Graph,
+    feeds: &Feeds,
+    tol: Tolerance,
+) -> std::result::Result<(), String> {
+    let reference = kiln_ir::eval::run(g, feeds).map_err(|e| format!("eval: {e}"))?;
+    let plan = compile(g, &CompileOptions::default(), &backend.limits())
+        .map_err(|e| format!("compile: {e}"))?;
+    let plan = Arc::new(plan);
+    let host = |t: &kiln_ir::eval::Tensor, dt: DType| match dt {
+        DType::F32 => HostTensor::f32(t.shape.clone(), t.data.iter().map(|&x| x as f32).collect()),
+        DType::I32 => HostTensor::i32(t.shape.clone(), t.data.iter().map(|&x| x as i32).collect()),
+    };
+    for slot in &plan.params {
+        let t = feeds
+            .get(&slot.name)
+            .ok_or(format!("no feed for param {}", slot.name))?;
+        backend
+            .write_param(&slot.name, &host(t, slot.dtype).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut exe = backend
+        .load(plan.clone())
+        .map_err(|e| format!("load: {e}"))?;
+    let inputs: Vec<HostTensor> = plan
+        .inputs
+        .iter()
+        .map(|s| {
+            let t = feeds
+                .get(&s.name)
+                .ok_or(format!("no feed for input {}", s.name))?;
+            host(t, s.dtype).map_err(|e| e.to_string())
+        })
+        .collect::<std::result::Result<_, String>>()?;
+    let refs: Vec<&HostTensor> = inputs.iter().collect();
+    let got = exe.run(&refs).map_err(|e| format!("run: {e}"))?;
+    for ((name, want), t) in reference.outputs.iter().zip(&got) {
+        tol.check(&format!("output {name}"), &t.to_f64(), &want.data)?;
+    }
+    for (name, want) in &reference.updates {
+        let t = backend.read_param(name).map_err(|e| e.to_string())?;
+        tol.check(&format!("updated param {name}"), &t.to_f64(), &want.data)?;
+    }
+    Ok(())
+}
+
+/// A seeded random graph of at most `max_nodes` computed nodes over small random shapes —
+/// elementwise chains with broadcasting, reductions, matmuls, movement ops, several
+/// outputs and param assignments — plus feeds for its inputs and params. Values stay in
+/// ranges where every op is well conditioned, so plans can be compared with the f64
+/// evaluator under the f32 tolerance.
+pub fn random_graph(seed: u64, max_nodes: usize) -> (Graph, Feeds) {
+    use kiln_ir::random::Rng;
+    use kiln_ir::{BinaryOp, Shape, UnaryOp};
+    let mut rng = Rng::new(seed);
+    let mut g = Graph::new();
+    let mut feeds = Feeds::new();
+    let dims = [1usize, 2, 3, 4, 5];
+    let pick = |rng: &mut Rng, n: usize| rng.below(n);
+    let mut pool: Vec<NodeId> = vec![];
+    let mut params: Vec<NodeId> = vec![];
+    let n_leaves = 2 + pick(&mut rng, 3);
+    for i in 0..n_leaves {
+        let rank = 1 + pick(&mut rng, 3);
+        let shape: Vec<usize> = (0..rank).map(|_| dims[1 + pick(&mut rng, 4)]).collect();
+        let name = format!("s{seed}_leaf{i}");
+        let id = if i % 2 == 1 {
+            let p = g
+                .param(&name, shape.clone(), DType::F32)
+                .expect("fresh name");
+            params.push(p);
+            p
+        } else {
+            g.input(&name, shape.clone(), DType::F32)
+                .expect("fresh name")
+        };
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|_| rng.uniform(-1.5, 1.5)).collect();
+        feeds.insert(
+            name,
+            kiln_ir::eval::Tensor {
+                shape: Shape::new(shape),
+                data,
+            },
+        );
+        pool.push(id);
+    }
+    let unary = [
+        UnaryOp::Neg,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Abs,
+    ];
+    let binary = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ];
+    let mut made = 0;
+    let mut tries = 0;
+    while made < max_nodes && tries < max_nodes * 20 {
+        tries += 1;
+        let a = pool[pick(&mut rng, pool.len())];
+        let sa = g.shape(a).clone();
+        let choice = if sa.rank() == 0 {
+            pick(&mut rng, 5)
+        } else {
+            pick(&mut rng, 10)
+        };
+        let r = match choice {
+            0 | 1 => g.unary(unary[pick(&mut rng, unary.len())], a),
+            2..=4 => {
+                // a partner of the same shape, a suffix shape (broadcast) or a scalar
+                let cands: Vec<NodeId> = pool
+                    .iter()
+                    .copied()
+                    .filter(|&b| {
+                        let sb = g.shape(b);
+                        sb.rank() <= sa.rank() && sa.0[sa.rank() - sb.rank()..] == sb.0[..]
+                    })
+                    .collect();
+                let b = if cands.is_empty() || pick(&mut rng, 4) == 0 {
+                    g.scalar(rng.uniform(-1.0, 1.0))
+                } else {
+                    cands[pick(&mut rng, cands.len())]
+                };
+                let op = binary[pick(&mut rng, binary.len())];
+                if pick(&mut rng, 2) == 0 {
+                    g.binary(op, a, b)
+                } else {
+                    g.binary(op, b, a)
+                }
+            }
+            5 => {
+                // division by a strictly positive denominator
+                let d = g.abs(a).and_then(|d| g.add_scalar(d, 1.0));
+                d.and_then(|d| {
+                    let n = pool[pick(&mut rng, pool.len())];
+                    if g.shape(n) == &sa {
+                        g.div(n, d)
+                    } else {
+                        g.recip(d)
+                    }
+                })
+            }
+            6 => {
+                let axis = pick(&mut rng, sa.rank());
+                let keep = pick(&mut rng, 2) == 0;
+                match pick(&mut rng, 3) {
+                    0 => g.sum(a, &[axis], keep),
+                    1 => g.mean(a, &[axis], keep),
+                    _ => g.max(a, &[axis], keep),
+                }
+            }
+            7 => {
+                if sa.rank() >= 2 {
+                    let k = sa.0[sa.rank() - 1];
+                    let cands: Vec<NodeId> = pool
+                        .iter()
+                        .copied()
+                        .filter(|&b| {
+                            let sb = g.shape(b);
+                            sb.rank() >= 2 && sb.0[sb.rank() - 2] == k && sb.rank() <= sa.rank()
+                        })
+                        .collect();
+                    if cands.is_empty() {
+                        g.transpose(a)
+                    } else {
+                        g.matmul(a, cands[pick(&mut rng, cands.len())])
+                    }
+                } else {
+                    let n = sa.0[0];
+                    g.reshape(a, [n, 1])
+                }
+            }
+            8 => {
+                if sa.rank() >= 2 {
+                    let mut perm: Vec<usize> = (0..sa.rank()).collect();
+                    rng.shuffle(&mut perm);
+                    g.permute(a, &perm)
+                } else {
+                    g.reshape(a, [1, sa.0[0]])
+                }
+            }
+            _ => {
+                let mut d = vec![1 + pick(&mut rng, 3)];
+                d.extend(&sa.0);
+                g.broadcast_to(a, &Shape::new(d))
+            }
+        };
+        if let Ok(id) = r {
+            if !pool.contains(&id) {
+                pool.push(id);
+                made += 1;
+            }
+        }
+    }
+    // outputs: the last few nodes; assignments: params take a same-shape computed value
+    let computed: Vec<NodeId> = pool[n_leaves..].to_vec();
+    for (i, &id) in computed.iter().rev().take(3).enumerate() {
+        let _ = g.output(format!("out{i}"), id);
+    }
+    for &p in &params {
+        let same: Vec<NodeId> = computed
+            .iter()
+            .copied()
+            .filter(|&c| g.shape(c) == g.shape(p))
+            .collect();
+        if let Some(&v) = same.last() {
+            let _ = g.assign(p, v);
+        }
+    }
+    if g.outputs().is_empty() {
+        let _ = g.output("out_leaf", pool[0]);
+    }
+    (g, feeds)
+}

@@ -57,3 +57,31 @@ fn oversized_tensor_is_refused_at_compile_time() {
     let msg = err.to_string();
     assert!(msg.contains("big_x") && msg.contains("268435456"), "{msg}");
 }
+
+#[test]
+fn random_graphs_match_the_reference() {
+    use kiln_ir::testing::Tolerance;
+    for seed in 0..std::env::var("KILN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400u64)
+    {
+        let (g, feeds) = kiln_opt::testing::random_graph(seed, 20 + (seed % 3) as usize * 10);
+        if std::env::var("KILN_TRACE_SEED").is_ok() {
+            eprintln!("seed {seed}\n{g}");
+        }
+        // odd seeds compile for WebGPU's default limits (8 storage buffers per stage)
+        let mut b = if seed % 2 == 1 {
+            CpuBackend::with_limits(kiln_opt::DeviceLimits::default())
+        } else {
+            CpuBackend::new()
+        };
+        let tol = Tolerance {
+            rel: 1e-4,
+            abs: 1e-4,
+        };
+        if let Err(e) = kiln_opt::testing::check_graph(&mut b, &g, &feeds, tol) {
+            panic!("seed {seed}: {e}\n{g}");
+        }
+    }
+}

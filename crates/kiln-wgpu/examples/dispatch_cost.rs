@@ -3,7 +3,9 @@
 //! `cargo run --release -p kiln-wgpu --example dispatch_cost`
 
 use kiln_ir::{BinaryOp, DType, Shape};
-use kiln_opt::kernel::{Access, Arg, Body, Expr, Kernel, KernelOp, MatOperand, View};
+use kiln_opt::kernel::{
+    Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, Store, View,
+};
 use kiln_opt::plan::{
     BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
 };
@@ -74,12 +76,17 @@ fn chain(n: usize, dispatches: usize) -> Plan {
         DType::F32,
     );
     let one = b.push(Expr::Const(1.0), DType::F32);
-    b.push(Expr::Binary(BinaryOp::Add, v, one), DType::F32);
+    let r = b.push(Expr::Binary(BinaryOp::Add, v, one), DType::F32);
     p.kernels.push(Kernel {
         label: "inc".into(),
         op: KernelOp::Elementwise {
             shape: vec![n],
             body: b,
+            stores: vec![Store {
+                arg: 1,
+                offset: 0,
+                value: r,
+            }],
         },
         args: args(2),
         workgroup_size: WG,
@@ -117,7 +124,9 @@ fn matmul(s: usize) -> Plan {
         row_stride: s,
         col_stride: 1,
     };
-    let threads = kiln_wgpu::codegen::matmul_threads(1, s, s);
+    let launch = kiln_wgpu::codegen::matmul_dispatch(MatMulVariant::RegisterBlocked, 1, s, s);
+    let mut epilogue = Body::default();
+    let acc = epilogue.push(Expr::Reduced, DType::F32);
     p.kernels.push(Kernel {
         label: "mm".into(),
         op: KernelOp::MatMul {
@@ -127,17 +136,24 @@ fn matmul(s: usize) -> Plan {
             k: s,
             a: op(0),
             b: op(1),
-            tile: [4, 4],
+            tile: launch.tile,
+            variant: MatMulVariant::RegisterBlocked,
+            epilogue,
+            stores: vec![Store {
+                arg: 2,
+                offset: 0,
+                value: acc,
+            }],
         },
         args: args(3),
-        workgroup_size: WG,
-        threads,
+        workgroup_size: launch.workgroup_size,
+        threads: launch.threads,
         nodes: vec![],
     });
     p.steps.push(Step::Dispatch {
         kernel: 0,
         buffers: vec![a, b, c],
-        workgroups: [(threads as u32).div_ceil(WG), 1, 1],
+        workgroups: [launch.workgroups as u32, 1, 1],
     });
     p
 }

@@ -199,7 +199,7 @@ impl Gpu {
         self.created.fetch_add(1, Ordering::Relaxed);
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(4).next_multiple_of(4),
+            size: bytes.max(16).next_multiple_of(16),
             usage,
             mapped_at_creation: false,
         })

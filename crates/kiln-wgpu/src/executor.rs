@@ -2,7 +2,7 @@
 //!
 //! [`load`] builds everything a run needs, once: device buffers (params come from the
 //! backend's variable registry, constants are uploaded here), one pipeline per distinct
-//! (kernel, access) pair, a bind group per dispatch step, and one staging buffer holding
+//! (shader, constants), a bind group per dispatch step, and one staging buffer holding
 //! every output. [`WgpuExecutable::run`] then only writes the inputs, records one command
 //! encoder (dispatches in compute passes, `Step::Copy` between passes, output copies to
 //! staging), submits once, and maps the staging buffer. It creates no buffers.
@@ -12,7 +12,7 @@ use crate::codegen::{self, BindingSlot, KernelSource, ENTRY_POINT};
 use crate::device::{Gpu, STAGING_USAGE, STORAGE_USAGE};
 use crate::validate;
 use kiln_ir::DType;
-use kiln_opt::kernel::{Access, KernelOp};
+use kiln_opt::kernel::KernelOp;
 use kiln_opt::plan::{BufferKind, Plan, Step};
 use kiln_opt::{check_inputs, Executable, HostTensor, OptError, Result};
 use std::collections::HashMap;
@@ -78,22 +78,8 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                     ))
                 })?;
                 check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
-                // An input sharing its buffer with a written arg must be bound read_write too.
-                let written: Vec<u32> = (0..k.args.len())
-                    .filter(|&i| i + 1 == k.args.len() || k.args[i].access == Access::Write)
-                    .map(|i| bound[i].0)
-                    .collect();
-                let access: Vec<Access> = (0..k.args.len())
-                    .map(|i| {
-                        if written.contains(&bound[i].0) {
-                            Access::Write
-                        } else {
-                            k.args[i].access
-                        }
-                    })
-                    .collect();
-                let src = codegen::kernel_source(k, &access)
-                    .map_err(|e| OptError::Backend(e.to_string()))?;
+                let src =
+                    codegen::kernel_source(k).map_err(|e| OptError::Backend(e.to_string()))?;
                 let pipeline = shared.pipeline(&k.label, &src)?;
                 let layout = pipeline.get_bind_group_layout(0);
                 let entries: Vec<wgpu::BindGroupEntry> = src
@@ -276,8 +262,30 @@ fn check_dispatch(
             "step {si}: workgroups {groups:?} exceed the device limit {max} per dimension"
         )));
     }
+    // Args are distinct buffers: WebGPU forbids binding one buffer both read-only and
+    // writable in a dispatch, and the kernel's stores assume no aliasing between args.
+    for (i, b) in bound.iter().enumerate() {
+        if let Some(j) = (0..i)
+            .find(|&j| bound[j] == *b && (k.args[i].access.writes() || k.args[j].access.writes()))
+        {
+            return Err(bad_plan(format!(
+                "step {si} binds buffer {} to args {j} and {i} of `{}`, and one of them is written (args must be distinct buffers)",
+                b.0, k.label
+            )));
+        }
+    }
     let needed = match &k.op {
-        KernelOp::MatMul { batch, m, n, .. } => codegen::matmul_threads(*batch, *m, *n),
+        KernelOp::MatMul {
+            batch,
+            m,
+            n,
+            tile,
+            variant,
+            ..
+        } => {
+            let launch = codegen::matmul_launch(*variant, *tile, k.workgroup_size, *batch, *m, *n);
+            launch.threads
+        }
         _ => k.threads,
     };
     let launched = groups[0] as u64 * groups[1] as u64 * k.workgroup_size as u64;

@@ -5,12 +5,21 @@
 //! any valid plan through the [`kiln_opt::Backend`] trait.
 //!
 //! ## Model
-//! - **Shaders come from data.** Each [`kiln_opt::kernel::Kernel`] is turned into WGSL by
-//!   [`codegen`]: elementwise and reduce kernels are built as a typed syntax tree
-//!   ([`wgsl`]) and printed once, with every shape, stride and offset baked in as a
-//!   literal; matmul uses the hand-written library kernel `shaders/matmul.wgsl`,
-//!   parameterized by WGSL `override` constants. Generation is deterministic, so modules are
-//!   deduplicated by source text.
+//! - **Shaders come from data.** Each [`kiln_opt::kernel::Kernel`] (KernelIr v2) is turned
+//!   into WGSL by [`codegen`]. Elementwise and reduce kernels are built whole as a typed
+//!   syntax tree ([`wgsl`]) and printed once, with every shape, stride and offset baked in as
+//!   a literal. A matmul kernel is a hand-written library kernel from `shaders/`
+//!   (`matmul_register.wgsl` for `MatMulVariant::RegisterBlocked`, `matmul_tiled.wgsl` for
+//!   `WorkgroupTiled`, embedded with `include_str!`, shapes and strides as `override`
+//!   constants) appended to a generated part: the bindings, the operand readers `load_a`,
+//!   `load_b`, `load_a4`, `load_b4` (4-wide `vec4` loads when the operand is contiguous and
+//!   aligned, strided reads otherwise) and `fn epilogue(acc, b, i, j)`, the kernel's fused
+//!   epilogue body and stores. Generation is deterministic, so modules are deduplicated by
+//!   source text.
+//! - **Bindings follow the kernel's args.** Binding `i` of group 0 is arg `i`, bound `read`
+//!   for `Access::Read` and `read_write` for `Write`/`ReadWrite`. Bodies are SSA: every
+//!   expression of an element is evaluated (all loads) before its stores, so a kernel may
+//!   update a buffer element for element in place and may write several outputs.
 //! - **Validate before the driver sees it.** Every shader is parsed and validated by naga
 //!   ([`validate`]) before a module is created, and every wgpu creation runs inside an error
 //!   scope, so a bad shader or plan is a typed error carrying the WGSL, never a panic. Tests
@@ -27,13 +36,19 @@
 //! ## Invariants
 //! - `Executable::run` creates no buffers, pipelines or bind groups
 //!   ([`WgpuBackend::buffers_created`] counts every buffer, to assert it).
+//! - The args of a dispatch are distinct buffers: a plan binding one buffer to two args of
+//!   which one is written is rejected at load.
 //! - Thread numbering is `gid = global_id.x + global_id.y * (num_workgroups.x * WG)`, the
-//!   `Step::Dispatch` convention; every kernel bounds-checks `gid` against its thread count.
-//! - Binding `i` of group 0 is storage; the kernel output is bound `read_write`, inputs
-//!   `read` (unless the same dispatch also writes their buffer).
-//! - Device buffers have usage `STORAGE | COPY_DST | COPY_SRC` and are at least 4 bytes.
-//! - No workgroup barriers or atomics: reductions are sequential per output element, so
-//!   results are deterministic run to run.
+//!   `Step::Dispatch` convention; elementwise, reduce and register-blocked matmul kernels
+//!   bounds-check `gid` against their thread count. The workgroup-tiled matmul numbers
+//!   workgroups the same way (`gid / 256`). [`codegen::matmul_dispatch`] gives the
+//!   `tile`, `workgroup_size` and `threads` of each matmul variant; load checks that a
+//!   dispatch launches enough workgroups.
+//! - Device buffers have usage `STORAGE | COPY_DST | COPY_SRC` and a size rounded up to a
+//!   multiple of 16 bytes (so `array<vec4<f32>>` views cover every element).
+//! - No atomics; reductions are sequential per output element and every matmul output sums
+//!   over `k` in increasing order, so results are deterministic run to run. Only the
+//!   workgroup-tiled matmul uses workgroup memory and barriers.
 //!
 //! ```no_run
 //! use kiln_opt::Backend;

@@ -5,8 +5,8 @@
 //! assembles shader text: there are no templates and no string surgery on generated code.
 //!
 //! The writer only covers what kiln's kernels need (storage bindings, `override` constants,
-//! compute entry points, `let`/`var`, assignments, `if`, counted `for` loops, builtin calls,
-//! conversions and bitcasts), so every construct it can print is valid WGSL by construction,
+//! compute entry points and helper functions, `let`/`var`, assignments, `if`, counted `for`
+//! loops, builtin calls, conversions, constructors and bitcasts), so every construct it can print is valid WGSL by construction,
 //! except for type errors, which naga validation catches in tests and at load time.
 //!
 //! Printing rules that keep the output unambiguous:
@@ -39,6 +39,8 @@ pub enum Type {
     Vec(u8, Scalar),
     /// A runtime-sized `array<scalar>` (storage buffers only).
     RuntimeArray(Scalar),
+    /// A runtime-sized `array<vec4<scalar>>` (storage buffers read 4-wide).
+    RuntimeArrayVec4(Scalar),
 }
 
 /// A literal value.
@@ -160,6 +162,8 @@ pub enum Expr {
     Convert(Scalar, Box<Expr>),
     /// `bitcast<T>(x)`
     Bitcast(Scalar, Box<Expr>),
+    /// A value constructor `T(args...)` (e.g. `vec4<f32>(a, b, c, d)`).
+    Construct(Type, Vec<Expr>),
 }
 
 impl Expr {
@@ -227,8 +231,8 @@ pub enum Stmt {
         /// Loop body.
         body: Vec<Stmt>,
     },
-    /// `return;`
-    Return,
+    /// `return;` or `return value;`
+    Return(Option<Expr>),
 }
 
 /// Address-space access of a storage binding.
@@ -266,6 +270,17 @@ pub struct Override {
     pub default: Option<Literal>,
 }
 
+/// A `const name: ty = value;` declaration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Const {
+    /// Constant name.
+    pub name: String,
+    /// Scalar type.
+    pub ty: Scalar,
+    /// Value.
+    pub value: Literal,
+}
+
 /// A `@builtin(...)` input of a compute entry point.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum BuiltinInput {
@@ -295,6 +310,8 @@ pub struct Function {
     pub workgroup_size: Option<u32>,
     /// Parameters.
     pub params: Vec<Param>,
+    /// Return type (`None`: no value; entry points return nothing).
+    pub ret: Option<Type>,
     /// Body.
     pub body: Vec<Stmt>,
 }
@@ -304,6 +321,8 @@ pub struct Function {
 pub struct Module {
     /// Leading `//` comment lines (no newlines inside).
     pub comments: Vec<String>,
+    /// Module-scope constants.
+    pub consts: Vec<Const>,
     /// Pipeline-overridable constants.
     pub overrides: Vec<Override>,
     /// Storage bindings.
@@ -329,6 +348,7 @@ impl Display for Type {
             Type::Scalar(s) => write!(f, "{s}"),
             Type::Vec(n, s) => write!(f, "vec{n}<{s}>"),
             Type::RuntimeArray(s) => write!(f, "array<{s}>"),
+            Type::RuntimeArrayVec4(s) => write!(f, "array<vec4<{s}>>"),
         }
     }
 }
@@ -410,6 +430,16 @@ impl Display for Expr {
             }
             Expr::Convert(t, x) => write!(f, "{t}({x})"),
             Expr::Bitcast(t, x) => write!(f, "bitcast<{t}>({x})"),
+            Expr::Construct(t, args) => {
+                write!(f, "{t}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -425,7 +455,8 @@ impl Display for Block<'_> {
                 Stmt::Let(n, t, e) => writeln!(f, "{pad}let {n}: {t} = {e};")?,
                 Stmt::Var(n, t, e) => writeln!(f, "{pad}var {n}: {t} = {e};")?,
                 Stmt::Assign(l, r) => writeln!(f, "{pad}{l} = {r};")?,
-                Stmt::Return => writeln!(f, "{pad}return;")?,
+                Stmt::Return(None) => writeln!(f, "{pad}return;")?,
+                Stmt::Return(Some(e)) => writeln!(f, "{pad}return {e};")?,
                 Stmt::If(c, then, otherwise) => {
                     writeln!(f, "{pad}if {c} {{")?;
                     write!(f, "{}", Block(then, self.1 + 1))?;
@@ -480,7 +511,10 @@ impl Display for Function {
             }
             write!(f, "{}: {}", p.name, p.ty)?;
         }
-        writeln!(f, ") {{")?;
+        match &self.ret {
+            Some(t) => writeln!(f, ") -> {t} {{")?,
+            None => writeln!(f, ") {{")?,
+        }
         write!(f, "{}", Block(&self.body, 1))?;
         writeln!(f, "}}")
     }
@@ -492,6 +526,12 @@ impl Display for Module {
             writeln!(f, "// {c}")?;
         }
         if !self.comments.is_empty() {
+            writeln!(f)?;
+        }
+        for c in &self.consts {
+            writeln!(f, "const {}: {} = {};", c.name, c.ty, c.value)?;
+        }
+        if !self.consts.is_empty() {
             writeln!(f)?;
         }
         for o in &self.overrides {

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use kiln_ir::testing::Tolerance;
 use kiln_ir::{BinaryOp, DType};
-use kiln_opt::kernel::{Access, Body, Expr, KernelOp, View};
+use kiln_opt::kernel::{Access, Arg, Body, Expr, KernelOp, MatMulVariant, MatOperand, Store, View};
 use kiln_opt::plan::{BufferKind, Step};
 use kiln_opt::{Backend, HostTensor, OptError};
 use kiln_wgpu::test_backend;
@@ -113,65 +113,242 @@ fn elementwise_int_reduce_and_matmul_match_the_host() {
     );
 }
 
+fn matmul_host(
+    (batch, m, k, n): (usize, usize, usize, usize),
+    a: &[f32],
+    ao: &MatOperand,
+    b: &[f32],
+    bo: &MatOperand,
+) -> Vec<f64> {
+    let mut out = Vec::with_capacity(batch * m * n);
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                out.push(
+                    (0..k)
+                        .map(|p| {
+                            let x = a[ao.offset
+                                + bi * ao.batch_stride
+                                + i * ao.row_stride
+                                + p * ao.col_stride];
+                            let y = b[bo.offset
+                                + bi * bo.batch_stride
+                                + p * bo.row_stride
+                                + j * bo.col_stride];
+                            x as f64 * y as f64
+                        })
+                        .sum(),
+                );
+            }
+        }
+    }
+    out
+}
+
 #[test]
-fn large_matmul_covers_every_edge_block() {
+fn matmul_variants_cover_edges_and_transposed_operands() {
     let Some(mut backend) = test_backend() else {
         return;
     };
-    for &(batch, m, k, n) in &[
-        (1usize, 1usize, 1usize, 1usize),
+    let variants = [
+        MatMulVariant::RegisterBlocked,
+        MatMulVariant::WorkgroupTiled,
+    ];
+    let sizes: &[(usize, usize, usize, usize)] = &[
+        (1, 1, 1, 1),
+        (1, 1, 0, 3),
+        (2, 5, 3, 6),
         (3, 33, 17, 70),
+        (1, 130, 19, 1),
         (1, 128, 64, 129),
+        (2, 67, 5, 65),
+        (2, 9, 8, 12),
+        (1, 16, 4, 20),
+    ];
+    for variant in variants {
+        for &(batch, m, k, n) in sizes {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                // A stored [batch, m, k] or [batch, k, m] (read transposed), likewise B.
+                let ao = if ta {
+                    MatOperand {
+                        arg: 0,
+                        offset: 0,
+                        batch_stride: m * k,
+                        row_stride: 1,
+                        col_stride: m,
+                    }
+                } else {
+                    dense(0, 0, m, k)
+                };
+                let bo = if tb {
+                    MatOperand {
+                        arg: 1,
+                        offset: 0,
+                        batch_stride: k * n,
+                        row_stride: 1,
+                        col_stride: k,
+                    }
+                } else {
+                    dense(1, 0, k, n)
+                };
+                let mut p = empty_plan();
+                let a = buffer(&mut p, "a", &[batch * m * k], DType::F32, BufferKind::Input);
+                let b = buffer(&mut p, "b", &[batch * k * n], DType::F32, BufferKind::Input);
+                let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
+                let (e, st) = identity_epilogue(2);
+                let kern = matmul(
+                    "mm",
+                    variant,
+                    (batch, m, k, n),
+                    ao.clone(),
+                    bo.clone(),
+                    e,
+                    st,
+                    args(&[DType::F32, DType::F32, DType::F32]),
+                );
+                dispatch(&mut p, kern, vec![a, b, c]);
+                let (av, bv) = (values(batch * m * k, 7), values(batch * k * n, 8));
+                let want = matmul_host((batch, m, k, n), &av, &ao, &bv, &bo);
+                let mut exe = backend.load(Arc::new(p)).unwrap();
+                let ta_ = HostTensor::f32([batch * m * k], av).unwrap();
+                let tb_ = HostTensor::f32([batch * k * n], bv).unwrap();
+                let out = exe.run(&[&ta_, &tb_]).unwrap();
+                check(
+                    &format!("{variant:?} {batch}x{m}x{k}x{n} transposed {ta}/{tb}"),
+                    &out[0],
+                    &want,
+                    Tolerance::f32_sum(k.max(1)),
+                );
+            }
+        }
+    }
+}
+
+/// A matmul reading both operands from one arena buffer at offsets, with a fused epilogue
+/// that loads a bias (strides [0, 0, 1]) and writes two outputs: `y = acc + bias` into the
+/// arena at an offset (the arena is `ReadWrite`) and `relu(y) * 2` into its own buffer.
+#[test]
+fn matmul_epilogue_loads_and_stores_through_the_arena() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    for variant in [
+        MatMulVariant::RegisterBlocked,
+        MatMulVariant::WorkgroupTiled,
     ] {
-        let mut p = empty_plan();
-        let a = buffer(&mut p, "a", &[batch, m, k], DType::F32, BufferKind::Input);
-        let b = buffer(&mut p, "b", &[batch, k, n], DType::F32, BufferKind::Input);
-        let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
-        let kern = kernel(
-            "mm",
-            KernelOp::MatMul {
-                batch,
-                m,
-                n,
-                k,
-                a: kiln_opt::kernel::MatOperand {
-                    arg: 0,
-                    offset: 0,
-                    batch_stride: m * k,
-                    row_stride: k,
-                    col_stride: 1,
+        let (batch, m, k, n) = (2usize, 9usize, 7usize, 21usize);
+        let (a_off, b_off) = (3usize, 3 + batch * m * k + 5);
+        let y_off = b_off + batch * k * n + 2;
+        let arena_len = y_off + batch * m * n + 1;
+        let mut e = Body::default();
+        let acc = e.push(Expr::Reduced, DType::F32);
+        let bias = e.push(
+            Expr::Load {
+                arg: 1,
+                view: View {
+                    offset: 1,
+                    strides: vec![0, 0, 1],
                 },
-                b: kiln_opt::kernel::MatOperand {
-                    arg: 1,
-                    offset: 0,
-                    batch_stride: k * n,
-                    row_stride: n,
-                    col_stride: 1,
-                },
-                tile: [4, 4],
             },
-            args(&[DType::F32, DType::F32, DType::F32]),
-            kiln_wgpu::codegen::matmul_threads(batch, m, n),
+            DType::F32,
         );
-        dispatch(&mut p, kern, vec![a, b, c]);
-        let (av, bv) = (values(batch * m * k, 7), values(batch * k * n, 8));
-        let want: Vec<f64> = (0..batch * m * n)
-            .map(|o| {
-                let (bi, i, j) = (o / (m * n), (o / n) % m, o % n);
-                (0..k)
-                    .map(|q| av[bi * m * k + i * k + q] as f64 * bv[bi * k * n + q * n + j] as f64)
-                    .sum()
-            })
-            .collect();
+        let y = e.push(Expr::Binary(BinaryOp::Add, acc, bias), DType::F32);
+        let r = e.push(Expr::Unary(kiln_ir::UnaryOp::Relu, y), DType::F32);
+        let two = e.push(Expr::Const(2.0), DType::F32);
+        let z = e.push(Expr::Binary(BinaryOp::Mul, r, two), DType::F32);
+        let stores = vec![
+            Store {
+                arg: 0,
+                offset: y_off,
+                value: y,
+            },
+            Store {
+                arg: 2,
+                offset: 0,
+                value: z,
+            },
+        ];
+        let kargs = vec![
+            Arg {
+                dtype: DType::F32,
+                access: Access::ReadWrite,
+            },
+            Arg {
+                dtype: DType::F32,
+                access: Access::Read,
+            },
+            Arg {
+                dtype: DType::F32,
+                access: Access::Write,
+            },
+        ];
+        let ao = dense(0, a_off, m, k);
+        let bo = MatOperand {
+            arg: 0,
+            offset: b_off,
+            batch_stride: k * n,
+            row_stride: 1,
+            col_stride: k,
+        };
+        let kern = matmul(
+            "mm_epi",
+            variant,
+            (batch, m, k, n),
+            ao.clone(),
+            bo.clone(),
+            e,
+            stores,
+            kargs,
+        );
+        let mut p = empty_plan();
+        let arena = buffer(&mut p, "arena", &[arena_len], DType::F32, BufferKind::Param);
+        let bias_b = buffer(&mut p, "bias", &[n + 1], DType::F32, BufferKind::Input);
+        let zb = buffer(&mut p, "z", &[batch, m, n], DType::F32, BufferKind::Output);
+        dispatch(&mut p, kern, vec![arena, bias_b, zb]);
+        let name = format!("arena_{variant:?}");
+        p.params[0].name = name.clone();
+        let arena_v = values(arena_len, 11);
+        let bias_v = values(n + 1, 12);
+        backend
+            .write_param(
+                &name,
+                &HostTensor::f32([arena_len], arena_v.clone()).unwrap(),
+            )
+            .unwrap();
         let mut exe = backend.load(Arc::new(p)).unwrap();
-        let ta = HostTensor::f32([batch, m, k], av).unwrap();
-        let tb = HostTensor::f32([batch, k, n], bv).unwrap();
-        let out = exe.run(&[&ta, &tb]).unwrap();
+        let out = exe
+            .run(&[&HostTensor::f32([n + 1], bias_v.clone()).unwrap()])
+            .unwrap();
+        let mm = matmul_host((batch, m, k, n), &arena_v, &ao, &arena_v, &bo);
+        let yv: Vec<f64> = mm
+            .iter()
+            .enumerate()
+            .map(|(o, v)| v + bias_v[1 + o % n] as f64)
+            .collect();
+        let zv: Vec<f64> = yv.iter().map(|v| v.max(0.0) * 2.0).collect();
         check(
-            &format!("matmul {batch}x{m}x{k}x{n}"),
+            &format!("{variant:?} z"),
             &out[0],
-            &want,
+            &zv,
             Tolerance::f32_sum(k),
+        );
+        let arena_after = backend.read_param(&name).unwrap().to_f32();
+        let got_y = HostTensor::f32(
+            [batch * m * n],
+            arena_after[y_off..y_off + batch * m * n].to_vec(),
+        )
+        .unwrap();
+        check(
+            &format!("{variant:?} y"),
+            &got_y,
+            &yv,
+            Tolerance::f32_sum(k),
+        );
+        // Everything else in the arena is untouched.
+        assert_eq!(arena_after[..y_off], arena_v[..y_off]);
+        assert_eq!(
+            arena_after[y_off + batch * m * n..],
+            arena_v[y_off + batch * m * n..]
         );
     }
 }
@@ -211,6 +388,7 @@ fn add_kernel(dims: &[usize], label: &str) -> kiln_opt::kernel::Kernel {
         label,
         KernelOp::Elementwise {
             shape: dims.to_vec(),
+            stores: result_store(2, &b),
             body: b,
         },
         args(&[DType::F32; 3]),
@@ -234,6 +412,7 @@ fn scale_kernel(dims: &[usize], s: f64) -> kiln_opt::kernel::Kernel {
         "scale",
         KernelOp::Elementwise {
             shape: dims.to_vec(),
+            stores: result_store(1, &b),
             body: b,
         },
         args(&[DType::F32; 2]),
@@ -309,15 +488,21 @@ fn params_persist_across_runs_and_plans_and_runs_allocate_nothing() {
 }
 
 #[test]
-fn in_place_update_binds_the_aliased_input_read_write() {
+fn in_place_update_through_a_read_write_arg() {
     let Some(mut backend) = test_backend() else {
         return;
     };
-    // w <- w + x in one dispatch writing the param buffer it reads.
+    // w <- w + x in one dispatch: arg 1 is the param buffer, loaded and stored (ReadWrite).
     let mut p = empty_plan();
     let x = buffer(&mut p, "x", &[3], DType::F32, BufferKind::Input);
     let w = buffer(&mut p, "acc", &[3], DType::F32, BufferKind::Param);
-    dispatch(&mut p, add_kernel(&[3], "inplace"), vec![x, w, w]);
+    let mut k = add_kernel(&[3], "inplace");
+    k.args.truncate(2);
+    k.args[1].access = Access::ReadWrite;
+    if let KernelOp::Elementwise { stores, .. } = &mut k.op {
+        stores[0].arg = 1;
+    }
+    dispatch(&mut p, k, vec![x, w]);
     let mut exe = backend.load(Arc::new(p)).unwrap();
     let xv = HostTensor::f32([3], vec![1.0, -2.0, 0.25]).unwrap();
     exe.run(&[&xv]).unwrap();
@@ -326,6 +511,14 @@ fn in_place_update_binds_the_aliased_input_read_write() {
         backend.read_param("acc").unwrap().to_f32(),
         vec![2.0, -4.0, 0.5]
     );
+
+    // Binding one buffer to a read arg and a written arg of the same dispatch is an error.
+    let mut p = empty_plan();
+    let x = buffer(&mut p, "x", &[3], DType::F32, BufferKind::Input);
+    let w = buffer(&mut p, "acc", &[3], DType::F32, BufferKind::Param);
+    dispatch(&mut p, add_kernel(&[3], "aliased"), vec![x, w, w]);
+    let e = backend.load(Arc::new(p)).err().expect("aliased args");
+    assert!(e.to_string().contains("distinct"), "{e}");
 }
 
 #[test]

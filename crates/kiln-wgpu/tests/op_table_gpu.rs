@@ -1,11 +1,14 @@
-//! The op table on the GPU: every case of `kiln_ir::testing::all_cases()`, forward and (for
-//! differentiable cases) the gradient of `sum(out * W)` for every leaf, compiled by
+//! The op table and seeded random graphs on the GPU: every case of
+//! `kiln_ir::testing::all_cases()`, forward and (for differentiable cases) the gradient of
+//! `sum(out * W)` for every leaf, and random fused graphs with param assignments, compiled by
 //! `kiln_opt::compile` for this device's limits, run through the wgpu executor and compared
 //! with the f64 reference evaluator under the named f32 tolerances.
 //!
-//! The case loop is `kiln_opt::testing::check_op_table`, written once and run per backend
-//! (the CPU interpreter runs the same function in kiln-opt's tests).
+//! The loops are `kiln_opt::testing::{check_op_table, check_graph}`, written once and run per
+//! backend (the CPU interpreter runs the same functions in kiln-opt's tests).
 
+use kiln_ir::testing::Tolerance;
+use kiln_opt::Backend;
 use kiln_wgpu::test_backend;
 
 #[test]
@@ -17,7 +20,28 @@ fn every_op_table_case_matches_the_reference_on_the_gpu() {
         kiln_opt::testing::check_op_table(&mut backend).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "op table on {}: {compared} tensors compared",
-        kiln_opt::Backend::describe(&backend)
+        backend.describe()
     );
     assert!(compared >= 40, "only {compared} tensors were compared");
+}
+
+#[test]
+fn random_fused_graphs_match_the_reference_on_the_gpu() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    let seeds: u64 = std::env::var("KILN_GPU_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    for seed in 0..seeds {
+        let (g, feeds) = kiln_opt::testing::random_graph(seed, 20 + (seed % 3) as usize * 10);
+        let tol = Tolerance {
+            rel: 1e-4,
+            abs: 1e-4,
+        };
+        if let Err(e) = kiln_opt::testing::check_graph(&mut backend, &g, &feeds, tol) {
+            panic!("seed {seed}: {e}\n{g}");
+        }
+    }
 }

@@ -4,16 +4,17 @@
 mod common;
 
 use common::*;
-use kiln_opt::kernel::{Access, Body, Expr, KernelOp, View};
+use kiln_opt::kernel::{Access, Body, Expr, KernelOp, MatMulVariant, View};
 use kiln_wgpu::codegen::{kernel_source, kernel_wgsl, CodegenError, ENTRY_POINT};
 use kiln_wgpu::{check_portable, validate_wgsl, ShaderError};
 
-fn own_access(k: &kiln_opt::kernel::Kernel) -> Vec<Access> {
-    k.args.iter().map(|a| a.access).collect()
-}
+const VARIANTS: [MatMulVariant; 2] = [
+    MatMulVariant::RegisterBlocked,
+    MatMulVariant::WorkgroupTiled,
+];
 
 fn assert_portable(k: &kiln_opt::kernel::Kernel) -> String {
-    let src = kernel_source(k, &own_access(k)).unwrap();
+    let src = kernel_source(k).unwrap();
     let t = check_portable(&k.label, &src.wgsl, ENTRY_POINT, &src.constants)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(t.spirv[0], 0x0723_0203, "SPIR-V magic");
@@ -44,35 +45,61 @@ fn generated_kernels_validate_and_translate_everywhere() {
 
 #[test]
 fn matmul_with_transposed_operand_validates_and_translates_everywhere() {
-    let k = matmul_kernel();
-    let wgsl = assert_portable(&k);
-    assert!(!wgsl.contains("var<workgroup>") && !wgsl.contains("Barrier("));
-    let src = kernel_source(&k, &own_access(&k)).unwrap();
-    let get = |n: &str| src.constants.iter().find(|c| c.0 == n).map(|c| c.1);
-    assert_eq!(get("B_RS"), Some(1.0));
-    assert_eq!(get("B_CS"), Some(3.0));
-    assert_eq!(get("WG"), Some(WG as f64));
+    for variant in VARIANTS {
+        let k = matmul_kernel_variant(variant);
+        let wgsl = assert_portable(&k);
+        let tiled = variant == MatMulVariant::WorkgroupTiled;
+        assert_eq!(wgsl.contains("var<workgroup>"), tiled, "{variant:?}");
+        assert_eq!(wgsl.contains("workgroupBarrier()"), tiled, "{variant:?}");
+        let src = kernel_source(&k).unwrap();
+        let get = |n: &str| src.constants.iter().find(|c| c.0 == n).map(|c| c.1);
+        assert_eq!(get("B_RS"), Some(1.0));
+        assert_eq!(get("B_CS"), Some(3.0));
+        assert_eq!(get("K"), Some(3.0));
+        let wg = (!tiled).then_some(k.workgroup_size as f64);
+        assert_eq!(get("WG"), wg);
+        // Bindings follow the kernel's args.
+        assert!(wgsl.contains("@group(0) @binding(0) var<storage, read> arg0: array<f32>;"));
+        assert!(wgsl.contains("@group(0) @binding(2) var<storage, read_write> arg2: array<f32>;"));
+        assert!(wgsl.contains("fn epilogue(acc: f32, bi: u32, i: u32, j: u32) {"));
+    }
 }
 
 #[test]
 fn library_shaders_validate_and_translate_everywhere() {
+    // The library files are completed by a generated part, so each is checked composed with
+    // the generated part of a real kernel; every file in shaders/ must be one of them.
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shaders");
+    let known = [
+        (
+            "matmul_register.wgsl",
+            kiln_wgpu::codegen::MATMUL_REGISTER_WGSL,
+        ),
+        ("matmul_tiled.wgsl", kiln_wgpu::codegen::MATMUL_TILED_WGSL),
+    ];
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
             let text = std::fs::read_to_string(&path).unwrap();
-            let name = path.display().to_string();
-            // With the defaults, and with realistic constants where the file is known.
-            check_portable(&name, &text, ENTRY_POINT, &[]).unwrap_or_else(|e| panic!("{e}"));
+            let embedded = known
+                .iter()
+                .find(|(f, _)| *f == name)
+                .unwrap_or_else(|| panic!("{name} is not a known library kernel"));
+            assert_eq!(embedded.1, text, "{name} is embedded as is");
             n += 1;
         }
     }
-    assert!(n >= 1, "no shaders found in {dir}");
-    assert_eq!(
-        kiln_wgpu::codegen::MATMUL_WGSL,
-        std::fs::read_to_string(format!("{dir}/matmul.wgsl")).unwrap()
-    );
+    assert_eq!(n, known.len());
+    for variant in VARIANTS {
+        let k = matmul_kernel_variant(variant);
+        let src = kernel_source(&k).unwrap();
+        // With the defaults, and with the kernel's constants.
+        check_portable("default", &src.wgsl, ENTRY_POINT, &[]).unwrap_or_else(|e| panic!("{e}"));
+        check_portable("constants", &src.wgsl, ENTRY_POINT, &src.constants)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[test]
@@ -96,12 +123,21 @@ fn golden_wgsl_of_the_elementwise_kernel() {
 }
 
 #[test]
-fn aliased_inputs_are_bound_read_write() {
-    let k = elementwise_kernel();
-    let src = kernel_source(&k, &[Access::Write, Access::Read, Access::Write]).unwrap();
+fn read_write_args_are_bound_read_write() {
+    let mut k = elementwise_kernel();
+    k.args[0].access = Access::ReadWrite;
+    let src = kernel_source(&k).unwrap();
     assert!(src.wgsl.contains("var<storage, read_write> arg0"));
+    assert!(src.wgsl.contains("var<storage, read> arg1"));
     assert!(!src.bindings[0].read_only && src.bindings[1].read_only);
-    check_portable("aliased", &src.wgsl, ENTRY_POINT, &[]).unwrap();
+    check_portable("read_write", &src.wgsl, ENTRY_POINT, &[]).unwrap();
+    // A store into a read-only arg is malformed.
+    let mut k = elementwise_kernel();
+    k.args[2].access = Access::Read;
+    assert!(matches!(
+        kernel_source(&k),
+        Err(CodegenError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -110,7 +146,7 @@ fn malformed_kernels_are_typed_errors() {
     if let KernelOp::Elementwise { body, .. } = &mut k.op {
         body.nodes[2].expr = Expr::Unary(kiln_ir::UnaryOp::Neg, 5);
     }
-    let e = kernel_source(&k, &own_access(&k)).unwrap_err();
+    let e = kernel_source(&k).unwrap_err();
     assert!(matches!(e, CodegenError::Malformed { .. }), "{e}");
     // kernel_wgsl never panics: it returns a comment with the reason.
     assert!(kernel_wgsl(&k).starts_with("// kernel `test/elementwise` is malformed"));
@@ -118,6 +154,7 @@ fn malformed_kernels_are_typed_errors() {
     let mut k = elementwise_kernel();
     k.op = KernelOp::Elementwise {
         shape: vec![6],
+        stores: vec![],
         body: {
             let mut b = Body::default();
             b.push(
@@ -133,7 +170,7 @@ fn malformed_kernels_are_typed_errors() {
             b
         },
     };
-    assert!(kernel_source(&k, &own_access(&k)).is_err());
+    assert!(kernel_source(&k).is_err());
 }
 
 #[test]

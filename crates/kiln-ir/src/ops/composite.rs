@@ -3,11 +3,13 @@
 use crate::{Graph, NodeId, Result};
 
 impl Graph {
-    /// `log(sum(exp(x), axis))` computed as `m + log(sum(exp(x - m)))` with `m = max(x)`,
-    /// keeping the axis (size 1).
+    /// `log(sum(exp(x), axis))` computed as `m + log(sum(exp(x - m)))` with
+    /// `m = stop_gradient(max(x))` (the gradient through `m` cancels exactly), keeping the
+    /// axis (size 1).
     pub fn logsumexp(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         self.scoped("logsumexp", |g| {
             let m = g.max(x, &[axis], true)?;
+            let m = g.stop_gradient(m)?;
             let z = g.sub(x, m)?;
             let e = g.exp(z)?;
             let s = g.sum(e, &[axis], true)?;
@@ -16,10 +18,12 @@ impl Graph {
         })
     }
 
-    /// Softmax along `axis`: `exp(x - max) / sum(exp(x - max))`.
+    /// Softmax along `axis`: `exp(x - m) / sum(exp(x - m))` with `m = stop_gradient(max(x))`
+    /// (softmax is invariant to `m`, so its gradient path cancels exactly).
     pub fn softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         self.scoped("softmax", |g| {
             let m = g.max(x, &[axis], true)?;
+            let m = g.stop_gradient(m)?;
             let z = g.sub(x, m)?;
             let e = g.exp(z)?;
             let s = g.sum(e, &[axis], true)?;

@@ -109,6 +109,12 @@ impl Graph {
         Ok(self.emit(Op::Cast, vec![x], s, dtype))
     }
 
+    /// Identity whose gradient is zero (see [`Op::StopGradient`]).
+    pub fn stop_gradient(&mut self, x: NodeId) -> Result<NodeId> {
+        let (s, dt) = self.operands("stop_gradient", &[x])?.remove(0);
+        Ok(self.emit(Op::StopGradient, vec![x], s, dt))
+    }
+
     /// `-x`
     pub fn neg(&mut self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Neg, x)

@@ -86,6 +86,7 @@ cases.append(("expand", [("a", [2, 1], [0.5, -1.2])], [2, 3], [0.5] * 3 + [-1.2]
 cases.append(("matmul", [("a", [2, 3], M1), ("b", [3, 2], M2)], [2, 2], matmul(M1, M2, 1, 2, 3, 2)))
 cases.append(("matmul_batched", [("a", [2, 2, 3], BM1), ("b", [2, 3, 2], BM2)], [2, 2, 2],
               matmul(BM1, BM2, 2, 2, 3, 2)))
+cases.append(("stop_gradient", [("a", [2, 3], A)], [2, 3], A))
 cases.append(("cast", [("a", [2, 3], A)], [2, 3], [float(math.trunc(v)) for v in A]))
 
 

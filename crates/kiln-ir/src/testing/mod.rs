@@ -82,6 +82,7 @@ pub fn case_names(kind: OpKind) -> &'static [&'static str] {
         OpKind::Expand => &["expand"],
         OpKind::MatMul => &["matmul", "matmul_batched"],
         OpKind::Cast => &["cast"],
+        OpKind::StopGradient => &["stop_gradient"],
     }
 }
 
@@ -99,7 +100,10 @@ pub fn all_cases() -> Vec<OpCase> {
                 .unwrap_or_else(|| panic!("op table: no golden data for case `{name}`"));
             let differentiable = match kind {
                 OpKind::Binary(b) => !b.is_comparison(),
-                OpKind::Unary(UnaryOp::Sign) | OpKind::Constant | OpKind::Cast => false,
+                OpKind::Unary(UnaryOp::Sign)
+                | OpKind::Constant
+                | OpKind::Cast
+                | OpKind::StopGradient => false,
                 _ => true,
             };
             v.push(OpCase {
@@ -135,6 +139,7 @@ impl OpCase {
             "permute" => g.permute(l(0), &[2, 0, 1])?,
             "expand" => g.expand(l(0), [2, 3])?,
             "matmul" | "matmul_batched" => g.matmul(l(0), l(1))?,
+            "stop_gradient" => g.stop_gradient(l(0))?,
             "cast" => {
                 let i = g.cast(l(0), DType::I32)?;
                 g.cast(i, DType::F32)?

@@ -1,27 +1,54 @@
-//! Generation of elementwise and reduce kernels as [`crate::wgsl`] syntax trees.
+//! Generation of kernels as [`crate::wgsl`] syntax trees: whole elementwise and reduce
+//! kernels, and the generated half of a matmul kernel (bindings, operand accessors and the
+//! epilogue function that the library shader calls).
 //!
-//! [`Gen`] accumulates the statements of the entry point: the thread index and its bounds
-//! check, the unravelled multi-index (one `let` per axis of extent > 1), and one `let` per
-//! body expression. Loads compute `offset + Σ idx[d] * stride[d]` from literals; a
-//! contiguous view reads `arg[gid]` directly. A reduce kernel hoists the part of each
-//! prologue load's index that depends only on the output element (`base<i>`) out of its
-//! sequential loop over the reduced elements.
+//! [`Gen`] accumulates statements: the thread index and its bounds check, the unravelled
+//! multi-index (one `let` per axis of extent > 1), one `let` per body expression, then the
+//! body's stores. Loads compute `offset + Σ idx[d] * stride[d]` from literals; a contiguous
+//! view reads `arg[flat]` directly. A reduce kernel hoists the part of each load's index
+//! that depends only on the output element (`<phase>base<i>`) out of its sequential loops
+//! over the reduced elements.
 
 use super::{arg_name, sanitize, scalar, CodegenError, ENTRY_POINT};
 use crate::wgsl::{
-    BinOp, Binding, Builtin, BuiltinInput, Expr as W, Function, Module, Override, Param, Scalar,
-    Stmt, StorageAccess, Type, UnOp,
+    BinOp, Binding, Builtin, BuiltinInput, Expr as W, Function, Module, Param, Scalar, Stmt,
+    StorageAccess, Type, UnOp,
 };
 use kiln_ir::{BinaryOp, DType, UnaryOp};
-use kiln_opt::kernel::{Body, Expr, Kernel, KernelOp, ReduceKind, View};
+use kiln_opt::kernel::{Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, Store, View};
 
 /// State of one generated kernel: its statements and structural checks.
 struct Gen<'k> {
     kernel: &'k Kernel,
     stmts: Vec<Stmt>,
+    /// Args declared `array<vec4<f32>>` (matmul operands read 4-wide); element `e` of such
+    /// an arg is `arg[e / 4u][e % 4u]`.
+    vec4_args: Vec<bool>,
 }
 
+/// Maps (expression index, view) of a load to its element index.
+type LoadIndex<'a> = dyn FnMut(&Gen<'_>, usize, &View) -> Result<W, CodegenError> + 'a;
+
 impl<'k> Gen<'k> {
+    fn new(kernel: &'k Kernel) -> Self {
+        Gen {
+            kernel,
+            stmts: Vec::new(),
+            vec4_args: vec![false; kernel.args.len()],
+        }
+    }
+
+    /// Element `index` of arg `a` (a reference: readable and, for written args, assignable).
+    fn element(&self, a: usize, index: W) -> W {
+        if self.vec4_args.get(a).copied().unwrap_or(false) {
+            W::ident(arg_name(a))
+                .index(index.clone().bin(BinOp::Div, W::u32(4)))
+                .index(index.bin(BinOp::Rem, W::u32(4)))
+        } else {
+            W::ident(arg_name(a)).index(index)
+        }
+    }
+
     fn malformed(&self, what: String) -> CodegenError {
         CodegenError::Malformed {
             label: self.kernel.label.clone(),
@@ -73,10 +100,10 @@ impl<'k> Gen<'k> {
     fn view_terms(
         &self,
         mut acc: Option<W>,
-        view: &View,
+        strides: &[usize],
         idx: &[Option<W>],
     ) -> Result<W, CodegenError> {
-        for (i, &s) in idx.iter().zip(&view.strides) {
+        for (i, &s) in idx.iter().zip(strides) {
             if let (Some(i), true) = (i, s != 0) {
                 let term = if s == 1 {
                     i.clone()
@@ -92,42 +119,47 @@ impl<'k> Gen<'k> {
         Ok(acc.unwrap_or(W::u32(0)))
     }
 
-    /// Index expression of a load through `view` at the multi-index `idx` of `dims`.
+    fn offset(&self, offset: usize) -> Result<Option<W>, CodegenError> {
+        (offset != 0)
+            .then(|| self.lit_u32(offset as u64).map(W::u32))
+            .transpose()
+    }
+
+    fn check_rank(&self, view: &View, rank: usize) -> Result<(), CodegenError> {
+        if view.strides.len() != rank {
+            return Err(self.malformed(format!(
+                "a view has {} strides over a rank-{rank} iteration shape",
+                view.strides.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Index expression of a load through `view` at the multi-index `idx` of `dims`, whose
+    /// row-major flat index is `flat`.
     fn view_index(
         &self,
         view: &View,
         dims: &[usize],
         idx: &[Option<W>],
-        gid: &W,
+        flat: &W,
     ) -> Result<W, CodegenError> {
-        if view.strides.len() != dims.len() {
-            return Err(self.malformed(format!(
-                "a view has {} strides over a rank-{} iteration shape",
-                view.strides.len(),
-                dims.len()
-            )));
-        }
+        self.check_rank(view, dims.len())?;
         if view.is_contiguous(dims) {
-            return Ok(gid.clone());
+            return Ok(flat.clone());
         }
-        let offset = (view.offset != 0)
-            .then(|| self.lit_u32(view.offset as u64).map(W::u32))
-            .transpose()?;
-        self.view_terms(offset, view, idx)
+        self.view_terms(self.offset(view.offset)?, &view.strides, idx)
     }
 
-    /// Emits `body` as `let {prefix}{i}` statements and returns the result expression.
-    /// `load` maps (expression index, arg, view) to the element index of that load.
+    /// Emits `body` as `let {prefix}{i}` statements (nothing for an empty body). `reduced`
+    /// is the value of [`Expr::Reduced`] with its dtype, where the phase has one.
     fn body(
         &mut self,
         body: &Body,
         prefix: &str,
-        reduced: Option<&W>,
-        load: &mut dyn FnMut(&Self, usize, &View) -> Result<W, CodegenError>,
-    ) -> Result<W, CodegenError> {
-        if body.nodes.is_empty() {
-            return Err(self.malformed("an empty expression body".into()));
-        }
+        reduced: Option<(&W, DType)>,
+        load: &mut LoadIndex<'_>,
+    ) -> Result<(), CodegenError> {
         let name = |i: usize| W::Ident(format!("{prefix}{i}"));
         for (i, node) in body.nodes.iter().enumerate() {
             let dt = node.dtype;
@@ -149,7 +181,7 @@ impl<'k> Gen<'k> {
                             "{prefix}{i} loads {dt} from arg {a} ({arg_dt:?})"
                         )));
                     }
-                    W::ident(arg_name(a)).index(load(self, i, view)?)
+                    self.element(a, load(self, i, view)?)
                 }
                 Expr::Const(v) => match dt {
                     DType::F32 => W::f32(*v as f32),
@@ -174,7 +206,12 @@ impl<'k> Gen<'k> {
                     }
                 }
                 Expr::Reduced => match reduced {
-                    Some(acc) => acc.clone(),
+                    Some((acc, adt)) if adt == dt => acc.clone(),
+                    Some((_, adt)) => {
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} reads the {adt} reduced value as {dt}"
+                        )))
+                    }
                     None => {
                         return Err(self.malformed(format!(
                             "{prefix}{i} reads the reduced value outside an epilogue"
@@ -188,7 +225,89 @@ impl<'k> Gen<'k> {
                 value,
             ));
         }
-        Ok(name(body.nodes.len() - 1))
+        Ok(())
+    }
+
+    /// Emits `stores` of `body` (already emitted with `prefix`) at element `offset + flat`.
+    /// A value whose dtype differs from its buffer's is converted, as the interpreter does.
+    fn stores(
+        &mut self,
+        stores: &[Store],
+        body: &Body,
+        prefix: &str,
+        flat: &W,
+    ) -> Result<(), CodegenError> {
+        for st in stores {
+            let v = st.value as usize;
+            let Some(node) = body.nodes.get(v) else {
+                return Err(self.malformed(format!(
+                    "a store writes {prefix}{v}, but the body has {} expressions",
+                    body.nodes.len()
+                )));
+            };
+            let a = st.arg as usize;
+            let Some(arg) = self.kernel.args.get(a) else {
+                return Err(self.malformed(format!("a store writes missing arg {a}")));
+            };
+            if !arg.access.writes() {
+                return Err(self.malformed(format!("a store writes arg {a}, which is read-only")));
+            }
+            let mut value = W::ident(format!("{prefix}{v}"));
+            if node.dtype != arg.dtype {
+                value = value.convert(scalar(arg.dtype));
+            }
+            let index = match self.offset(st.offset)? {
+                Some(o) => flat.clone().bin(BinOp::Add, o),
+                None => flat.clone(),
+            };
+            let target = self.element(a, index);
+            self.stmts.push(Stmt::Assign(target, value));
+        }
+        Ok(())
+    }
+
+    /// Emits `let {prefix}base{i}` for every load of `body` over `in_shape`: the part of its
+    /// index that depends only on the kept (non-reduced) axes. Returns (expression, base).
+    fn hoisted_bases(
+        &mut self,
+        body: &Body,
+        prefix: &str,
+        kept: &[Option<W>],
+    ) -> Result<Vec<(usize, W)>, CodegenError> {
+        let mut bases = Vec::new();
+        for (i, node) in body.nodes.iter().enumerate() {
+            if let Expr::Load { view, .. } = &node.expr {
+                self.check_rank(view, kept.len())?;
+                let base = self.view_terms(self.offset(view.offset)?, &view.strides, kept)?;
+                bases.push((i, self.let_u32(format!("{prefix}base{i}"), base)));
+            }
+        }
+        Ok(bases)
+    }
+
+    /// The storage bindings of the kernel: arg `i` is `arg{i}` at binding `i`, read-only
+    /// exactly when its access is `Read`.
+    fn bindings(&self) -> Vec<Binding> {
+        self.kernel
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Binding {
+                group: 0,
+                binding: i as u32,
+                name: arg_name(i),
+                access: if a.access.writes() {
+                    StorageAccess::ReadWrite
+                } else {
+                    StorageAccess::Read
+                },
+                ty: if self.vec4_args[i] {
+                    Type::RuntimeArrayVec4(scalar(a.dtype))
+                } else {
+                    Type::RuntimeArray(scalar(a.dtype))
+                },
+            })
+            .collect()
     }
 }
 
@@ -267,15 +386,17 @@ fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
     }
 }
 
+fn u32_param(name: &str) -> Param {
+    Param {
+        builtin: None,
+        name: name.into(),
+        ty: Type::Scalar(Scalar::U32),
+    }
+}
+
 /// Builds the module of an elementwise or reduce kernel.
-pub(super) fn generated_module(
-    kernel: &Kernel,
-    read_only: &dyn Fn(usize) -> bool,
-) -> Result<Module, CodegenError> {
-    let mut g = Gen {
-        kernel,
-        stmts: Vec::new(),
-    };
+pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> {
+    let mut g = Gen::new(kernel);
     let threads = u32::try_from(kernel.threads).map_err(|_| CodegenError::Unsupported {
         label: kernel.label.clone(),
         what: format!("{} threads do not fit u32 indexing", kernel.threads),
@@ -298,21 +419,36 @@ pub(super) fn generated_module(
     );
     g.stmts.push(Stmt::If(
         gid.clone().bin(BinOp::Ge, W::u32(threads)),
-        vec![Stmt::Return],
+        vec![Stmt::Return(None)],
         vec![],
     ));
+    let too_many = |g: &Gen, numel: u64| {
+        (kernel.threads > numel).then(|| {
+            g.malformed(format!(
+                "{} threads for {numel} elements (extra threads would store out of range)",
+                kernel.threads
+            ))
+        })
+    };
 
-    let out_dt = kernel.args[kernel.args.len() - 1].dtype;
-    let (result, result_dt, what) = match &kernel.op {
-        KernelOp::Elementwise { shape, body } => {
+    let what = match &kernel.op {
+        KernelOp::Elementwise {
+            shape,
+            body,
+            stores,
+        } => {
+            if let Some(e) = too_many(&g, shape.iter().map(|&d| d as u64).product()) {
+                return Err(e);
+            }
             let idx = g.unravel("i", &gid, shape)?;
-            let r = g.body(body, "e", None, &mut |g, _, view| {
+            g.body(body, "e", None, &mut |g, _, view| {
                 g.view_index(view, shape, &idx, &gid)
             })?;
-            (
-                r,
-                body.dtype(),
-                format!("elementwise {shape:?}, {} exprs", body.nodes.len()),
+            g.stores(stores, body, "e", &gid)?;
+            format!(
+                "elementwise {shape:?}, {} exprs, {} stores",
+                body.nodes.len(),
+                stores.len()
             )
         }
         KernelOp::Reduce {
@@ -320,94 +456,111 @@ pub(super) fn generated_module(
             axes,
             kind,
             prologue,
+            prologue_stores,
             epilogue,
+            stores,
+            broadcast,
+            broadcast_stores,
         } => {
-            if axes.iter().any(|&a| a >= in_shape.len()) {
+            if axes.iter().any(|&a| a >= in_shape.len()) || axes.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(g.malformed(format!(
-                    "reduce axes {axes:?} out of range for {in_shape:?}"
+                    "reduce axes {axes:?} are not sorted, distinct axes of {in_shape:?}"
                 )));
+            }
+            if prologue.nodes.is_empty() {
+                return Err(g.malformed("a reduce kernel with an empty prologue".into()));
             }
             let reduced = |d: usize| axes.contains(&d);
             let out_shape: Vec<usize> = (0..in_shape.len())
                 .map(|d| if reduced(d) { 1 } else { in_shape[d] })
                 .collect();
+            if let Some(e) = too_many(&g, out_shape.iter().map(|&d| d as u64).product()) {
+                return Err(e);
+            }
             let red_dims: Vec<usize> = axes.iter().map(|&a| in_shape[a]).collect();
             let count: u64 = red_dims.iter().map(|&d| d as u64).product();
+            let in_strides = kiln_ir::Shape::new(in_shape.clone()).strides();
             let out_idx = g.unravel("i", &gid, &out_shape)?;
-            // Part of each prologue load's index that depends only on the output element.
-            let mut bases = Vec::new();
-            for (i, node) in prologue.nodes.iter().enumerate() {
-                if let Expr::Load { view, .. } = &node.expr {
-                    if view.strides.len() != in_shape.len() {
-                        return Err(g.malformed(format!(
-                            "prologue load p{i} has a rank-{} view",
-                            view.strides.len()
-                        )));
-                    }
-                    let kept: Vec<Option<W>> = out_idx
-                        .iter()
-                        .enumerate()
-                        .map(|(d, x)| x.clone().filter(|_| !reduced(d)))
-                        .collect();
-                    let off = (view.offset != 0)
-                        .then(|| g.lit_u32(view.offset as u64).map(W::u32))
-                        .transpose()?;
-                    let base = g.view_terms(off, view, &kept)?;
-                    bases.push((i, g.let_u32(format!("base{i}"), base)));
-                }
-            }
+            // The kept axes of the input index (those not reduced) come from the output index.
+            let kept: Vec<Option<W>> = out_idx
+                .iter()
+                .enumerate()
+                .map(|(d, x)| x.clone().filter(|_| !reduced(d)))
+                .collect();
+            let flat_base = if prologue_stores.is_empty() && broadcast_stores.is_empty() {
+                None
+            } else {
+                let b = g.view_terms(None, &in_strides, &kept)?;
+                Some(g.let_u32("fbase".into(), b))
+            };
             let dt = prologue.dtype();
             let init = match (kind, dt) {
                 (ReduceKind::Sum, _) => zero(dt),
                 (ReduceKind::Max, DType::F32) => W::f32(f32::NEG_INFINITY),
                 (ReduceKind::Max, DType::I32) => W::i32(i32::MIN),
             };
+            let acc = W::ident("acc");
+            // Phase 1: fold the prologue over the reduced elements (r unravels over them).
+            let p_bases = g.hoisted_bases(prologue, "p", &kept)?;
             g.stmts
                 .push(Stmt::Var("acc".into(), Type::Scalar(scalar(dt)), init));
-            // Loop over the reduced elements: r unravels over the reduced axes.
-            let outer = std::mem::take(&mut g.stmts);
-            let r = W::ident("r");
-            let r_idx = g.unravel("r", &r, &red_dims)?;
-            let mut full: Vec<Option<W>> = vec![None; in_shape.len()];
-            for (k, &a) in axes.iter().enumerate() {
-                full[a] = r_idx[k].clone();
-            }
-            let v = g.body(prologue, "p", None, &mut |g, i, view| {
-                let base = bases.iter().find(|(j, _)| *j == i).map(|(_, b)| b.clone());
-                g.view_terms(base, view, &full)
-            })?;
-            let acc = W::ident("acc");
+            let v = W::ident(format!("p{}", prologue.nodes.len() - 1));
             let combined = match kind {
                 ReduceKind::Sum => acc.clone().bin(BinOp::Add, v),
                 ReduceKind::Max => W::call(Builtin::Max, vec![acc.clone(), v]),
             };
-            g.stmts.push(Stmt::Assign(acc.clone(), combined));
-            let body = std::mem::replace(&mut g.stmts, outer);
-            g.stmts.push(Stmt::ForRange {
-                var: "r".into(),
-                start: W::u32(0),
-                end: W::u32(g.lit_u32(count)?),
-                body,
-            });
-            let e = g.body(epilogue, "e", Some(&acc), &mut |g, _, view| {
+            let phase1 = reduce_loop(
+                &mut g,
+                ReducePhase {
+                    body: prologue,
+                    prefix: "p",
+                    reduced: None,
+                    bases: &p_bases,
+                    stores: prologue_stores,
+                    flat_base: flat_base.as_ref(),
+                },
+                axes,
+                &red_dims,
+                &in_strides,
+                count,
+                vec![Stmt::Assign(acc.clone(), combined)],
+            )?;
+            g.stmts.push(phase1);
+            // Phase 2: the epilogue at the output element.
+            g.body(epilogue, "e", Some((&acc, dt)), &mut |g, _, view| {
                 g.view_index(view, &out_shape, &out_idx, &gid)
             })?;
-            (
-                e,
-                epilogue.dtype(),
-                format!("reduce {kind:?} {in_shape:?} over {axes:?}"),
+            g.stores(stores, epilogue, "e", &gid)?;
+            // Phase 3: the broadcast body over the reduced elements again.
+            if !broadcast_stores.is_empty() {
+                let b_bases = g.hoisted_bases(broadcast, "b", &kept)?;
+                let phase3 = reduce_loop(
+                    &mut g,
+                    ReducePhase {
+                        body: broadcast,
+                        prefix: "b",
+                        reduced: Some((&acc, dt)),
+                        bases: &b_bases,
+                        stores: broadcast_stores,
+                        flat_base: flat_base.as_ref(),
+                    },
+                    axes,
+                    &red_dims,
+                    &in_strides,
+                    count,
+                    vec![],
+                )?;
+                g.stmts.push(phase3);
+            }
+            format!(
+                "reduce {kind:?} {in_shape:?} over {axes:?}; stores: {} prologue, {} output, {} broadcast",
+                prologue_stores.len(),
+                stores.len(),
+                broadcast_stores.len()
             )
         }
         KernelOp::MatMul { .. } => unreachable!("matmul kernels use the library shader"),
     };
-    if result_dt != out_dt {
-        return Err(g.malformed(format!(
-            "the body gives {result_dt} but the output is {out_dt}"
-        )));
-    }
-    let last = kernel.args.len() - 1;
-    g.stmts
-        .push(Stmt::Assign(W::ident(arg_name(last)).index(gid), result));
 
     Ok(Module {
         comments: vec![
@@ -417,23 +570,9 @@ pub(super) fn generated_module(
                 kernel.threads, kernel.workgroup_size
             )),
         ],
-        overrides: Vec::<Override>::new(),
-        bindings: kernel
-            .args
-            .iter()
-            .enumerate()
-            .map(|(i, a)| Binding {
-                group: 0,
-                binding: i as u32,
-                name: arg_name(i),
-                access: if read_only(i) {
-                    StorageAccess::Read
-                } else {
-                    StorageAccess::ReadWrite
-                },
-                ty: Type::RuntimeArray(scalar(a.dtype)),
-            })
-            .collect(),
+        consts: Vec::new(),
+        overrides: Vec::new(),
+        bindings: g.bindings(),
         functions: vec![Function {
             name: ENTRY_POINT.into(),
             workgroup_size: Some(kernel.workgroup_size),
@@ -449,7 +588,231 @@ pub(super) fn generated_module(
                     ty: Type::Vec(3, Scalar::U32),
                 },
             ],
+            ret: None,
             body: g.stmts,
         }],
+    })
+}
+
+/// One body evaluated over the reduced elements of a reduce kernel.
+struct ReducePhase<'a> {
+    body: &'a Body,
+    prefix: &'a str,
+    reduced: Option<(&'a W, DType)>,
+    bases: &'a [(usize, W)],
+    stores: &'a [Store],
+    flat_base: Option<&'a W>,
+}
+
+/// `for (r in 0..count) { unravel r; body; tail; stores }` over the reduced axes.
+#[allow(clippy::too_many_arguments)]
+fn reduce_loop(
+    g: &mut Gen<'_>,
+    phase: ReducePhase<'_>,
+    axes: &[usize],
+    red_dims: &[usize],
+    in_strides: &[usize],
+    count: u64,
+    tail: Vec<Stmt>,
+) -> Result<Stmt, CodegenError> {
+    let outer = std::mem::take(&mut g.stmts);
+    let r = W::ident("r");
+    let r_idx = g.unravel("r", &r, red_dims)?;
+    let mut full: Vec<Option<W>> = vec![None; in_strides.len()];
+    for (k, &a) in axes.iter().enumerate() {
+        full[a] = r_idx[k].clone();
+    }
+    let bases = phase.bases;
+    g.body(
+        phase.body,
+        phase.prefix,
+        phase.reduced,
+        &mut |g, i, view| {
+            let base = bases.iter().find(|(j, _)| *j == i).map(|(_, b)| b.clone());
+            g.view_terms(base, &view.strides, &full)
+        },
+    )?;
+    g.stmts.extend(tail);
+    if !phase.stores.is_empty() {
+        let flat = g.view_terms(phase.flat_base.cloned(), in_strides, &full)?;
+        let f = g.let_u32(format!("{}flat", phase.prefix), flat);
+        g.stores(phase.stores, phase.body, phase.prefix, &f)?;
+    }
+    let body = std::mem::replace(&mut g.stmts, outer);
+    Ok(Stmt::ForRange {
+        var: "r".into(),
+        start: W::u32(0),
+        end: W::u32(g.lit_u32(count)?),
+        body,
+    })
+}
+
+/// Checks that every element `operand` reads for a `[batch, rows, cols]` matrix has a u32
+/// index.
+fn check_operand(
+    kernel: &Kernel,
+    name: &str,
+    op: &MatOperand,
+    dims: [usize; 3],
+) -> Result<(), CodegenError> {
+    let last = [op.batch_stride, op.row_stride, op.col_stride]
+        .iter()
+        .zip(dims)
+        .try_fold(op.offset as u64, |acc, (&s, d)| {
+            (s as u64)
+                .checked_mul(d.saturating_sub(1) as u64)
+                .and_then(|t| acc.checked_add(t))
+        });
+    match (kernel.args.get(op.arg as usize), last) {
+        (None, _) => Err(CodegenError::Malformed {
+            label: kernel.label.clone(),
+            what: format!("matmul operand {name} reads missing arg {}", op.arg),
+        }),
+        (Some(a), _) if a.dtype != DType::F32 => Err(CodegenError::Unsupported {
+            label: kernel.label.clone(),
+            what: format!(
+                "matmul operand {name} is {} (only f32 is supported)",
+                a.dtype
+            ),
+        }),
+        (_, Some(l)) if l <= u32::MAX as u64 => Ok(()),
+        _ => Err(CodegenError::Unsupported {
+            label: kernel.label.clone(),
+            what: format!("matmul operand {name} reaches past u32 indexing"),
+        }),
+    }
+}
+
+/// The generated half of a matmul kernel: the bindings (arg `i` is `arg{i}` at binding `i`),
+/// the operand readers `load_a(e)` / `load_b(e)` (element `e` of A's / B's buffer), and
+/// `epilogue(acc, bi, i, j)`, which evaluates the kernel's epilogue at output `[bi, i, j]`
+/// with `Expr::Reduced = acc` and performs its stores at `(bi*m + i)*n + j`.
+pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
+    let KernelOp::MatMul {
+        batch,
+        m,
+        n,
+        k,
+        a,
+        b,
+        epilogue,
+        stores,
+        variant,
+        tile,
+    } = &kernel.op
+    else {
+        unreachable!("matmul_prelude is only called for matmul kernels")
+    };
+    check_operand(kernel, "A", a, [*batch, *m, *k])?;
+    check_operand(kernel, "B", b, [*batch, *k, *n])?;
+    let mut g = Gen::new(kernel);
+    // Operands whose 4-wide reads are aligned vec4 loads: contiguous along the read
+    // dimension (k for A, j for B) with every other stride and the offset multiples of 4.
+    let aligned = |op: &MatOperand, outer: usize, rows: usize| {
+        op.col_stride == 1
+            && op.offset.is_multiple_of(4)
+            && (outer == 1 || op.batch_stride.is_multiple_of(4))
+            && (rows == 1 || op.row_stride.is_multiple_of(4))
+    };
+    let (fast_a, fast_b) = (aligned(a, *batch, *m), aligned(b, *batch, *k));
+    if fast_a {
+        g.vec4_args[a.arg as usize] = true;
+    }
+    if fast_b {
+        g.vec4_args[b.arg as usize] = true;
+    }
+    let out = [*batch, *m, *n];
+    let numel = out
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    if numel.is_none_or(|c| c > u32::MAX as u64) {
+        return Err(CodegenError::Unsupported {
+            label: kernel.label.clone(),
+            what: format!("output {out:?} does not fit u32 indexing"),
+        });
+    }
+    let (bi, i, j) = (W::ident("bi"), W::ident("i"), W::ident("j"));
+    let flat = g.let_u32(
+        "flat".into(),
+        bi.clone()
+            .bin(BinOp::Mul, W::u32(g.lit_u32(*m as u64)?))
+            .bin(BinOp::Add, i.clone())
+            .bin(BinOp::Mul, W::u32(g.lit_u32(*n as u64)?))
+            .bin(BinOp::Add, j.clone()),
+    );
+    let idx = [Some(bi), Some(i), Some(j)];
+    let acc = W::ident("acc");
+    g.body(
+        epilogue,
+        "e",
+        Some((&acc, DType::F32)),
+        &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
+    )?;
+    g.stores(stores, epilogue, "e", &flat)?;
+    let e = || W::ident("e");
+    let reader = |name: &str, ret: Type, value: W| Function {
+        name: name.into(),
+        workgroup_size: None,
+        params: vec![u32_param("e")],
+        ret: Some(ret),
+        body: vec![Stmt::Return(Some(value))],
+    };
+    let f32_ty = Type::Scalar(Scalar::F32);
+    let vec4_ty = Type::Vec(4, Scalar::F32);
+    // Four elements `e + q * stride`, 4-wide when aligned.
+    let read4 = |op: &MatOperand, fast: bool| -> Result<W, CodegenError> {
+        let arg = op.arg as usize;
+        if fast {
+            return Ok(W::ident(arg_name(arg)).index(e().bin(BinOp::Div, W::u32(4))));
+        }
+        let mut parts = vec![g.element(arg, e())];
+        for q in 1..4u64 {
+            let step = g.lit_u32(q * op.col_stride as u64)?;
+            parts.push(g.element(arg, e().bin(BinOp::Add, W::u32(step))));
+        }
+        Ok(W::Construct(vec4_ty.clone(), parts))
+    };
+    let functions = vec![
+        reader("load_a", f32_ty.clone(), g.element(a.arg as usize, e())),
+        reader("load_b", f32_ty.clone(), g.element(b.arg as usize, e())),
+        reader("load_a4", vec4_ty.clone(), read4(a, fast_a)?),
+        reader("load_b4", vec4_ty.clone(), read4(b, fast_b)?),
+    ];
+    Ok(Module {
+        comments: vec![
+            sanitize(&format!("kiln kernel `{}`", kernel.label)),
+            sanitize(&format!(
+                "matmul {variant:?} {tile:?}: [{batch}, {m}, {k}] x [{batch}, {k}, {n}]; epilogue {} exprs, {} stores",
+                epilogue.nodes.len(),
+                stores.len()
+            )),
+            format!(
+                "generated: bindings, load_a, load_b, load_a4 ({}), load_b4 ({}), epilogue; then the library kernel",
+                if fast_a { "vec4" } else { "strided" },
+                if fast_b { "vec4" } else { "strided" }
+            ),
+        ],
+        consts: Vec::new(),
+        overrides: Vec::new(),
+        bindings: g.bindings(),
+        functions: functions
+            .into_iter()
+            .chain([Function {
+                name: "epilogue".into(),
+                workgroup_size: None,
+                params: vec![
+                    Param {
+                        builtin: None,
+                        name: "acc".into(),
+                        ty: Type::Scalar(Scalar::F32),
+                    },
+                    u32_param("bi"),
+                    u32_param("i"),
+                    u32_param("j"),
+                ],
+                ret: None,
+                body: g.stmts,
+            }])
+            .collect(),
     })
 }

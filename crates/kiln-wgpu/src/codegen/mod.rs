@@ -1,36 +1,61 @@
-//! `KernelIr` → WGSL.
+//! `KernelIr` (v2) → WGSL.
 //!
-//! Elementwise and reduce kernels are generated with the typed writer ([`crate::wgsl`]);
-//! matmul kernels use the hand-written library shader `shaders/matmul.wgsl`, parameterized
-//! with `override` constants. Generation is deterministic: the same [`Kernel`] always gives
-//! the same text, so shader modules can be deduplicated (and cached) by source.
+//! Elementwise and reduce kernels are generated whole with the typed writer
+//! ([`crate::wgsl`]). A matmul kernel is a hand-written library kernel from `shaders/`
+//! (chosen by [`MatMulVariant`]) appended to a generated part that declares the bindings,
+//! the operand readers `load_a` / `load_b`, the register-block constants and the fused
+//! `epilogue` function (see [`matmul_source`] and the comment at the top of each library
+//! file). Generation is deterministic: the same [`Kernel`] always gives the same text, so
+//! shader modules can be deduplicated (and cached) by source.
 //!
-//! Conventions shared by every generated kernel:
+//! Conventions shared by every kernel:
 //! - binding `i` of group 0 is kernel arg `i` (`arg0`, `arg1`, ...), a runtime-sized
-//!   `array<f32>` or `array<i32>`; inputs are `read`, the output (last arg) `read_write`;
-//! - thread index `gid = global_id.x + global_id.y * (num_workgroups.x * WG)`, matching
-//!   `Step::Dispatch::workgroups`, bounds-checked against `Kernel::threads`;
-//! - every shape, stride and offset is static and baked in as a literal;
-//! - body expressions become one `let` each (`e0`, `e1`, ...), in SSA order.
+//!   `array<f32>` or `array<i32>`, `read` when the arg's access is `Read`, `read_write` when
+//!   it is `Write` or `ReadWrite` (args are distinct buffers);
+//! - a body is SSA: one `let` per expression (`e0`, `e1`, ...), evaluated in order, then the
+//!   body's stores `arg[offset + flat] = value` (so every load of an element happens before
+//!   its stores, which makes element-for-element in-place updates safe);
+//! - elementwise and reduce kernels number threads `gid = global_id.x + global_id.y *
+//!   (num_workgroups.x * WG)` (the `Step::Dispatch` convention), bounds-checked against
+//!   `Kernel::threads`; shapes, strides and offsets are literals;
+//! - matmul kernels number *workgroups* `w = workgroup_id.x + workgroup_id.y *
+//!   num_workgroups.x` and take shapes and strides as `override` constants; see
+//!   [`matmul_dispatch`] for the launch each variant needs.
 //!
-//! A reduce kernel runs one thread per output element and folds the reduced axes in a
-//! sequential loop (no atomics), so its results are deterministic.
+//! Reduce kernels run one thread per output element and fold the reduced axes in a
+//! sequential loop (no atomics), so their results are deterministic.
 
 mod generate;
 
 use crate::wgsl::{Module, Scalar};
-use generate::generated_module;
+use generate::{generated_module, matmul_prelude};
 use kiln_ir::DType;
-use kiln_opt::kernel::{Access, Kernel, KernelOp};
+use kiln_opt::kernel::{Access, Kernel, KernelOp, MatMulVariant};
 
 /// Name of the entry point of every kernel.
 pub const ENTRY_POINT: &str = "main";
 
-/// The library matmul kernel (`shaders/matmul.wgsl`).
-pub const MATMUL_WGSL: &str = include_str!("../../../../shaders/matmul.wgsl");
+/// The register-blocked library matmul (`shaders/matmul_register.wgsl`).
+pub const MATMUL_REGISTER_WGSL: &str = include_str!("../../../../shaders/matmul_register.wgsl");
 
-/// Register block (rows, columns) computed by one thread of `shaders/matmul.wgsl`.
-pub const MATMUL_TILE: [u32; 2] = [4, 4];
+/// The workgroup-tiled library matmul (`shaders/matmul_tiled.wgsl`).
+pub const MATMUL_TILED_WGSL: &str = include_str!("../../../../shaders/matmul_tiled.wgsl");
+
+/// Preferred register block (rows, columns) of one invocation of the register-blocked
+/// kernel; any `[tm, tn]` with `tm >= 1`, `tn` a multiple of 4 and `tm * tn <= 64` works.
+pub const MATMUL_REGISTER_TILE: [u32; 2] = [8, 8];
+
+/// Workgroup size [`matmul_dispatch`] picks for the register-blocked kernel.
+pub const MATMUL_REGISTER_WORKGROUP: u32 = 64;
+
+/// Register block of one invocation of the workgroup-tiled kernel (fixed).
+pub const MATMUL_TILED_TILE: [u32; 2] = [4, 4];
+
+/// Workgroup size of the workgroup-tiled kernel (fixed: 16 x 16 invocations, 64 x 64 tile).
+pub const MATMUL_TILED_WORKGROUP: u32 = 256;
+
+/// Output tile (rows, columns) of one workgroup of the workgroup-tiled kernel.
+pub const MATMUL_TILED_OUTPUT_TILE: [u32; 2] = [64, 64];
 
 /// Why a kernel has no shader.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -69,16 +94,93 @@ pub struct KernelSource {
     pub wgsl: String,
     /// Pipeline-overridable constants to set at pipeline creation.
     pub constants: Vec<(&'static str, f64)>,
-    /// Binding `i` of group 0 is `bindings[i]`.
+    /// Binding `i` of group 0 is `bindings[i]` (always kernel arg `i`).
     pub bindings: Vec<BindingSlot>,
 }
 
-/// The WGSL of `kernel`, as [`kernel_source`] generates it with the kernel's own access
-/// modes. A kernel that cannot be generated gives a module holding only a comment with the
-/// reason (which fails pipeline creation); use [`kernel_source`] for the typed error.
+/// How to launch a matmul kernel: what `Kernel::{tile, workgroup_size, threads}` must hold.
+/// `Step::Dispatch::workgroups` must then cover `threads / workgroup_size` workgroups,
+/// numbered `x + y * groups_x` (the usual split of a 1-D count into `[x, y, 1]`); extra
+/// workgroups do nothing.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MatMulLaunch {
+    /// Register block per invocation (`KernelOp::MatMul::tile`).
+    pub tile: [u32; 2],
+    /// Invocations per workgroup (`Kernel::workgroup_size`).
+    pub workgroup_size: u32,
+    /// Workgroups needed.
+    pub workgroups: u64,
+    /// Threads (`Kernel::threads`).
+    pub threads: u64,
+}
+
+/// The launch of a matmul with the preferred tile and workgroup size of `variant`.
+///
+/// - `RegisterBlocked`: tile [`MATMUL_REGISTER_TILE`] `[tm, tn]`, workgroup size
+///   [`MATMUL_REGISTER_WORKGROUP`] (any size works); one invocation per register block:
+///   `threads = batch * ceil(m / tm) * ceil(n / tn)`, workgroups = `ceil(threads / wg)`;
+///   threads are numbered as in every generated kernel and bounds-checked in the shader.
+/// - `WorkgroupTiled`: tile `[4, 4]`, workgroup size 256 (fixed); one workgroup per 64 x 64
+///   output tile: workgroups = `batch * ceil(m / 64) * ceil(n / 64)`,
+///   `threads = workgroups * 256` (workgroup index = thread / 256).
+pub fn matmul_dispatch(variant: MatMulVariant, batch: usize, m: usize, n: usize) -> MatMulLaunch {
+    match variant {
+        MatMulVariant::RegisterBlocked => matmul_launch(
+            variant,
+            MATMUL_REGISTER_TILE,
+            MATMUL_REGISTER_WORKGROUP,
+            batch,
+            m,
+            n,
+        ),
+        MatMulVariant::WorkgroupTiled => matmul_launch(
+            variant,
+            MATMUL_TILED_TILE,
+            MATMUL_TILED_WORKGROUP,
+            batch,
+            m,
+            n,
+        ),
+    }
+}
+
+/// The launch a matmul kernel with the given `tile` and `workgroup_size` needs (the
+/// executor's check of `Step::Dispatch::workgroups`).
+pub fn matmul_launch(
+    variant: MatMulVariant,
+    tile: [u32; 2],
+    workgroup_size: u32,
+    batch: usize,
+    m: usize,
+    n: usize,
+) -> MatMulLaunch {
+    let (batch, m, n) = (batch as u64, m as u64, n as u64);
+    let wg = workgroup_size.max(1) as u64;
+    let (workgroups, threads) = match variant {
+        MatMulVariant::RegisterBlocked => {
+            let [tm, tn] = tile.map(|t| t.max(1) as u64);
+            let threads = batch * m.div_ceil(tm) * n.div_ceil(tn);
+            (threads.div_ceil(wg), threads)
+        }
+        MatMulVariant::WorkgroupTiled => {
+            let [tm, tn] = MATMUL_TILED_OUTPUT_TILE;
+            let groups = batch * m.div_ceil(tm as u64) * n.div_ceil(tn as u64);
+            (groups, groups * wg)
+        }
+    };
+    MatMulLaunch {
+        tile,
+        workgroup_size,
+        workgroups,
+        threads,
+    }
+}
+
+/// The WGSL of `kernel`, as [`kernel_source`] generates it. A kernel that cannot be
+/// generated gives a module holding only a comment with the reason (which fails pipeline
+/// creation); use [`kernel_source`] for the typed error.
 pub fn kernel_wgsl(kernel: &Kernel) -> String {
-    let access: Vec<Access> = kernel.args.iter().map(|a| a.access).collect();
-    match kernel_source(kernel, &access) {
+    match kernel_source(kernel) {
         Ok(src) => src.wgsl,
         Err(e) => Module {
             comments: vec![sanitize(&e.to_string())],
@@ -88,45 +190,33 @@ pub fn kernel_wgsl(kernel: &Kernel) -> String {
     }
 }
 
-/// Generates the shader of `kernel` with the given access mode per arg (`access[i]` for
-/// `kernel.args[i]`; the last arg is always written). The executor passes `Write` for an
-/// input whose buffer is also the output of the same dispatch (in-place updates), because
-/// WebGPU forbids binding one buffer both read-only and read-write in a dispatch.
-pub fn kernel_source(kernel: &Kernel, access: &[Access]) -> Result<KernelSource, CodegenError> {
-    let err = |what: String| CodegenError::Malformed {
-        label: kernel.label.clone(),
-        what,
-    };
-    if kernel.args.is_empty() || access.len() != kernel.args.len() {
-        return Err(err(format!(
-            "{} args with {} access modes (a kernel needs at least its output)",
-            kernel.args.len(),
-            access.len()
-        )));
-    }
-    let last = kernel.args.len() - 1;
-    let read_only = |i: usize| i != last && access[i] == Access::Read;
+/// Generates the shader of `kernel`: WGSL text, override constants and bindings.
+pub fn kernel_source(kernel: &Kernel) -> Result<KernelSource, CodegenError> {
+    let bindings = kernel
+        .args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| BindingSlot {
+            arg: i as u32,
+            read_only: a.access == Access::Read,
+        })
+        .collect();
     match &kernel.op {
-        KernelOp::MatMul { .. } => matmul_source(kernel, &read_only),
-        _ => {
-            let module = generated_module(kernel, &read_only)?;
-            Ok(KernelSource {
-                wgsl: module.to_string(),
-                constants: Vec::new(),
-                bindings: (0..kernel.args.len())
-                    .map(|i| BindingSlot {
-                        arg: i as u32,
-                        read_only: read_only(i),
-                    })
-                    .collect(),
-            })
-        }
+        KernelOp::MatMul { .. } => matmul_source(kernel, bindings),
+        _ => Ok(KernelSource {
+            wgsl: generated_module(kernel)?.to_string(),
+            constants: Vec::new(),
+            bindings,
+        }),
     }
 }
 
+/// A matmul kernel: the generated part ([`generate`]'s prelude plus the `TM`/`TN4` block
+/// constants of the register-blocked kernel), then the library file of its variant,
+/// verbatim. Shapes and strides become override constants.
 fn matmul_source(
     kernel: &Kernel,
-    read_only: &dyn Fn(usize) -> bool,
+    bindings: Vec<BindingSlot>,
 ) -> Result<KernelSource, CodegenError> {
     let KernelOp::MatMul {
         batch,
@@ -136,6 +226,8 @@ fn matmul_source(
         a,
         b,
         tile,
+        variant,
+        ..
     } = &kernel.op
     else {
         unreachable!("matmul_source is only called for matmul kernels")
@@ -144,31 +236,28 @@ fn matmul_source(
         label: kernel.label.clone(),
         what,
     };
-    let last = kernel.args.len() - 1;
-    if *tile != MATMUL_TILE {
-        return Err(unsupported(format!(
-            "register block {tile:?} (the library kernel computes {MATMUL_TILE:?})"
-        )));
-    }
-    if kernel.args.iter().any(|a| a.dtype != DType::F32) {
-        return Err(unsupported("matmul on non-f32 operands".into()));
-    }
-    for op in [a, b] {
-        if op.arg as usize >= last {
-            return Err(CodegenError::Malformed {
-                label: kernel.label.clone(),
-                what: format!(
-                    "matmul operand arg {} is not an input (the kernel has {} args)",
-                    op.arg,
-                    kernel.args.len()
-                ),
-            });
+    let prelude = matmul_prelude(kernel)?;
+    let library = match variant {
+        MatMulVariant::RegisterBlocked => {
+            if *tile != MATMUL_REGISTER_TILE || kernel.workgroup_size == 0 {
+                return Err(unsupported(format!(
+                    "register-blocked matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_REGISTER_TILE:?}, any workgroup size)",
+                    kernel.workgroup_size
+                )));
+            }
+            MATMUL_REGISTER_WGSL
         }
-        if !read_only(op.arg as usize) {
-            return Err(unsupported("a matmul operand aliases its output".into()));
+        MatMulVariant::WorkgroupTiled => {
+            if *tile != MATMUL_TILED_TILE || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
+                return Err(unsupported(format!(
+                    "workgroup-tiled matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_TILED_TILE:?} x {MATMUL_TILED_WORKGROUP})",
+                    kernel.workgroup_size
+                )));
+            }
+            MATMUL_TILED_WGSL
         }
-    }
-    let values: [(&'static str, usize); 13] = [
+    };
+    let mut values: Vec<(&'static str, usize)> = vec![
         ("M", *m),
         ("N", *n),
         ("K", *k),
@@ -181,36 +270,20 @@ fn matmul_source(
         ("B_BS", b.batch_stride),
         ("B_RS", b.row_stride),
         ("B_CS", b.col_stride),
-        ("WG", kernel.workgroup_size as usize),
     ];
+    if *variant == MatMulVariant::RegisterBlocked {
+        values.push(("WG", kernel.workgroup_size as usize));
+    }
     if let Some((name, v)) = values.iter().find(|(_, v)| *v > u32::MAX as usize) {
         return Err(unsupported(format!(
             "{name} = {v} does not fit u32 indexing"
         )));
     }
     Ok(KernelSource {
-        wgsl: MATMUL_WGSL.to_string(),
+        wgsl: format!("{prelude}\n{library}"),
         constants: values.iter().map(|&(name, v)| (name, v as f64)).collect(),
-        bindings: vec![
-            BindingSlot {
-                arg: a.arg,
-                read_only: true,
-            },
-            BindingSlot {
-                arg: b.arg,
-                read_only: true,
-            },
-            BindingSlot {
-                arg: last as u32,
-                read_only: false,
-            },
-        ],
+        bindings,
     })
-}
-
-/// Threads a matmul kernel needs with the library kernel's 4x4 block.
-pub fn matmul_threads(batch: usize, m: usize, n: usize) -> u64 {
-    (batch * m.div_ceil(MATMUL_TILE[0] as usize) * n.div_ceil(MATMUL_TILE[1] as usize)) as u64
 }
 
 pub(crate) fn scalar(dt: DType) -> Scalar {

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use kiln_ir::{BinaryOp, DType, Shape, UnaryOp};
-use kiln_opt::kernel::{Access, Arg, Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, View};
+use kiln_opt::kernel::{
+    Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, ReduceKind, Store, View,
+};
 use kiln_opt::plan::{
     BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
 };
@@ -24,6 +26,15 @@ pub fn args(dtypes: &[DType]) -> Vec<Arg> {
             },
         })
         .collect()
+}
+
+/// The store of `body`'s result into `arg` (offset 0).
+pub fn result_store(arg: u32, body: &Body) -> Vec<Store> {
+    vec![Store {
+        arg,
+        offset: 0,
+        value: body.result(),
+    }]
 }
 
 pub fn kernel(label: &str, op: KernelOp, args: Vec<Arg>, threads: u64) -> Kernel {
@@ -74,6 +85,7 @@ pub fn elementwise_kernel() -> Kernel {
         "test/elementwise",
         KernelOp::Elementwise {
             shape: vec![2, 3],
+            stores: result_store(2, &b),
             body: b,
         },
         args(&[DType::F32, DType::F32, DType::F32]),
@@ -123,6 +135,7 @@ pub fn int_kernel() -> Kernel {
         "test/int",
         KernelOp::Elementwise {
             shape: vec![5],
+            stores: result_store(3, &b),
             body: b,
         },
         args(&[DType::I32, DType::I32, DType::F32, DType::I32]),
@@ -176,7 +189,11 @@ pub fn reduce_sum_kernel() -> Kernel {
             axes: vec![1],
             kind: ReduceKind::Sum,
             prologue: p,
+            prologue_stores: vec![],
+            stores: result_store(2, &e),
             epilogue: e,
+            broadcast: Body::default(),
+            broadcast_stores: vec![],
         },
         args(&[DType::F32, DType::F32, DType::F32]),
         8,
@@ -215,7 +232,11 @@ pub fn reduce_max_kernel() -> Kernel {
             axes: vec![0, 2],
             kind: ReduceKind::Max,
             prologue: p,
+            prologue_stores: vec![],
+            stores: result_store(1, &e),
             epilogue: e,
+            broadcast: Body::default(),
+            broadcast_stores: vec![],
         },
         args(&[DType::F32, DType::F32]),
         3,
@@ -238,36 +259,84 @@ pub fn reduce_max_reference(x: &[f32]) -> Vec<f64> {
 
 pub const MM: (usize, usize, usize, usize) = (2, 5, 3, 6); // batch, m, k, n
 
-/// `out[b] = a[b] @ bt[b]^T` with `a: [2, 5, 3]` contiguous and `bt: [2, 6, 3]` read
-/// transposed in place (row stride 1, column stride 3).
-pub fn matmul_kernel() -> Kernel {
-    let (batch, m, k, n) = MM;
-    kernel(
-        "test/matmul",
-        KernelOp::MatMul {
+/// The epilogue `acc` (identity) and its store into `arg`.
+pub fn identity_epilogue(arg: u32) -> (Body, Vec<Store>) {
+    let mut e = Body::default();
+    e.push(Expr::Reduced, DType::F32);
+    let st = result_store(arg, &e);
+    (e, st)
+}
+
+/// A matmul kernel launched as `kiln_wgpu::codegen::matmul_dispatch` says for `variant`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    label: &str,
+    variant: MatMulVariant,
+    (batch, m, k, n): (usize, usize, usize, usize),
+    a: MatOperand,
+    b: MatOperand,
+    epilogue: Body,
+    stores: Vec<Store>,
+    args: Vec<Arg>,
+) -> Kernel {
+    let launch = kiln_wgpu::codegen::matmul_dispatch(variant, batch, m, n);
+    Kernel {
+        label: label.into(),
+        op: KernelOp::MatMul {
             batch,
             m,
             n,
             k,
-            a: MatOperand {
-                arg: 0,
-                offset: 0,
-                batch_stride: m * k,
-                row_stride: k,
-                col_stride: 1,
-            },
-            b: MatOperand {
-                arg: 1,
-                offset: 0,
-                batch_stride: n * k,
-                row_stride: 1,
-                col_stride: k,
-            },
-            tile: [4, 4],
+            a,
+            b,
+            tile: launch.tile,
+            variant,
+            epilogue,
+            stores,
         },
+        args,
+        workgroup_size: launch.workgroup_size,
+        threads: launch.threads,
+        nodes: vec![],
+    }
+}
+
+/// Row-major operand `[batch, rows, cols]` at `offset` of `arg`.
+pub fn dense(arg: u32, offset: usize, rows: usize, cols: usize) -> MatOperand {
+    MatOperand {
+        arg,
+        offset,
+        batch_stride: rows * cols,
+        row_stride: cols,
+        col_stride: 1,
+    }
+}
+
+/// `out[b] = a[b] @ bt[b]^T` with `a: [2, 5, 3]` contiguous and `bt: [2, 6, 3]` read
+/// transposed in place (row stride 1, column stride 3).
+pub fn matmul_kernel_variant(variant: MatMulVariant) -> Kernel {
+    let (_, m, k, n) = MM;
+    let (e, st) = identity_epilogue(2);
+    matmul(
+        "test/matmul",
+        variant,
+        MM,
+        dense(0, 0, m, k),
+        MatOperand {
+            arg: 1,
+            offset: 0,
+            batch_stride: n * k,
+            row_stride: 1,
+            col_stride: k,
+        },
+        e,
+        st,
         args(&[DType::F32, DType::F32, DType::F32]),
-        kiln_wgpu::codegen::matmul_threads(batch, m, n),
     )
+}
+
+pub fn matmul_kernel() -> Kernel {
+    matmul_kernel_variant(MatMulVariant::RegisterBlocked)
 }
 
 pub fn matmul_reference(a: &[f32], bt: &[f32]) -> Vec<f64> {

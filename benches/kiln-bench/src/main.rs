@@ -1,0 +1,645 @@
+//! kiln-bench: the benchmark workloads of issue 3, printed as a table and written as JSON.
+//!
+//! ```text
+//! cargo run --release -p kiln-bench -- [--only NAME[,NAME]] [--json FILE] [--cpu] [--quick]
+//! ```
+//!
+//! Workloads (names for `--only`):
+//! - `unit_circle`: the Keras tutorial MLP 2-3-3-2 (tanh, tanh, softmax; binary crossentropy;
+//!   SGD 0.01), batch 5, 1000 samples: one epoch (200 steps) of `fit`, and the mean step.
+//! - `mlp`: MLP 784-512-512-10 (relu, relu, softmax; categorical crossentropy; Adam), batch
+//!   128, 2048 random samples: training samples/s.
+//! - `matmul`: `x @ w`, square 256..2048: GFLOP/s end to end (upload x, run, read back y) and
+//!   device-resident (x, w variables; y assigned to a variable; nothing read back but a wait).
+//! - `elementwise`: `a * b + c` over 16M f32: GB/s counting 16 bytes per element (3 reads, 1
+//!   write), end to end and device-resident.
+//! - compile times of the two train-step plans are part of `unit_circle` and `mlp`.
+//!
+//! Every figure comes from wall-clock time around whole plan runs (there is no kernel-only
+//! timer yet). Each workload is warmed up once (plans compile and load on first use) and then
+//! repeated for a small time budget. Errors are reported per workload; a missing GPU falls
+//! back to the CPU plan interpreter with a note.
+
+use kiln::ir::random::Rng;
+use kiln::ir::{DType, Graph};
+use kiln::opt::{compile, Backend, CompileOptions, HostTensor, Plan};
+use kiln::{Activation, Adam, Dense, Fit, Loss, Metric, Mode, Optimizer, Sequential, Sgd};
+use serde_json::{json, Value};
+use std::error::Error;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+type Res<T> = std::result::Result<T, Box<dyn Error>>;
+
+const WORKLOADS: [&str; 4] = ["unit_circle", "mlp", "matmul", "elementwise"];
+
+struct Args {
+    only: Option<Vec<String>>,
+    json: String,
+    cpu: bool,
+    quick: bool,
+}
+
+const USAGE: &str = "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick]
+  workloads: unit_circle, mlp, matmul, elementwise
+  --json FILE  where to write the JSON report (default target/kiln-bench.json)
+  --cpu        run on the CPU plan interpreter instead of the wgpu adapter
+  --quick      smaller repetition budgets and matmul sizes up to 1024 (a smoke run)";
+
+fn parse_args() -> Res<Args> {
+    let mut a = Args {
+        only: None,
+        json: "target/kiln-bench.json".into(),
+        cpu: false,
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--only" => {
+                let v = it.next().ok_or("--only needs a workload name")?;
+                let names: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+                for n in &names {
+                    if !WORKLOADS.contains(&n.as_str()) {
+                        return Err(format!(
+                            "unknown workload `{n}`; one of {}",
+                            WORKLOADS.join(", ")
+                        )
+                        .into());
+                    }
+                }
+                a.only = Some(names);
+            }
+            "--json" => a.json = it.next().ok_or("--json needs a file name")?,
+            "--cpu" => a.cpu = true,
+            "--quick" => a.quick = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}").into()),
+        }
+    }
+    Ok(a)
+}
+
+/// Which device every workload gets (a fresh one each, so variable names never collide).
+#[derive(Copy, Clone, PartialEq)]
+enum DeviceKind {
+    Gpu,
+    Cpu,
+}
+
+fn make_device(kind: DeviceKind) -> Res<Box<dyn Backend>> {
+    Ok(match kind {
+        DeviceKind::Gpu => kiln::gpu_device()?,
+        DeviceKind::Cpu => Box::new(kiln::opt::interp::CpuBackend::new()),
+    })
+}
+
+/// Budgets of the repetition loops, in seconds.
+struct Budget {
+    unit_circle: f64,
+    mlp: f64,
+    matmul: f64,
+    elementwise: f64,
+}
+
+/// Runs `f` once (warm-up), then as many times as fit in `budget` seconds judging by the
+/// warm-up, clamped to `[min, max]`. Returns (warm-up seconds, timed runs' seconds).
+fn timed(
+    budget: f64,
+    min: usize,
+    max: usize,
+    mut f: impl FnMut() -> Res<()>,
+) -> Res<(f64, Vec<f64>)> {
+    let t = Instant::now();
+    f()?;
+    let warm = t.elapsed().as_secs_f64();
+    let reps = ((budget / warm.max(1e-9)) as usize).clamp(min, max);
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    Ok((warm, v))
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// One row of the printed table.
+struct Row {
+    workload: String,
+    metric: String,
+    value: String,
+    note: String,
+}
+
+fn row(workload: &str, metric: &str, value: String, note: &str) -> Row {
+    Row {
+        workload: workload.into(),
+        metric: metric.into(),
+        value,
+        note: note.into(),
+    }
+}
+
+/// Compile-time figures of a train-step plan: `kiln_opt::compile` alone (wall and the plan's
+/// own `compile_ms`), and compile + device load (pipelines, bind groups) through the model.
+fn train_plan_figures(
+    m: &mut Sequential,
+    limits: &kiln::opt::DeviceLimits,
+    batch: usize,
+) -> Res<(Value, Plan)> {
+    let g = m.graph(Mode::Train, batch)?;
+    let t = Instant::now();
+    let standalone = compile(&g, &CompileOptions::default(), limits)?;
+    let compile_wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let plan = m.plan_for(Mode::Train, batch)?;
+    let load_wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let v = json!({
+        "graph_nodes": g.len(),
+        "compile_ms_stats": standalone.stats.compile_ms,
+        "compile_wall_ms": compile_wall_ms,
+        "compile_and_load_wall_ms": load_wall_ms,
+        "kernels": plan.kernels.len(),
+        "dispatches_per_step": plan.dispatch_count(),
+        "pass_ms": standalone.stats.pass_ms,
+    });
+    Ok((v, plan))
+}
+
+fn compile_rows(name: &str, c: &Value, rows: &mut Vec<Row>) {
+    let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+    rows.push(row(
+        name,
+        "train-step compile (stats / wall)",
+        format!(
+            "{:.1} / {:.1} ms",
+            f("compile_ms_stats"),
+            f("compile_wall_ms")
+        ),
+        "kiln_opt::compile only",
+    ));
+    rows.push(row(
+        name,
+        "train-step compile + load",
+        format!("{:.1} ms", f("compile_and_load_wall_ms")),
+        "incl. pipeline creation",
+    ));
+    rows.push(row(
+        name,
+        "kernels / dispatches per step",
+        format!("{} / {}", c["kernels"], c["dispatches_per_step"]),
+        "",
+    ));
+}
+
+fn circle_data(n: usize, seed: u64) -> Res<(HostTensor, HostTensor)> {
+    let mut rng = Rng::new(seed);
+    let (mut x, mut y) = (Vec::with_capacity(2 * n), Vec::with_capacity(2 * n));
+    for _ in 0..n {
+        let (a, b) = (rng.uniform(-2.0, 2.0) as f32, rng.uniform(-2.0, 2.0) as f32);
+        x.extend([a, b]);
+        y.extend(if a * a + b * b < 1.0 {
+            [0.0, 1.0]
+        } else {
+            [1.0, 0.0]
+        });
+    }
+    Ok((HostTensor::f32([n, 2], x)?, HostTensor::f32([n, 2], y)?))
+}
+
+fn fit_opts(batch: usize) -> Fit {
+    Fit {
+        epochs: 1,
+        batch_size: batch,
+        shuffle: true,
+        verbose: false,
+        ..Fit::default()
+    }
+}
+
+/// (a) + (e): the unit-circle MLP.
+fn bench_unit_circle(kind: DeviceKind, budget: f64, rows: &mut Vec<Row>) -> Res<Value> {
+    const N: usize = 1000;
+    const BATCH: usize = 5;
+    let device = make_device(kind)?;
+    let limits = device.limits();
+    let mut m = Sequential::new(device).seed(1);
+    m.add(Dense::new(3).activation(Activation::Tanh).input_dim(2))?;
+    m.add(Dense::new(3).activation(Activation::Tanh))?;
+    m.add(Dense::new(2).activation(Activation::Softmax))?;
+    m.compile(
+        Loss::BinaryCrossentropy,
+        Sgd::new(0.01),
+        &[Metric::Accuracy],
+    )?;
+    let (comp, _) = train_plan_figures(&mut m, &limits, BATCH)?;
+    let (x, y) = circle_data(N, 1)?;
+    let steps = N / BATCH;
+    let mut loss = f64::NAN;
+    let (warm, runs) = timed(budget, 2, 20, || {
+        let h = m.fit(&x, &y, fit_opts(BATCH))?;
+        loss = h.last("loss").unwrap_or(f64::NAN);
+        Ok(())
+    })?;
+    let epoch_ms = mean(&runs) * 1e3;
+    let step_us = epoch_ms * 1e3 / steps as f64;
+    rows.push(row(
+        "unit_circle",
+        "epoch (200 steps, batch 5)",
+        format!("{epoch_ms:.1} ms"),
+        &format!(
+            "best {:.1} ms, {} epochs timed",
+            min(&runs) * 1e3,
+            runs.len()
+        ),
+    ));
+    rows.push(row(
+        "unit_circle",
+        "mean step latency",
+        format!("{step_us:.0} µs"),
+        "fit: batch gather + run + loss/metric read-back",
+    ));
+    compile_rows("unit_circle", &comp, rows);
+    Ok(json!({
+        "model": "2-3-3-2 tanh/tanh/softmax, binary crossentropy, SGD 0.01, accuracy metric",
+        "samples": N,
+        "batch": BATCH,
+        "steps_per_epoch": steps,
+        "warmup_epoch_ms": warm * 1e3,
+        "epochs_timed": runs.len(),
+        "epoch_ms_mean": epoch_ms,
+        "epoch_ms_best": min(&runs) * 1e3,
+        "step_us_mean": step_us,
+        "last_loss": loss,
+        "train_plan": comp,
+    }))
+}
+
+/// (b) + (e): MLP 784-512-512-10 with Adam.
+fn bench_mlp(kind: DeviceKind, budget: f64, rows: &mut Vec<Row>) -> Res<Value> {
+    const N: usize = 2048;
+    const BATCH: usize = 128;
+    let device = make_device(kind)?;
+    let limits = device.limits();
+    let mut m = Sequential::new(device).seed(2);
+    m.add(Dense::new(512).activation(Activation::Relu).input_dim(784))?;
+    m.add(Dense::new(512).activation(Activation::Relu))?;
+    m.add(Dense::new(10).activation(Activation::Softmax))?;
+    let opt = Adam::default();
+    let opt_name = opt.name();
+    m.compile(Loss::CategoricalCrossentropy, opt, &[Metric::Accuracy])?;
+    let (comp, _) = train_plan_figures(&mut m, &limits, BATCH)?;
+    let mut rng = Rng::new(7);
+    let x: Vec<f32> = (0..N * 784).map(|_| rng.next_f64() as f32).collect();
+    let mut y = vec![0f32; N * 10];
+    for r in 0..N {
+        y[r * 10 + rng.below(10)] = 1.0;
+    }
+    let x = HostTensor::f32([N, 784], x)?;
+    let y = HostTensor::f32([N, 10], y)?;
+    let (warm, runs) = timed(budget, 1, 10, || {
+        m.fit(&x, &y, fit_opts(BATCH))?;
+        Ok(())
+    })?;
+    let sps = N as f64 / mean(&runs);
+    let step_ms = mean(&runs) * 1e3 / (N / BATCH) as f64;
+    rows.push(row(
+        "mlp",
+        "training throughput (batch 128, Adam)",
+        format!("{sps:.0} samples/s"),
+        &format!("{step_ms:.1} ms/step, {} epochs of 2048 timed", runs.len()),
+    ));
+    compile_rows("mlp", &comp, rows);
+    Ok(json!({
+        "model": format!("784-512-512-10 relu/relu/softmax, categorical crossentropy, {opt_name}, accuracy metric"),
+        "samples": N,
+        "batch": BATCH,
+        "warmup_epoch_ms": warm * 1e3,
+        "epochs_timed": runs.len(),
+        "epoch_ms_mean": mean(&runs) * 1e3,
+        "step_ms_mean": step_ms,
+        "samples_per_s": sps,
+        "train_plan": comp,
+    }))
+}
+
+fn random_tensor(dims: Vec<usize>, seed: u64) -> Res<HostTensor> {
+    let n = dims.iter().product();
+    let mut rng = Rng::new(seed);
+    let v: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+    Ok(HostTensor::f32(dims, v)?)
+}
+
+/// Compiles `g`, loads it on `device` and times `budget` seconds of runs fed `inputs`.
+fn time_plan(
+    device: &mut dyn Backend,
+    g: &Graph,
+    inputs: &[&HostTensor],
+    budget: f64,
+    max: usize,
+) -> Res<(f64, Vec<f64>, usize)> {
+    let plan = compile(g, &CompileOptions::default(), &device.limits())?;
+    let dispatches = plan.dispatch_count();
+    let mut exe = device.load(Arc::new(plan))?;
+    let (warm, runs) = timed(budget, 1, max, || {
+        exe.run(inputs)?;
+        Ok(())
+    })?;
+    Ok((warm, runs, dispatches))
+}
+
+/// (c): square matmuls, end to end and device-resident.
+fn bench_matmul(kind: DeviceKind, sizes: &[usize], budget: f64, rows: &mut Vec<Row>) -> Res<Value> {
+    let mut out = vec![];
+    for &n in sizes {
+        let mut device = make_device(kind)?;
+        let flop = 2.0 * (n as f64).powi(3);
+        let w = random_tensor(vec![n, n], 11)?;
+        let x = random_tensor(vec![n, n], 12)?;
+        // end to end: x is an input (uploaded every run), y an output (read back every run)
+        let mut g = Graph::new();
+        let xi = g.input("x", [n, n], DType::F32)?;
+        let wp = g.param("bench/w", [n, n], DType::F32)?;
+        let y = g.matmul(xi, wp)?;
+        g.output("y", y)?;
+        device.write_param("bench/w", &w)?;
+        let (_, e2e, dispatches) = time_plan(device.as_mut(), &g, &[&x], budget / 2.0, 20)?;
+        // resident: x, w variables; y assigned to a variable (a copy step); a wait, no read-back
+        let mut g = Graph::new();
+        let xp = g.param("bench/x", [n, n], DType::F32)?;
+        let wp = g.param("bench/w", [n, n], DType::F32)?;
+        let yp = g.param("bench/y", [n, n], DType::F32)?;
+        let y = g.matmul(xp, wp)?;
+        g.assign(yp, y)?;
+        device.write_param("bench/x", &x)?;
+        let (_, res, _) = time_plan(device.as_mut(), &g, &[], budget / 2.0, 20)?;
+        let (ge, gr) = (flop / mean(&e2e) / 1e9, flop / mean(&res) / 1e9);
+        rows.push(row(
+            "matmul",
+            &format!("{n}x{n}x{n} (e2e / resident)"),
+            format!("{ge:.2} / {gr:.2} GFLOP/s"),
+            &format!(
+                "{:.1} / {:.1} ms per run, {} dispatch(es)",
+                mean(&e2e) * 1e3,
+                mean(&res) * 1e3,
+                dispatches
+            ),
+        ));
+        out.push(json!({
+            "n": n,
+            "gflops_e2e": ge,
+            "gflops_resident": gr,
+            "gflops_resident_best": flop / min(&res) / 1e9,
+            "ms_e2e_mean": mean(&e2e) * 1e3,
+            "ms_resident_mean": mean(&res) * 1e3,
+            "runs_e2e": e2e.len(),
+            "runs_resident": res.len(),
+            "dispatches": dispatches,
+        }));
+    }
+    Ok(json!({
+        "note": "e2e: per run, upload x + run + read back y (wall clock); resident: x and w are device variables and y is assigned to one (includes the assignment copy and the wait, no read-back). No kernel-only timer exists yet.",
+        "sizes": out,
+    }))
+}
+
+/// (d): `a * b + c` over 16M f32.
+fn bench_elementwise(kind: DeviceKind, budget: f64, rows: &mut Vec<Row>) -> Res<Value> {
+    const N: usize = 16 << 20;
+    let bytes = 16.0 * N as f64;
+    let mut device = make_device(kind)?;
+    let a = random_tensor(vec![N], 21)?;
+    let b = random_tensor(vec![N], 22)?;
+    let c = random_tensor(vec![N], 23)?;
+    let build = |g: &mut Graph, a, b, c| -> Res<_> {
+        let ab = g.mul(a, b)?;
+        Ok(g.add(ab, c)?)
+    };
+    let mut g = Graph::new();
+    let (ai, bi, ci) = (
+        g.input("a", [N], DType::F32)?,
+        g.input("b", [N], DType::F32)?,
+        g.input("c", [N], DType::F32)?,
+    );
+    let d = build(&mut g, ai, bi, ci)?;
+    g.output("d", d)?;
+    let (_, e2e, de) = time_plan(device.as_mut(), &g, &[&a, &b, &c], budget / 2.0, 20)?;
+    let mut g = Graph::new();
+    let (ap, bp, cp, dp) = (
+        g.param("bench/a", [N], DType::F32)?,
+        g.param("bench/b", [N], DType::F32)?,
+        g.param("bench/c", [N], DType::F32)?,
+        g.param("bench/d", [N], DType::F32)?,
+    );
+    let d = build(&mut g, ap, bp, cp)?;
+    g.assign(dp, d)?;
+    device.write_param("bench/a", &a)?;
+    device.write_param("bench/b", &b)?;
+    device.write_param("bench/c", &c)?;
+    let (_, res, dr) = time_plan(device.as_mut(), &g, &[], budget / 2.0, 40)?;
+    let (ge, gr) = (bytes / mean(&e2e) / 1e9, bytes / mean(&res) / 1e9);
+    rows.push(row(
+        "elementwise",
+        "a*b+c, 16M f32 (e2e / resident)",
+        format!("{ge:.2} / {gr:.2} GB/s"),
+        &format!(
+            "{:.1} / {:.1} ms per run, {de} / {dr} dispatches",
+            mean(&e2e) * 1e3,
+            mean(&res) * 1e3
+        ),
+    ));
+    Ok(json!({
+        "elements": N,
+        "bytes_counted": bytes,
+        "gbps_e2e": ge,
+        "gbps_resident": gr,
+        "gbps_resident_best": bytes / min(&res) / 1e9,
+        "ms_e2e_mean": mean(&e2e) * 1e3,
+        "ms_resident_mean": mean(&res) * 1e3,
+        "dispatches_e2e": de,
+        "dispatches_resident": dr,
+        "note": "GB/s count 16 bytes per element (read a, b, c; write d). e2e includes uploading a, b, c and reading d back; resident keeps a, b, c, d as device variables (d assigned: includes the assignment copy, which moves 8 more bytes per element).",
+    }))
+}
+
+/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's civil_from_days).
+fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn now_utc() -> String {
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (y, m, d) = civil_date(s.div_euclid(86_400));
+    let r = s.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        r / 3600,
+        r / 60 % 60,
+        r % 60
+    )
+}
+
+fn print_table(rows: &[Row]) {
+    let w0 = rows
+        .iter()
+        .map(|r| r.workload.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let w1 = rows
+        .iter()
+        .map(|r| r.metric.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let w2 = rows
+        .iter()
+        .map(|r| r.value.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    println!(
+        "{:<w0$}  {:<w1$}  {:>w2$}  note",
+        "workload", "metric", "value"
+    );
+    println!("{}", "-".repeat(w0 + w1 + w2 + 12));
+    for r in rows {
+        let pad = w2 - r.value.chars().count();
+        println!(
+            "{:<w0$}  {:<w1$}  {}{}  {}",
+            r.workload,
+            r.metric,
+            " ".repeat(pad),
+            r.value,
+            r.note
+        );
+    }
+}
+
+fn run() -> Res<()> {
+    let args = parse_args()?;
+    let mut kind = if args.cpu {
+        DeviceKind::Cpu
+    } else {
+        DeviceKind::Gpu
+    };
+    let mut notes = vec![];
+    let adapter = match make_device(kind) {
+        Ok(d) => d.describe(),
+        Err(e) => {
+            let n = format!("no GPU adapter ({e}); running on the CPU plan interpreter");
+            eprintln!("kiln-bench: {n}");
+            notes.push(n);
+            kind = DeviceKind::Cpu;
+            make_device(kind)?.describe()
+        }
+    };
+    let budget = if args.quick {
+        Budget {
+            unit_circle: 1.0,
+            mlp: 2.0,
+            matmul: 1.0,
+            elementwise: 1.0,
+        }
+    } else {
+        Budget {
+            unit_circle: 5.0,
+            mlp: 15.0,
+            matmul: 8.0,
+            elementwise: 6.0,
+        }
+    };
+    let sizes: &[usize] = if args.quick {
+        &[256, 512, 1024]
+    } else {
+        &[256, 512, 1024, 2048]
+    };
+    let date = now_utc();
+    // other processes on the machine skew every figure: record the load
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    println!("kiln-bench {date}\ndevice: {adapter}\nload average: {load_at_start}\n");
+    let wanted = |n: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == n));
+    let mut rows = vec![];
+    let mut results = serde_json::Map::new();
+    for name in WORKLOADS {
+        if !wanted(name) {
+            continue;
+        }
+        eprintln!("kiln-bench: running {name} ...");
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match name {
+            "unit_circle" => bench_unit_circle(kind, budget.unit_circle, &mut rows),
+            "mlp" => bench_mlp(kind, budget.mlp, &mut rows),
+            "matmul" => bench_matmul(kind, sizes, budget.matmul, &mut rows),
+            _ => bench_elementwise(kind, budget.elementwise, &mut rows),
+        }));
+        let v = match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                eprintln!("kiln-bench: {name} failed: {e}");
+                rows.push(row(name, "error", "-".into(), &e.to_string()));
+                json!({ "error": e.to_string() })
+            }
+            Err(_) => {
+                eprintln!("kiln-bench: {name} panicked");
+                rows.push(row(name, "error", "-".into(), "panicked"));
+                json!({ "error": "panicked" })
+            }
+        };
+        eprintln!(
+            "kiln-bench: {name} done in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        results.insert(name.into(), v);
+    }
+    println!();
+    print_table(&rows);
+    let report = json!({
+        "date": date,
+        "adapter": adapter,
+        "device_kind": if kind == DeviceKind::Gpu { "wgpu" } else { "cpu-interpreter" },
+        "notes": notes,
+        "loadavg_at_start": load_at_start,
+        "timing": "wall clock around whole plan runs / fit epochs, after one warm-up; means over the timed repetitions",
+        "workloads": results,
+    });
+    if let Some(dir) = std::path::Path::new(&args.json).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("\nJSON written to {}", args.json);
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("kiln-bench: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,300 @@
+//! Stage 3: groups + layout → kernels with concrete bindings, and the plan.
+
+use super::fuse::{Fused, GroupKind, Phase, SymMat};
+use super::memory::Layout;
+use super::WORKGROUP_SIZE;
+use crate::kernel::{Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, Store};
+use crate::plan::{BufferDesc, BufferId, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
+use crate::{DeviceLimits, OptError, Result};
+use kiln_ir::{Graph, Op};
+
+struct Binder<'a> {
+    layout: &'a Layout,
+    args: Vec<(usize, Access)>,
+}
+
+impl Binder<'_> {
+    /// Binding index and base offset of tensor `t`, recording how it is accessed.
+    fn bind(&mut self, t: u32, write: bool) -> (u32, usize) {
+        let (buf, off) = self.layout.placement[t as usize];
+        let i = match self.args.iter().position(|a| a.0 == buf) {
+            Some(i) => {
+                let a = &mut self.args[i].1;
+                *a = match (*a, write) {
+                    (Access::Read, true) | (Access::Write, false) => Access::ReadWrite,
+                    (x, _) => x,
+                };
+                i
+            }
+            None => {
+                self.args
+                    .push((buf, if write { Access::Write } else { Access::Read }));
+                self.args.len() - 1
+            }
+        };
+        (i as u32, off)
+    }
+
+    fn body(&mut self, b: &Body) -> Body {
+        let mut out = b.clone();
+        for n in &mut out.nodes {
+            if let Expr::Load { arg, view } = &mut n.expr {
+                let (i, off) = self.bind(*arg, false);
+                *arg = i;
+                view.offset += off;
+            }
+        }
+        out
+    }
+
+    fn stores(&mut self, stores: &[(Phase, u32, u32)], phase: Phase) -> Vec<Store> {
+        stores
+            .iter()
+            .filter(|s| s.0 == phase)
+            .map(|&(_, t, value)| {
+                let (arg, offset) = self.bind(t, true);
+                Store { arg, offset, value }
+            })
+            .collect()
+    }
+
+    fn mat(&mut self, m: &SymMat) -> MatOperand {
+        let (arg, off) = self.bind(m.tensor, false);
+        MatOperand {
+            arg,
+            offset: off + m.offset,
+            batch_stride: m.batch_stride,
+            row_stride: m.row_stride,
+            col_stride: m.col_stride,
+        }
+    }
+}
+
+/// Runs stage 3.
+pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Result<Plan> {
+    let mut plan = Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        buffers: layout
+            .buffers
+            .iter()
+            .map(|b| BufferDesc {
+                name: b.name.clone(),
+                dtype: b.dtype,
+                len: b.len.max(1),
+                kind: b.kind.clone(),
+            })
+            .collect(),
+        kernels: vec![],
+        steps: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        params: vec![],
+        stats: PlanStats::default(),
+    };
+    let mut step_of_group = vec![usize::MAX; f.groups.len()];
+    for (gi, gr) in f.groups.iter().enumerate() {
+        if gr.stores.is_empty() {
+            continue; // nothing it computes is used
+        }
+        step_of_group[gi] = plan.steps.len();
+        let mut b = Binder {
+            layout,
+            args: vec![],
+        };
+        let mut workgroup_size = WORKGROUP_SIZE;
+        let (op, threads) = match &gr.kind {
+            GroupKind::Elementwise { shape } => {
+                let body = b.body(&gr.main);
+                let stores = b.stores(&gr.stores, Phase::Main);
+                let threads = shape.iter().product::<usize>() as u64;
+                (
+                    KernelOp::Elementwise {
+                        shape: shape.clone(),
+                        body,
+                        stores,
+                    },
+                    threads,
+                )
+            }
+            GroupKind::Reduce {
+                in_shape,
+                axes,
+                kind,
+            } => {
+                let prologue = b.body(&gr.main);
+                let prologue_stores = b.stores(&gr.stores, Phase::Main);
+                let epilogue = b.body(&gr.epi);
+                let stores = b.stores(&gr.stores, Phase::Epi);
+                let broadcast = b.body(&gr.bc);
+                let broadcast_stores = b.stores(&gr.stores, Phase::Bc);
+                let threads = gr.phase_shape(Phase::Epi).iter().product::<usize>() as u64;
+                (
+                    KernelOp::Reduce {
+                        in_shape: in_shape.clone(),
+                        axes: axes.clone(),
+                        kind: *kind,
+                        prologue,
+                        prologue_stores,
+                        epilogue,
+                        stores,
+                        broadcast,
+                        broadcast_stores,
+                    },
+                    threads,
+                )
+            }
+            GroupKind::MatMul {
+                batch,
+                m,
+                n,
+                k,
+                a,
+                b: bm,
+            } => {
+                let a = b.mat(a);
+                let bm = b.mat(bm);
+                let epilogue = b.body(&gr.epi);
+                let stores = b.stores(&gr.stores, Phase::Epi);
+                let variant = MatMulVariant::for_adapter(limits.adapter_class);
+                let (tile, wg, threads) = variant.launch(*batch, *m, *n);
+                workgroup_size = wg;
+                (
+                    KernelOp::MatMul {
+                        batch: *batch,
+                        m: *m,
+                        n: *n,
+                        k: *k,
+                        a,
+                        b: bm,
+                        tile,
+                        variant,
+                        epilogue,
+                        stores,
+                    },
+                    threads,
+                )
+            }
+        };
+        let label = gr
+            .nodes
+            .first()
+            .map(|&n| g.nodes()[n as usize].name.clone())
+            .unwrap_or_else(|| format!("group_{gi}"));
+        if b.args.len() > limits.max_storage_buffers_per_shader_stage as usize {
+            return Err(OptError::Limit {
+                tensor: label,
+                bytes: b.args.len() as u64,
+                limit: limits.max_storage_buffers_per_shader_stage as u64,
+                what: "kernel (storage buffers bound)",
+                hint: "the fusion heuristics should have split this kernel; please report it"
+                    .into(),
+            });
+        }
+        let kernel = Kernel {
+            label,
+            op,
+            args: b
+                .args
+                .iter()
+                .map(|&(buf, access)| Arg {
+                    dtype: plan.buffers[buf].dtype,
+                    access,
+                })
+                .collect(),
+            workgroup_size,
+            threads,
+            nodes: gr.nodes.clone(),
+        };
+        let buffers = b
+            .args
+            .iter()
+            .map(|&(buf, _)| BufferId(buf as u32))
+            .collect();
+        dispatch(&mut plan, kernel, buffers, limits)?;
+    }
+    for &(param, src) in &f.copies {
+        plan.steps.push(Step::Copy {
+            src: BufferId(layout.placement[src as usize].0 as u32),
+            dst: BufferId(layout.placement[param as usize].0 as u32),
+        });
+    }
+    let slot = |(name, t, node): &(String, u32, kiln_ir::NodeId)| Slot {
+        name: name.clone(),
+        buffer: BufferId(layout.placement[*t as usize].0 as u32),
+        shape: g.shape(*node).clone(),
+        dtype: g.dtype(*node),
+    };
+    plan.inputs = f.inputs.iter().map(slot).collect();
+    plan.outputs = f.outputs.iter().map(slot).collect();
+    plan.params = f.params.iter().map(slot).collect();
+    for (t, info) in f.tensors.iter().enumerate() {
+        if info.class != super::fuse::Class::Temp {
+            continue;
+        }
+        let (buffer, offset) = layout.placement[t];
+        let first = info.producer.map_or(0, |g| step_of_group[g]);
+        let last = info.last_use.map_or(first, |g| step_of_group[g]).max(first);
+        plan.stats.allocations.push(crate::plan::Allocation {
+            name: info.name.clone(),
+            buffer: buffer as u32,
+            offset,
+            len: info.len,
+            first,
+            last,
+        });
+    }
+    let st = &mut plan.stats;
+    st.kernels = plan.kernels.len();
+    st.dispatches = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Dispatch { .. }))
+        .count();
+    st.temp_bytes = layout.arena_bytes;
+    // one buffer per computed tensor: what an unfused, unplanned lowering allocates
+    st.naive_bytes = g
+        .nodes()
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.op,
+                Op::Unary(_)
+                    | Op::Binary(_)
+                    | Op::Where
+                    | Op::Cast
+                    | Op::Reduce { .. }
+                    | Op::MatMul
+            )
+        })
+        .map(|n| n.shape.numel() as u64 * 4)
+        .sum();
+    Ok(plan)
+}
+
+fn dispatch(
+    plan: &mut Plan,
+    kernel: Kernel,
+    buffers: Vec<BufferId>,
+    limits: &DeviceLimits,
+) -> Result<()> {
+    let groups = kernel.threads.div_ceil(kernel.workgroup_size as u64).max(1);
+    let max = limits.max_compute_workgroups_per_dimension.max(1) as u64;
+    let x = groups.min(max);
+    let y = groups.div_ceil(x);
+    if y > max {
+        return Err(OptError::Limit {
+            tensor: kernel.label.clone(),
+            bytes: kernel.threads,
+            limit: max * max * kernel.workgroup_size as u64,
+            what: "dispatch (threads)",
+            hint: "the tensor is too large for one dispatch".into(),
+        });
+    }
+    plan.kernels.push(kernel);
+    plan.steps.push(Step::Dispatch {
+        kernel: plan.kernels.len() as u32 - 1,
+        buffers,
+        workgroups: [x as u32, y as u32, 1],
+    });
+    Ok(())
+}

@@ -1,0 +1,1263 @@
+//! Stage 1: grouping nodes into kernels (see the module page of [`super`]).
+
+use crate::kernel::{Body, Expr, ExprId, ReduceKind, View};
+use crate::{DeviceLimits, OptError, Result};
+use kiln_ir::{BinaryOp, Constant, DType, Graph, NodeId, Op, ReduceOp, Shape};
+
+/// Index of a symbolic tensor.
+pub type TensorId = u32;
+
+/// Who owns a tensor's memory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Class {
+    /// Scratch packed into an arena.
+    Temp,
+    /// Scratch in its own buffer (the source of an end-of-run param copy).
+    Standalone,
+    /// Fed by the host (input slot index).
+    Input(usize),
+    /// A persistent variable (param slot index).
+    Param(usize),
+    /// Read back by the host (output slot index).
+    Output(usize),
+    /// Uploaded at load.
+    Constant(Vec<f32>),
+}
+
+/// A tensor in memory.
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    /// Name (the IR node's scope path or slot name).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Elements.
+    pub len: usize,
+    /// Owner.
+    pub class: Class,
+    /// Group that writes it (None for host-written tensors).
+    pub producer: Option<usize>,
+    /// Last group that reads it.
+    pub last_use: Option<usize>,
+}
+
+/// A phase of a group: the iteration space a body runs over.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Elementwise body, or the prologue of a reduction.
+    Main,
+    /// Reduction epilogue (output shape) or matmul epilogue (`[batch, m, n]`).
+    Epi,
+    /// Reduction broadcast phase (input shape, after the fold).
+    Bc,
+}
+
+/// A matmul operand in symbolic form.
+#[derive(Clone, Debug)]
+pub struct SymMat {
+    /// Tensor read.
+    pub tensor: TensorId,
+    /// Element offset inside the tensor.
+    pub offset: usize,
+    /// Batch stride.
+    pub batch_stride: usize,
+    /// Row stride.
+    pub row_stride: usize,
+    /// Column stride.
+    pub col_stride: usize,
+}
+
+/// What a group computes.
+#[derive(Clone, Debug)]
+pub enum GroupKind {
+    /// Elementwise over `shape`.
+    Elementwise {
+        /// Iteration shape.
+        shape: Vec<usize>,
+    },
+    /// Reduction of the main (prologue) body.
+    Reduce {
+        /// Input iteration shape.
+        in_shape: Vec<usize>,
+        /// Reduced axes.
+        axes: Vec<usize>,
+        /// Combiner.
+        kind: ReduceKind,
+    },
+    /// Matrix product with an epilogue.
+    MatMul {
+        /// Batch count.
+        batch: usize,
+        /// Rows.
+        m: usize,
+        /// Columns.
+        n: usize,
+        /// Inner dimension.
+        k: usize,
+        /// Left operand.
+        a: SymMat,
+        /// Right operand.
+        b: SymMat,
+    },
+}
+
+/// A kernel under construction. Loads and stores name tensors (`arg` = [`TensorId`]).
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// What it computes.
+    pub kind: GroupKind,
+    /// Main / prologue body.
+    pub main: Body,
+    /// Epilogue body.
+    pub epi: Body,
+    /// Broadcast body.
+    pub bc: Body,
+    /// Stores per phase: `(tensor, value)`.
+    pub stores: Vec<(Phase, TensorId, ExprId)>,
+    /// IR nodes computed here (the fusion group).
+    pub nodes: Vec<u32>,
+}
+
+impl Group {
+    fn body(&mut self, p: Phase) -> &mut Body {
+        match p {
+            Phase::Main => &mut self.main,
+            Phase::Epi => &mut self.epi,
+            Phase::Bc => &mut self.bc,
+        }
+    }
+    fn body_ref(&self, p: Phase) -> &Body {
+        match p {
+            Phase::Main => &self.main,
+            Phase::Epi => &self.epi,
+            Phase::Bc => &self.bc,
+        }
+    }
+    /// Iteration shape of a phase.
+    pub fn phase_shape(&self, p: Phase) -> Vec<usize> {
+        match (&self.kind, p) {
+            (GroupKind::Elementwise { shape }, _) => shape.clone(),
+            (GroupKind::Reduce { in_shape, .. }, Phase::Main | Phase::Bc) => in_shape.clone(),
+            (GroupKind::Reduce { in_shape, axes, .. }, Phase::Epi) => in_shape
+                .iter()
+                .enumerate()
+                .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
+                .collect(),
+            (GroupKind::MatMul { batch, m, n, .. }, _) => vec![*batch, *m, *n],
+        }
+    }
+    /// True when nodes may still join phase `p`.
+    fn open(&self, p: Phase) -> bool {
+        matches!(
+            (&self.kind, p),
+            (GroupKind::Elementwise { .. }, Phase::Main)
+                | (GroupKind::Reduce { .. }, Phase::Epi | Phase::Bc)
+                | (GroupKind::MatMul { .. }, Phase::Epi)
+        )
+    }
+}
+
+/// How a node's value is available.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    /// Every element equals this.
+    Fill(f64),
+    /// In memory, through a view over the node's shape.
+    Mem {
+        /// Tensor.
+        t: TensorId,
+        /// View (relative to the tensor's start).
+        view: View,
+    },
+    /// An elementwise node all of whose operands are in memory, constant or lazy: computed
+    /// inside whichever group consumes it (re-computed per consumer group).
+    Lazy,
+    /// Computed in group `g`, phase `phase`, as expression `e`. With `bcast`, the value is
+    /// a reduction result seen broadcast over the reduction's input shape.
+    Reg {
+        /// Group.
+        g: usize,
+        /// Phase.
+        phase: Phase,
+        /// Expression.
+        e: ExprId,
+        /// Broadcast back over the reduced axes.
+        bcast: bool,
+    },
+}
+
+/// The result of stage 1.
+#[derive(Debug)]
+pub struct Fused {
+    /// Groups in execution order.
+    pub groups: Vec<Group>,
+    /// Tensors.
+    pub tensors: Vec<TensorInfo>,
+    /// `(param tensor, source tensor)` copies at the end of the run.
+    pub copies: Vec<(TensorId, TensorId)>,
+    /// Input slots: (name, tensor, node).
+    pub inputs: Vec<(String, TensorId, NodeId)>,
+    /// Output slots: (name, tensor, node).
+    pub outputs: Vec<(String, TensorId, NodeId)>,
+    /// Param slots: (name, tensor, node).
+    pub params: Vec<(String, TensorId, NodeId)>,
+}
+
+fn squeeze(s: &[usize]) -> Vec<usize> {
+    s.iter().copied().filter(|&d| d != 1).collect()
+}
+
+/// Re-expresses a view over `from` as a view over `to` when both have the same dims once
+/// size-1 axes are removed.
+fn adapt_view(view: &View, from: &[usize], to: &[usize]) -> Option<View> {
+    if from == to {
+        return Some(view.clone());
+    }
+    if squeeze(from) != squeeze(to) {
+        return None;
+    }
+    let strides_nz: Vec<usize> = from
+        .iter()
+        .zip(&view.strides)
+        .filter(|(&d, _)| d != 1)
+        .map(|(_, &s)| s)
+        .collect();
+    let mut it = strides_nz.into_iter();
+    let strides = to
+        .iter()
+        .map(|&d| if d == 1 { 0 } else { it.next().unwrap_or(0) })
+        .collect();
+    Some(View {
+        offset: view.offset,
+        strides,
+    })
+}
+
+struct Fuser<'a> {
+    g: &'a Graph,
+    limits: &'a DeviceLimits,
+    groups: Vec<Group>,
+    tensors: Vec<TensorInfo>,
+    vals: Vec<Option<Val>>,
+    /// Tensor a node's register value was stored to.
+    stored: Vec<Option<TensorId>>,
+    /// Non-temp tensors a lazy node's cone reads (its binding footprint).
+    foot: Vec<Vec<TensorId>>,
+    /// Loads per tensor: (group, phase, view contiguous over the phase shape).
+    loads: Vec<Vec<(usize, Phase, bool)>>,
+    fused: Fused,
+}
+
+/// Runs stage 1.
+pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
+    let mut f = Fuser {
+        g,
+        limits,
+        groups: vec![],
+        tensors: vec![],
+        vals: vec![None; g.len()],
+        stored: vec![None; g.len()],
+        foot: vec![vec![]; g.len()],
+        loads: vec![],
+        fused: Fused {
+            groups: vec![],
+            tensors: vec![],
+            copies: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            params: vec![],
+        },
+    };
+    for (id, _) in g.iter() {
+        let v = f.node(id)?;
+        f.vals[id.index()] = Some(v);
+    }
+    f.roots()?;
+    let mut out = f.fused;
+    out.groups = f.groups;
+    out.tensors = f.tensors;
+    Ok(out)
+}
+
+impl Fuser<'_> {
+    fn val(&self, id: NodeId) -> Val {
+        self.vals[id.index()]
+            .clone()
+            .expect("operands precede users")
+    }
+
+    fn tensor(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        len: usize,
+        class: Class,
+        producer: Option<usize>,
+    ) -> TensorId {
+        self.tensors.push(TensorInfo {
+            name: name.to_string(),
+            dtype,
+            len: len.max(1),
+            class,
+            producer,
+            last_use: None,
+        });
+        self.loads.push(vec![]);
+        (self.tensors.len() - 1) as TensorId
+    }
+
+    fn new_group(&mut self, kind: GroupKind) -> usize {
+        self.groups.push(Group {
+            kind,
+            main: Body::default(),
+            epi: Body::default(),
+            bc: Body::default(),
+            stores: vec![],
+            nodes: vec![],
+        });
+        self.groups.len() - 1
+    }
+
+    /// Distinct non-temp tensors group `g` binds (temps share arena buffers).
+    fn bound_tensors(&self, g: usize) -> Vec<TensorId> {
+        let gr = &self.groups[g];
+        let mut v: Vec<TensorId> = vec![];
+        let mut add = |t: TensorId| {
+            if !v.contains(&t) {
+                v.push(t)
+            }
+        };
+        for b in [&gr.main, &gr.epi, &gr.bc] {
+            for n in &b.nodes {
+                if let Expr::Load { arg, .. } = n.expr {
+                    add(arg);
+                }
+            }
+        }
+        for (_, t, _) in &gr.stores {
+            add(*t);
+        }
+        if let GroupKind::MatMul { a, b, .. } = &gr.kind {
+            add(a.tensor);
+            add(b.tensor);
+        }
+        v.retain(|&t| self.tensors[t as usize].class != Class::Temp);
+        v
+    }
+
+    /// Non-temp tensors that using node `id` as an operand binds.
+    fn footprint(&self, id: NodeId) -> Vec<TensorId> {
+        match self.val(id) {
+            Val::Lazy => self.foot[id.index()].clone(),
+            Val::Mem { t, .. } if self.tensors[t as usize].class != Class::Temp => vec![t],
+            _ => vec![],
+        }
+    }
+
+    /// Storage bindings a group may use: the device limit minus two for arena buffers.
+    fn binding_budget(&self) -> usize {
+        (self.limits.max_storage_buffers_per_shader_stage as usize)
+            .saturating_sub(2)
+            .max(1)
+    }
+
+    /// Stores register value `v` of node `id` to a new temp tensor (once) and returns it.
+    fn materialize(&mut self, id: NodeId) -> Result<(TensorId, View)> {
+        let node = self.g.node(id);
+        let shape = node.shape.dims().to_vec();
+        match self.val(id) {
+            Val::Mem { t, view } => Ok((t, view)),
+            Val::Lazy => {
+                let g = self.new_group(GroupKind::Elementwise {
+                    shape: shape.clone(),
+                });
+                let e = self.operand(id, g, Phase::Main, &shape)?;
+                let t = self.tensor(
+                    &node.name,
+                    node.dtype,
+                    node.shape.numel(),
+                    Class::Temp,
+                    Some(g),
+                );
+                self.groups[g].stores.push((Phase::Main, t, e));
+                let view = View::contiguous(&shape);
+                self.vals[id.index()] = Some(Val::Mem {
+                    t,
+                    view: view.clone(),
+                });
+                Ok((t, view))
+            }
+            Val::Fill(v) => {
+                // a broadcast constant becomes a tiny constant tensor
+                let t = self.tensor(
+                    &node.name,
+                    node.dtype,
+                    1,
+                    Class::Constant(vec![v as f32]),
+                    None,
+                );
+                Ok((
+                    t,
+                    View {
+                        offset: 0,
+                        strides: vec![0; shape.len()],
+                    },
+                ))
+            }
+            Val::Reg { g, phase, e, bcast } => {
+                let base = if bcast { self.reduced_source(id) } else { id };
+                let t = match self.stored[base.index()] {
+                    Some(t) => t,
+                    None => {
+                        let bn = self.g.node(base);
+                        let (ph, ex) = match self.val(base) {
+                            Val::Reg { phase, e, .. } => (phase, e),
+                            _ => (phase, e),
+                        };
+                        let len = bn.shape.numel();
+                        let t = self.tensor(&bn.name, bn.dtype, len, Class::Temp, Some(g));
+                        self.groups[g].stores.push((ph, t, ex));
+                        self.stored[base.index()] = Some(t);
+                        t
+                    }
+                };
+                let view = if bcast {
+                    // the stored reduction output seen over the reduction's input shape
+                    let out_shape = self.groups[g].phase_shape(Phase::Epi);
+                    let in_shape = self.groups[g].phase_shape(Phase::Bc);
+                    let cs = Shape::new(out_shape.clone()).strides();
+                    let v = View {
+                        offset: 0,
+                        strides: out_shape
+                            .iter()
+                            .zip(cs)
+                            .map(|(&d, s)| if d == 1 { 0 } else { s })
+                            .collect(),
+                    };
+                    adapt_view(&v, &in_shape, &shape).ok_or_else(|| {
+                        OptError::Unsupported(format!(
+                            "broadcast view {in_shape:?} does not fit {shape:?}"
+                        ))
+                    })?
+                } else {
+                    View::contiguous(&shape)
+                };
+                let v = Val::Mem {
+                    t,
+                    view: view.clone(),
+                };
+                if !bcast {
+                    self.vals[id.index()] = Some(v);
+                }
+                Ok((t, view))
+            }
+        }
+    }
+
+    /// The reduction node behind a broadcast register value.
+    fn reduced_source(&self, id: NodeId) -> NodeId {
+        let mut cur = id;
+        loop {
+            let n = self.g.node(cur);
+            match (&n.op, self.val(cur)) {
+                (Op::Expand | Op::Reshape, Val::Reg { .. }) => cur = n.inputs[0],
+                _ => return cur,
+            }
+        }
+    }
+
+    /// Copies the expression cone of `e` from phase `from` to `to` of group `g`, turning
+    /// load views over the source phase shape into views over the target phase shape.
+    fn reemit(&mut self, g: usize, from: Phase, e: ExprId, to: Phase) -> ExprId {
+        let src = self.groups[g].body_ref(from).clone();
+        let fshape = self.groups[g].phase_shape(from);
+        let mut map: Vec<Option<ExprId>> = vec![None; src.nodes.len()];
+        let mut need = vec![false; src.nodes.len()];
+        need[e as usize] = true;
+        for i in (0..src.nodes.len()).rev() {
+            if !need[i] {
+                continue;
+            }
+            match &src.nodes[i].expr {
+                Expr::Unary(_, a) | Expr::Cast(a) => need[*a as usize] = true,
+                Expr::Binary(_, a, b) => {
+                    need[*a as usize] = true;
+                    need[*b as usize] = true;
+                }
+                Expr::Select(c, a, b) => {
+                    need[*c as usize] = true;
+                    need[*a as usize] = true;
+                    need[*b as usize] = true;
+                }
+                _ => {}
+            }
+        }
+        let mut reloads = vec![];
+        let dst = self.groups[g].body(to);
+        for i in 0..src.nodes.len() {
+            if !need[i] {
+                continue;
+            }
+            let m = |x: &ExprId| map[*x as usize].expect("operands first");
+            let n = &src.nodes[i];
+            if let Expr::Load { arg, .. } = &n.expr {
+                // a re-emitted load reads after this group's earlier-phase stores: it blocks
+                // in-place updates of that tensor in the earlier phase
+                reloads.push(*arg);
+            }
+            let ex = match &n.expr {
+                Expr::Load { arg, view } => Expr::Load {
+                    arg: *arg,
+                    view: View {
+                        offset: view.offset,
+                        // reduced axes have size 1 in the epilogue shape: index them with 0
+                        strides: view
+                            .strides
+                            .iter()
+                            .zip(&fshape)
+                            .map(|(&s, &d)| if d == 1 { 0 } else { s })
+                            .collect(),
+                    },
+                },
+                Expr::Const(c) => Expr::Const(*c),
+                Expr::Unary(op, a) => Expr::Unary(*op, m(a)),
+                Expr::Binary(op, a, b) => Expr::Binary(*op, m(a), m(b)),
+                Expr::Select(c, a, b) => Expr::Select(m(c), m(a), m(b)),
+                Expr::Cast(a) => Expr::Cast(m(a)),
+                Expr::Reduced => Expr::Reduced,
+            };
+            map[i] = Some(dst.push(ex, n.dtype));
+        }
+        for t in reloads {
+            self.loads[t as usize].push((g, to, false));
+        }
+        map[e as usize].expect("target was emitted")
+    }
+
+    /// Can lazy node `id` be computed inside group `g` (all memory it reads is written by
+    /// earlier groups)?
+    fn lazy_ok(&self, id: NodeId, g: usize) -> bool {
+        self.g.node(id).inputs.iter().all(|&i| match self.val(i) {
+            Val::Fill(_) => true,
+            Val::Lazy => self.lazy_ok(i, g),
+            Val::Mem { t, .. } => self.tensors[t as usize].producer.is_none_or(|pg| pg < g),
+            Val::Reg { .. } => false,
+        })
+    }
+
+    /// Can operand `id` with value `v` be used inside group `g` phase `p`?
+    fn usable(&self, id: NodeId, v: &Val, g: usize, p: Phase) -> bool {
+        match v {
+            Val::Fill(_) => true,
+            Val::Lazy => self.lazy_ok(id, g),
+            Val::Mem { t, .. } => self.tensors[*t as usize].producer.is_none_or(|pg| pg < g),
+            Val::Reg {
+                g: g2,
+                phase,
+                bcast,
+                ..
+            } => {
+                if *g2 != g {
+                    return *g2 < g;
+                }
+                match (phase, p, bcast) {
+                    (a, b, false) if *a == b => true,
+                    (Phase::Epi, Phase::Bc, true) => true,
+                    (Phase::Main, Phase::Bc, false) => {
+                        matches!(self.groups[g].kind, GroupKind::Reduce { .. })
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Emits operand `id` into group `g`, phase `p` (the consumer has shape `shape`).
+    fn operand(&mut self, id: NodeId, g: usize, p: Phase, shape: &[usize]) -> Result<ExprId> {
+        let dt = self.g.dtype(id);
+        let v = self.val(id);
+        let pshape = self.groups[g].phase_shape(p);
+        if let Val::Reg {
+            g: g2,
+            phase,
+            e,
+            bcast,
+        } = v
+        {
+            if g2 == g {
+                match (phase, p, bcast) {
+                    (a, b, false) if a == b => return Ok(e),
+                    (Phase::Epi, Phase::Bc, true) => {
+                        return Ok(self.reemit(g, Phase::Epi, e, Phase::Bc))
+                    }
+                    (Phase::Main, Phase::Bc, false) => {
+                        return Ok(self.reemit(g, Phase::Main, e, Phase::Bc))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Val::Fill(c) = v {
+            return Ok(self.groups[g].body(p).push(Expr::Const(c), dt));
+        }
+        if let Val::Lazy = v {
+            let map = squeeze_map(shape, &pshape);
+            return self.lazy_expr(id, g, p, &map);
+        }
+        let (t, view) = self.materialize(id)?;
+        let view = adapt_view(&view, shape, &pshape).ok_or_else(|| {
+            OptError::Unsupported(format!(
+                "operand view {shape:?} does not fit phase shape {pshape:?}"
+            ))
+        })?;
+        let contiguous = view.is_contiguous(&pshape);
+        self.loads[t as usize].push((g, p, contiguous));
+        let tl = &mut self.tensors[t as usize];
+        tl.last_use = Some(tl.last_use.map_or(g, |u| u.max(g)));
+        Ok(self.groups[g].body(p).push(Expr::Load { arg: t, view }, dt))
+    }
+
+    /// Emits lazy node `id` into group `g` phase `p`; `map` sends each axis of the node to
+    /// an axis of the phase's iteration shape (or to index 0).
+    fn lazy_expr(
+        &mut self,
+        id: NodeId,
+        g: usize,
+        p: Phase,
+        map: &[Option<usize>],
+    ) -> Result<ExprId> {
+        let n = self.g.node(id).clone();
+        let rank = self.groups[g].phase_shape(p).len();
+        if let Some(inner) = movement_map(self.g, id) {
+            let x = n.inputs[0];
+            let composed: Vec<Option<usize>> =
+                inner.iter().map(|m| m.and_then(|d| map[d])).collect();
+            return self.value_in(x, g, p, &composed, rank);
+        }
+        let mut args = vec![];
+        for &i in &n.inputs {
+            args.push(self.value_in(i, g, p, map, rank)?);
+        }
+        if !self.groups[g].nodes.contains(&id.0) {
+            self.groups[g].nodes.push(id.0);
+        }
+        Ok(self.groups[g]
+            .body(p)
+            .push(elementwise_expr(&n.op, &args), n.dtype))
+    }
+
+    /// Emits the value of `id` (in memory, constant or lazy) through an axis map.
+    fn value_in(
+        &mut self,
+        id: NodeId,
+        g: usize,
+        p: Phase,
+        map: &[Option<usize>],
+        rank: usize,
+    ) -> Result<ExprId> {
+        let dt = self.g.dtype(id);
+        match self.val(id) {
+            Val::Fill(c) => Ok(self.groups[g].body(p).push(Expr::Const(c), dt)),
+            Val::Lazy => self.lazy_expr(id, g, p, map),
+            Val::Mem { t, view } => {
+                let mut strides = vec![0; rank];
+                for (d, m) in map.iter().enumerate() {
+                    if let Some(o) = m {
+                        strides[*o] += view.strides[d];
+                    }
+                }
+                let view = View {
+                    offset: view.offset,
+                    strides,
+                };
+                let pshape = self.groups[g].phase_shape(p);
+                let contiguous = view.is_contiguous(&pshape);
+                self.loads[t as usize].push((g, p, contiguous));
+                let tl = &mut self.tensors[t as usize];
+                tl.last_use = Some(tl.last_use.map_or(g, |u| u.max(g)));
+                Ok(self.groups[g].body(p).push(Expr::Load { arg: t, view }, dt))
+            }
+            Val::Reg { .. } => Err(OptError::Unsupported(format!(
+                "lazy value depends on register value {id} (fusion invariant broken)"
+            ))),
+        }
+    }
+
+    fn elementwise(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let shape = n.shape.dims().to_vec();
+        let ops: Vec<Val> = n.inputs.iter().map(|&i| self.val(i)).collect();
+        if let Some(c) = fold(&n.op, &ops, n.dtype) {
+            return Ok(Val::Fill(c));
+        }
+        if !ops.iter().any(|v| matches!(v, Val::Reg { .. })) {
+            // lazy, unless its cone would bind too many buffers: then store the operand with
+            // the largest footprint first
+            loop {
+                let mut fp: Vec<TensorId> = vec![];
+                for &i in &n.inputs {
+                    for t in self.footprint(i) {
+                        if !fp.contains(&t) {
+                            fp.push(t);
+                        }
+                    }
+                }
+                if fp.len() < self.binding_budget() {
+                    self.foot[id.index()] = fp;
+                    return Ok(Val::Lazy);
+                }
+                let big = n
+                    .inputs
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.val(i) == Val::Lazy)
+                    .max_by_key(|&i| self.foot[i.index()].len());
+                match big {
+                    Some(i) => {
+                        self.materialize(i)?;
+                    }
+                    None => break,
+                }
+            }
+        }
+        // candidates: groups computing an operand in a phase whose shape matches
+        let mut cands: Vec<(usize, Phase)> = vec![];
+        for v in &ops {
+            if let Val::Reg {
+                g, phase, bcast, ..
+            } = v
+            {
+                let p = if *bcast { Phase::Bc } else { *phase };
+                cands.push((*g, p));
+            }
+        }
+        cands.sort_by_key(|c| std::cmp::Reverse(c.0));
+        cands.dedup();
+        let mut chosen = None;
+        for (g, p) in cands {
+            let gr = &self.groups[g];
+            if !gr.open(p) || squeeze(&gr.phase_shape(p)) != squeeze(&shape) {
+                continue;
+            }
+            if !ops
+                .iter()
+                .zip(&n.inputs)
+                .all(|(v, &i)| self.usable(i, v, g, p))
+            {
+                continue;
+            }
+            let mut bound = self.bound_tensors(g);
+            for &i in &n.inputs {
+                for t in self.footprint(i) {
+                    if !bound.contains(&t) {
+                        bound.push(t);
+                    }
+                }
+            }
+            if bound.len() + 1 > self.binding_budget() {
+                continue;
+            }
+            chosen = Some((g, p));
+            break;
+        }
+        let (g, p) = match chosen {
+            Some(c) => c,
+            None => (
+                self.new_group(GroupKind::Elementwise {
+                    shape: shape.clone(),
+                }),
+                Phase::Main,
+            ),
+        };
+        let mut args = vec![];
+        for &i in &n.inputs {
+            args.push(self.operand(i, g, p, &shape)?);
+        }
+        let e = self.groups[g]
+            .body(p)
+            .push(elementwise_expr(&n.op, &args), n.dtype);
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Reg {
+            g,
+            phase: p,
+            e,
+            bcast: false,
+        })
+    }
+
+    fn reduce(&mut self, id: NodeId, op: ReduceOp, axes: &[usize]) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let x = n.inputs[0];
+        let in_shape = self.g.shape(x).dims().to_vec();
+        let kind = if op == ReduceOp::Max {
+            ReduceKind::Max
+        } else {
+            ReduceKind::Sum
+        };
+        let adopt = match self.val(x) {
+            Val::Reg {
+                g,
+                phase: Phase::Main,
+                e,
+                bcast: false,
+            } => {
+                let gr = &self.groups[g];
+                matches!(&gr.kind, GroupKind::Elementwise { shape } if *shape == in_shape)
+                    && gr.main.result() == e
+            }
+            _ => false,
+        };
+        let g = if adopt {
+            let Val::Reg { g, .. } = self.val(x) else {
+                unreachable!("checked")
+            };
+            self.groups[g].kind = GroupKind::Reduce {
+                in_shape: in_shape.clone(),
+                axes: axes.to_vec(),
+                kind,
+            };
+            g
+        } else {
+            let g = self.new_group(GroupKind::Reduce {
+                in_shape: in_shape.clone(),
+                axes: axes.to_vec(),
+                kind,
+            });
+            self.operand(x, g, Phase::Main, &in_shape)?;
+            g
+        };
+        let dt = n.dtype;
+        let mut e = self.groups[g].epi.push(Expr::Reduced, dt);
+        if op == ReduceOp::Mean {
+            let cnt: usize = axes.iter().map(|&a| in_shape[a]).product();
+            let c = self.groups[g].epi.push(Expr::Const(1.0 / cnt as f64), dt);
+            e = self.groups[g]
+                .epi
+                .push(Expr::Binary(BinaryOp::Mul, e, c), dt);
+        }
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Reg {
+            g,
+            phase: Phase::Epi,
+            e,
+            bcast: false,
+        })
+    }
+
+    /// A matmul operand; copies it to a dense tensor first when its batch axes cannot share
+    /// one stride.
+    fn mat_operand(&mut self, id: NodeId) -> Result<SymMat> {
+        let shape = self.g.shape(id).dims().to_vec();
+        let r = shape.len();
+        let (mut t, mut view) = self.materialize(id)?;
+        let collapsible = |v: &View| {
+            (0..r.saturating_sub(3))
+                .all(|d| shape[d + 1] == 1 || v.strides[d] == v.strides[d + 1] * shape[d + 1])
+        };
+        if !collapsible(&view) {
+            let g = self.new_group(GroupKind::Elementwise {
+                shape: shape.clone(),
+            });
+            let e = self.operand(id, g, Phase::Main, &shape)?;
+            let node = self.g.node(id);
+            let nt = self.tensor(
+                &node.name,
+                node.dtype,
+                node.shape.numel(),
+                Class::Temp,
+                Some(g),
+            );
+            self.groups[g].stores.push((Phase::Main, nt, e));
+            self.groups[g].nodes.push(id.0);
+            t = nt;
+            view = View::contiguous(&shape);
+        }
+        let batch_stride = (0..r - 2)
+            .rev()
+            .find(|&d| shape[d] != 1)
+            .map(|d| view.strides[d])
+            .unwrap_or(0);
+        Ok(SymMat {
+            tensor: t,
+            offset: view.offset,
+            batch_stride,
+            row_stride: view.strides[r - 2],
+            col_stride: view.strides[r - 1],
+        })
+    }
+
+    fn matmul(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let dims = n.shape.dims().to_vec();
+        let r = dims.len();
+        let (m, nn) = (dims[r - 2], dims[r - 1]);
+        let k = self.g.shape(n.inputs[0]).dims()[r - 1];
+        let batch: usize = dims[..r - 2].iter().product();
+        let a = self.mat_operand(n.inputs[0])?;
+        let b = self.mat_operand(n.inputs[1])?;
+        let g = self.new_group(GroupKind::MatMul {
+            batch,
+            m,
+            n: nn,
+            k,
+            a: a.clone(),
+            b: b.clone(),
+        });
+        for t in [a.tensor, b.tensor] {
+            self.loads[t as usize].push((g, Phase::Epi, false));
+            let tl = &mut self.tensors[t as usize];
+            tl.last_use = Some(tl.last_use.map_or(g, |u| u.max(g)));
+        }
+        let e = self.groups[g].epi.push(Expr::Reduced, DType::F32);
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Reg {
+            g,
+            phase: Phase::Epi,
+            e,
+            bcast: false,
+        })
+    }
+
+    fn node(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let dims = n.shape.dims().to_vec();
+        Ok(match &n.op {
+            Op::Input { name } => {
+                let slot = self.fused.inputs.len();
+                let t = self.tensor(name, n.dtype, n.shape.numel(), Class::Input(slot), None);
+                self.fused.inputs.push((name.clone(), t, id));
+                Val::Mem {
+                    t,
+                    view: View::contiguous(&dims),
+                }
+            }
+            Op::Param { name } => {
+                let slot = self.fused.params.len();
+                let t = self.tensor(name, n.dtype, n.shape.numel(), Class::Param(slot), None);
+                self.fused.params.push((name.clone(), t, id));
+                Val::Mem {
+                    t,
+                    view: View::contiguous(&dims),
+                }
+            }
+            Op::Constant(Constant::Fill(v)) => Val::Fill(*v),
+            Op::Constant(Constant::Data(d)) => {
+                let values = d.iter().map(|&x| x as f32).collect();
+                let t = self.tensor(&n.name, n.dtype, d.len(), Class::Constant(values), None);
+                Val::Mem {
+                    t,
+                    view: View::contiguous(&dims),
+                }
+            }
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast => self.elementwise(id)?,
+            Op::Reduce { op, axes } => self.reduce(id, *op, axes)?,
+            Op::MatMul => self.matmul(id)?,
+            Op::Reshape | Op::Permute { .. } | Op::Expand => self.movement(id)?,
+            // the identity in every plan: gradients were already built
+            Op::StopGradient => self.val(n.inputs[0]),
+        })
+    }
+
+    fn movement(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let x = n.inputs[0];
+        let src = self.g.shape(x).dims().to_vec();
+        let dims = n.shape.dims().to_vec();
+        let v = self.val(x);
+        // register values: keep them when only size-1 axes change, or when a reduction result
+        // is broadcast back over its input shape
+        if let Val::Reg { g, phase, e, bcast } = v {
+            match &n.op {
+                Op::Reshape if squeeze(&src) == squeeze(&dims) => return Ok(v),
+                Op::Expand if !bcast && phase == Phase::Epi => {
+                    if let GroupKind::Reduce { in_shape, .. } = &self.groups[g].kind {
+                        if *in_shape == dims && src == self.groups[g].phase_shape(Phase::Epi) {
+                            return Ok(Val::Reg {
+                                g,
+                                phase,
+                                e,
+                                bcast: true,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if v == Val::Lazy && movement_map(self.g, id).is_some() {
+            return Ok(Val::Lazy);
+        }
+        let (t, view) = match v {
+            Val::Fill(c) => return Ok(Val::Fill(c)),
+            Val::Mem { t, view } => (t, view),
+            Val::Reg { .. } | Val::Lazy => self.materialize(x)?,
+        };
+        Ok(match &n.op {
+            Op::Reshape => {
+                let dense = View {
+                    offset: 0,
+                    strides: view.strides.clone(),
+                }
+                .is_contiguous(&src);
+                if dense {
+                    Val::Mem {
+                        t,
+                        view: View {
+                            offset: view.offset,
+                            strides: Shape::new(dims).strides(),
+                        },
+                    }
+                } else {
+                    // copy to dense memory first
+                    let g = self.new_group(GroupKind::Elementwise { shape: src.clone() });
+                    let e = self.operand(x, g, Phase::Main, &src)?;
+                    let xn = self.g.node(x);
+                    let nt =
+                        self.tensor(&xn.name, xn.dtype, xn.shape.numel(), Class::Temp, Some(g));
+                    self.groups[g].stores.push((Phase::Main, nt, e));
+                    self.groups[g].nodes.push(id.0);
+                    Val::Mem {
+                        t: nt,
+                        view: View::contiguous(&dims),
+                    }
+                }
+            }
+            Op::Permute { perm } => Val::Mem {
+                t,
+                view: View {
+                    offset: view.offset,
+                    strides: perm.iter().map(|&p| view.strides[p]).collect(),
+                },
+            },
+            Op::Expand => Val::Mem {
+                t,
+                view: View {
+                    offset: view.offset,
+                    strides: (0..dims.len())
+                        .map(|d| if src[d] == 1 { 0 } else { view.strides[d] })
+                        .collect(),
+                },
+            },
+            _ => unreachable!("movement ops only"),
+        })
+    }
+
+    /// A dense tensor of its own holding the value of `v` (the source of a param copy).
+    fn standalone_copy(&mut self, v: NodeId) -> Result<TensorId> {
+        let vn = self.g.node(v).clone();
+        let dims = vn.shape.dims().to_vec();
+        if let Val::Mem { t, view } = self.val(v) {
+            if self.tensors[t as usize].class == Class::Temp && view.is_contiguous(&dims) {
+                self.tensors[t as usize].class = Class::Standalone;
+                return Ok(t);
+            }
+        }
+        let g = self.new_group(GroupKind::Elementwise {
+            shape: dims.clone(),
+        });
+        let e = self.operand(v, g, Phase::Main, &dims)?;
+        let t = self.tensor(
+            &vn.name,
+            vn.dtype,
+            vn.shape.numel(),
+            Class::Standalone,
+            Some(g),
+        );
+        self.groups[g].stores.push((Phase::Main, t, e));
+        if !self.groups[g].nodes.contains(&v.0) {
+            self.groups[g].nodes.push(v.0);
+        }
+        Ok(t)
+    }
+
+    fn roots(&mut self) -> Result<()> {
+        let outputs = self.g.outputs().to_vec();
+        for (name, id) in outputs {
+            let n = self.g.node(id).clone();
+            let dims = n.shape.dims().to_vec();
+            let slot = self.fused.outputs.len();
+            let v = self.val(id);
+            let t = match v {
+                Val::Reg {
+                    g,
+                    phase,
+                    e,
+                    bcast: false,
+                } if self.stored[id.index()].is_none() => {
+                    let t = self.tensor(
+                        &name,
+                        n.dtype,
+                        n.shape.numel(),
+                        Class::Output(slot),
+                        Some(g),
+                    );
+                    self.groups[g].stores.push((phase, t, e));
+                    t
+                }
+                Val::Mem { t, view }
+                    if self.tensors[t as usize].class == Class::Temp
+                        && view.is_contiguous(&dims)
+                        && self.tensors[t as usize].len == n.shape.numel() =>
+                {
+                    self.tensors[t as usize].class = Class::Output(slot);
+                    self.tensors[t as usize].name = name.clone();
+                    t
+                }
+                _ => {
+                    // copy kernel
+                    let g = self.new_group(GroupKind::Elementwise {
+                        shape: dims.clone(),
+                    });
+                    let e = self.operand(id, g, Phase::Main, &dims)?;
+                    let t = self.tensor(
+                        &name,
+                        n.dtype,
+                        n.shape.numel(),
+                        Class::Output(slot),
+                        Some(g),
+                    );
+                    self.groups[g].stores.push((Phase::Main, t, e));
+                    self.groups[g].nodes.push(id.0);
+                    t
+                }
+            };
+            self.fused.outputs.push((name, t, id));
+        }
+        // Assignments. First every source that cannot be updated in place gets its own
+        // tensor (this may create groups that load params); only then, with every load known,
+        // decide which register values may overwrite their param in place.
+        let assigns = self.g.assigns().to_vec();
+        let mut deferred = vec![];
+        for (p, v) in assigns {
+            if p == v {
+                continue;
+            }
+            let Val::Mem { t: pt, .. } = self.val(p) else {
+                unreachable!("params are in memory")
+            };
+            if let Val::Reg {
+                g,
+                phase,
+                e,
+                bcast: false,
+            } = self.val(v)
+            {
+                deferred.push((p, pt, v, g, phase, e));
+                continue;
+            }
+            if self.val(v) == Val::Lazy {
+                // compute it in a group of its own, which may then write the param in place
+                // (the node stays lazy for any other consumer)
+                let dims = self.g.shape(v).dims().to_vec();
+                let g = self.new_group(GroupKind::Elementwise {
+                    shape: dims.clone(),
+                });
+                let e = self.operand(v, g, Phase::Main, &dims)?;
+                deferred.push((p, pt, v, g, Phase::Main, e));
+                continue;
+            }
+            let src = self.standalone_copy(v)?;
+            self.fused.copies.push((pt, src));
+        }
+        for (p, pt, v, g, phase, e) in deferred {
+            let pshape = self.g.shape(p).dims().to_vec();
+            let phase_ok = squeeze(&self.groups[g].phase_shape(phase)) == squeeze(&pshape);
+            let readers_ok = self.loads[pt as usize]
+                .iter()
+                .all(|&(rg, rp, contiguous)| rg < g || (rg == g && rp == phase && contiguous));
+            if phase_ok && readers_ok {
+                // in place: the group that computes the new value writes the param
+                self.groups[g].stores.push((phase, pt, e));
+            } else {
+                let vn = self.g.node(v);
+                let t = self.tensor(
+                    &vn.name,
+                    vn.dtype,
+                    vn.shape.numel(),
+                    Class::Standalone,
+                    Some(g),
+                );
+                self.groups[g].stores.push((phase, t, e));
+                self.fused.copies.push((pt, t));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn elementwise_expr(op: &Op, args: &[ExprId]) -> Expr {
+    match op {
+        Op::Unary(u) => Expr::Unary(*u, args[0]),
+        Op::Binary(b) => Expr::Binary(*b, args[0], args[1]),
+        Op::Where => Expr::Select(args[0], args[1], args[2]),
+        Op::Cast => Expr::Cast(args[0]),
+        _ => unreachable!("elementwise ops only"),
+    }
+}
+
+/// Folds an elementwise op over constant fills (in f32 or i32, as the device would).
+fn fold(op: &Op, ops: &[Val], dtype: DType) -> Option<f64> {
+    let c: Vec<f64> = ops
+        .iter()
+        .map(|v| match v {
+            Val::Fill(c) => Some(*c),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let r = match op {
+        Op::Unary(u) => kiln_ir::eval::apply_unary(*u, c[0]),
+        Op::Binary(b) => kiln_ir::eval::apply_binary(*b, c[0], c[1]),
+        Op::Where => {
+            if c[0] != 0.0 {
+                c[1]
+            } else {
+                c[2]
+            }
+        }
+        Op::Cast => c[0],
+        _ => return None,
+    };
+    Some(match dtype {
+        DType::F32 => r as f32 as f64,
+        DType::I32 => r.trunc(),
+    })
+}
+
+/// Maps the axes of `from` to the axes of `to` when both have the same dims once size-1
+/// axes are removed (size-1 axes map to index 0).
+fn squeeze_map(from: &[usize], to: &[usize]) -> Vec<Option<usize>> {
+    let targets: Vec<usize> = (0..to.len()).filter(|&d| to[d] != 1).collect();
+    let mut it = targets.into_iter();
+    from.iter()
+        .map(|&d| if d == 1 { None } else { it.next() })
+        .collect()
+}
+
+/// For a movement node, the map from its input's axes to its own axes, when the movement
+/// is an axis relabelling (expand, permute, or a reshape that only adds/removes size-1 axes).
+fn movement_map(g: &Graph, id: NodeId) -> Option<Vec<Option<usize>>> {
+    let n = g.node(id);
+    let out = n.shape.dims();
+    match &n.op {
+        Op::Expand => {
+            let src = g.shape(n.inputs[0]).dims();
+            Some(
+                (0..src.len())
+                    .map(|d| if src[d] == 1 { None } else { Some(d) })
+                    .collect(),
+            )
+        }
+        Op::Permute { perm } => {
+            let mut m = vec![None; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                m[p] = Some(i);
+            }
+            Some(m)
+        }
+        Op::Reshape => {
+            let src = g.shape(n.inputs[0]).dims();
+            (squeeze(src) == squeeze(out)).then(|| squeeze_map(src, out))
+        }
+        _ => None,
+    }
+}
