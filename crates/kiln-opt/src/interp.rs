@@ -82,7 +82,7 @@ impl V {
     }
 }
 
-fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], reduced: V, scratch: &mut Vec<V>) {
+fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], accs: &[V], scratch: &mut Vec<V>) {
     scratch.clear();
     for n in &body.nodes {
         let v = match &n.expr {
@@ -110,7 +110,7 @@ fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], reduced: V, scratch: &mut
                 DType::F32 => V::F(scratch[*a as usize].f()),
                 DType::I32 => V::I(scratch[*a as usize].i()),
             },
-            Expr::Reduced => reduced,
+            Expr::Acc(j) => accs.get(*j as usize).copied().unwrap_or(V::F(f32::NAN)),
         };
         scratch.push(v);
     }
@@ -160,16 +160,14 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             let mut idx = vec![0; shape.len()];
             for i in 0..n {
                 unravel(i, shape, &mut idx);
-                eval_body(body, bufs, &idx, V::F(0.0), &mut scratch);
+                eval_body(body, bufs, &idx, &[], &mut scratch);
                 do_stores(stores, bufs, i, &scratch);
             }
         }
         KernelOp::Reduce {
             in_shape,
             axes,
-            kind,
-            prologue,
-            prologue_stores,
+            stages,
             epilogue,
             stores,
             broadcast,
@@ -186,32 +184,42 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             let n: usize = out_shape.iter().product();
             let mut oidx = vec![0; out_shape.len()];
             let mut ridx = vec![0; red_dims.len()];
-            let dt = prologue.dtype();
+            let mut accs: Vec<V> = vec![];
             for o in 0..n {
                 unravel(o, &out_shape, &mut oidx);
-                let mut acc = match (kind, dt) {
-                    (ReduceKind::Sum, _) => V::of(dt, 0.0),
-                    (ReduceKind::Max, DType::F32) => V::F(f32::NEG_INFINITY),
-                    (ReduceKind::Max, DType::I32) => V::I(i32::MIN),
-                };
+                accs.clear();
                 let mut idx = oidx.clone();
-                for r in 0..red_n {
-                    unravel(r, &red_dims, &mut ridx);
-                    for (k, &a) in axes.iter().enumerate() {
-                        idx[a] = ridx[k];
+                for stage in stages {
+                    let first = accs.len();
+                    for f in &stage.folds {
+                        let dt = stage.body.nodes[f.value as usize].dtype;
+                        accs.push(match (f.kind, dt) {
+                            (ReduceKind::Sum, _) => V::of(dt, 0.0),
+                            (ReduceKind::Max, DType::F32) => V::F(f32::NEG_INFINITY),
+                            (ReduceKind::Max, DType::I32) => V::I(i32::MIN),
+                        });
                     }
-                    eval_body(prologue, bufs, &idx, V::F(0.0), &mut scratch);
-                    let v = *scratch.last().unwrap_or(&V::F(0.0));
-                    let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
-                    do_stores(prologue_stores, bufs, flat, &scratch);
-                    acc = match (kind, acc, v) {
-                        (ReduceKind::Sum, V::F(a), v) => V::F(a + v.f()),
-                        (ReduceKind::Sum, V::I(a), v) => V::I(a.wrapping_add(v.i())),
-                        (ReduceKind::Max, V::F(a), v) => V::F(a.max(v.f())),
-                        (ReduceKind::Max, V::I(a), v) => V::I(a.max(v.i())),
-                    };
+                    for r in 0..red_n {
+                        unravel(r, &red_dims, &mut ridx);
+                        for (k, &a) in axes.iter().enumerate() {
+                            idx[a] = ridx[k];
+                        }
+                        eval_body(&stage.body, bufs, &idx, &accs[..first], &mut scratch);
+                        let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
+                        do_stores(&stage.stores, bufs, flat, &scratch);
+                        for (k, f) in stage.folds.iter().enumerate() {
+                            let v = scratch[f.value as usize];
+                            let a = &mut accs[first + k];
+                            *a = match (f.kind, *a) {
+                                (ReduceKind::Sum, V::F(a)) => V::F(a + v.f()),
+                                (ReduceKind::Sum, V::I(a)) => V::I(a.wrapping_add(v.i())),
+                                (ReduceKind::Max, V::F(a)) => V::F(a.max(v.f())),
+                                (ReduceKind::Max, V::I(a)) => V::I(a.max(v.i())),
+                            };
+                        }
+                    }
                 }
-                eval_body(epilogue, bufs, &oidx, acc, &mut scratch);
+                eval_body(epilogue, bufs, &oidx, &accs, &mut scratch);
                 do_stores(stores, bufs, o, &scratch);
                 if !broadcast_stores.is_empty() {
                     for r in 0..red_n {
@@ -219,7 +227,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         for (k, &a) in axes.iter().enumerate() {
                             idx[a] = ridx[k];
                         }
-                        eval_body(broadcast, bufs, &idx, acc, &mut scratch);
+                        eval_body(broadcast, bufs, &idx, &accs, &mut scratch);
                         let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
                         do_stores(broadcast_stores, bufs, flat, &scratch);
                     }
@@ -260,7 +268,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         idx[0] = bi;
                         idx[1] = i;
                         idx[2] = j;
-                        eval_body(epilogue, bufs, &idx, V::F(s), &mut scratch);
+                        eval_body(epilogue, bufs, &idx, &[V::F(s)], &mut scratch);
                         do_stores(stores, bufs, (bi * m + i) * n + j, &scratch);
                     }
                 }

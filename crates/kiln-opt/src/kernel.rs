@@ -73,9 +73,10 @@ pub enum Expr {
     Select(ExprId, ExprId, ExprId),
     /// Conversion of `x` to this expression's dtype (float to int truncates).
     Cast(ExprId),
-    /// The folded value: in a reduce kernel's epilogue and broadcast bodies, and the
-    /// accumulator in a matmul epilogue.
-    Reduced,
+    /// Accumulator `j` of a reduce kernel (numbered across its stages, in order): readable
+    /// in the stages after the one that folds it, in the epilogue and in the broadcast body.
+    /// In a matmul epilogue, `Acc(0)` is the dot product.
+    Acc(u32),
 }
 
 /// An expression with its result dtype.
@@ -129,6 +130,26 @@ pub enum ReduceKind {
     Sum,
     /// Running maximum, starting at -inf (i32: the smallest i32).
     Max,
+}
+
+/// One accumulator of a reduce stage: `acc = fold(kind, value)` over the reduced elements.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fold {
+    /// Combiner.
+    pub kind: ReduceKind,
+    /// The folded expression of the stage body.
+    pub value: ExprId,
+}
+
+/// One pass of a reduce kernel over the reduced elements.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReduceStage {
+    /// Evaluated at every visited input index; may read earlier stages' accumulators.
+    pub body: Body,
+    /// Accumulators this stage defines (numbered after the earlier stages').
+    pub folds: Vec<Fold>,
+    /// Writes at every visited input index, over `in_shape`.
+    pub stores: Vec<Store>,
 }
 
 /// A matrix operand of a matmul kernel: element `(b, i, j)` is at
@@ -202,35 +223,33 @@ pub enum KernelOp {
         stores: Vec<Store>,
     },
     /// One thread per element of the output shape (`in_shape` with `axes` set to 1). The
-    /// thread (1) folds `prologue`'s result over the reduced axes with `kind`, performing
-    /// `prologue_stores` at each visited input index; (2) evaluates `epilogue` (where
-    /// [`Expr::Reduced`] is the folded value) and performs `stores` over the output shape;
-    /// (3) if `broadcast_stores` is non-empty, visits its reduced elements again, evaluating
-    /// `broadcast` (where [`Expr::Reduced`] is again the folded value) and performing
-    /// `broadcast_stores` over `in_shape`. Every input element is visited by exactly one
-    /// thread in (1) and in (3).
+    /// thread runs its `stages` in order; each stage visits every reduced element (the input
+    /// index), evaluates its body there — which may read the accumulators of earlier stages —
+    /// folds its `folds` into fresh accumulators and performs its stores over `in_shape`. Then
+    /// it evaluates `epilogue` at the output index and performs `stores` over the output
+    /// shape; then, if `broadcast_stores` is non-empty, it visits the reduced elements once
+    /// more, evaluating `broadcast` and performing `broadcast_stores` over `in_shape`. Every
+    /// input element is visited by exactly one thread in each pass. (Softmax is one kernel: a
+    /// max stage, a sum-of-exp stage reading the max, and a broadcast pass writing
+    /// `exp(x - max) / sum`.)
     Reduce {
-        /// Iteration shape of the prologue and broadcast phases.
+        /// Iteration shape of the stages and the broadcast pass.
         in_shape: Vec<usize>,
         /// Reduced axes (sorted).
         axes: Vec<usize>,
-        /// Combiner.
-        kind: ReduceKind,
-        /// Value folded; loads index over `in_shape`. Its last expression is the folded value.
-        prologue: Body,
-        /// Writes during the fold, over `in_shape`.
-        prologue_stores: Vec<Store>,
-        /// Loads index over the output shape.
+        /// Fold passes, in order (at least one).
+        stages: Vec<ReduceStage>,
+        /// Loads index over the output shape; may read every accumulator.
         epilogue: Body,
         /// Writes over the output shape.
         stores: Vec<Store>,
-        /// Loads index over `in_shape`.
+        /// Loads index over `in_shape`; may read every accumulator.
         broadcast: Body,
         /// Writes over `in_shape`.
         broadcast_stores: Vec<Store>,
     },
     /// `acc[b, i, j] = Σ_p a[b, i, p] * b[b, p, j]`, then `epilogue` (where
-    /// [`Expr::Reduced`] is `acc`; loads index over `[batch, m, n]`) and `stores` over
+    /// [`Expr::Acc`]`(0)` is `acc`; loads index over `[batch, m, n]`) and `stores` over
     /// `[batch, m, n]`. In the register-blocked variant each thread computes a
     /// `tile[0] x tile[1]` block; `threads = batch * ceil(m/tile0) * ceil(n/tile1)`.
     MatMul {

@@ -85,23 +85,23 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
         KernelOp::Reduce {
             in_shape,
             axes,
-            prologue,
-            prologue_stores,
+            stages,
             epilogue,
             stores: st,
             broadcast,
             broadcast_stores,
-            ..
         } => {
             let out: Vec<usize> = in_shape
                 .iter()
                 .enumerate()
                 .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
                 .collect();
-            body_reads(prologue, in_shape, &bufs, &mut reads);
+            for stage in stages {
+                body_reads(&stage.body, in_shape, &bufs, &mut reads);
+                stores(&stage.stores, in_shape, &mut writes);
+            }
             body_reads(epilogue, &out, &bufs, &mut reads);
             body_reads(broadcast, in_shape, &bufs, &mut reads);
-            stores(prologue_stores, in_shape, &mut writes);
             stores(st, &out, &mut writes);
             stores(broadcast_stores, in_shape, &mut writes);
         }

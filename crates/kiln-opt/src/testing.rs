@@ -310,3 +310,79 @@ pub fn random_graph(seed: u64, max_nodes: usize) -> (Graph, Feeds) {
     }
     (g, feeds)
 }
+
+/// Graphs of the numerically sensitive compositions — softmax, log-softmax, logsumexp and a
+/// softmax cross-entropy with its gradient — over rows with large and tied logits, with their
+/// feeds. Their plans exercise multi-stage reductions (one kernel per softmax).
+pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
+    use kiln_ir::eval::Tensor;
+    let x_data: Vec<f64> = vec![
+        0.5, -1.2, 2.0, 0.3, //
+        1000.0, 999.0, -1000.0, 0.0, //
+        0.7, 0.7, 0.7, 0.7,
+    ];
+    let y_data: Vec<f64> = vec![0., 0., 1., 0., 1., 0., 0., 0., 0., 0., 0., 1.];
+    let mut out = vec![];
+    for which in ["softmax", "log_softmax", "logsumexp", "cross_entropy"] {
+        let mut g = Graph::new();
+        let x = g.input("x", [3, 4], DType::F32).expect("fresh");
+        let w = g.param("w", [3, 4], DType::F32).expect("fresh");
+        let xw = g.mul(x, w).expect("same shapes");
+        let r = match which {
+            "softmax" => g.softmax(xw, 1),
+            "log_softmax" => g.log_softmax(xw, 1),
+            "logsumexp" => g.logsumexp(xw, 1),
+            _ => {
+                let y = g.input("y", [3, 4], DType::F32).expect("fresh");
+                let ls = g.log_softmax(xw, 1).expect("valid");
+                let t = g.mul(y, ls).expect("same shapes");
+                let s = g.sum_all(t).expect("valid");
+                g.mul_scalar(s, -1.0 / 3.0)
+            }
+        }
+        .expect("valid graph");
+        g.output("out", r).expect("fresh name");
+        let loss = if g.shape(r).numel() == 1 {
+            r
+        } else {
+            let wt = g
+                .constant(
+                    loss_weights(g.shape(r).numel()),
+                    g.shape(r).clone(),
+                    DType::F32,
+                )
+                .expect("sized");
+            let p = g.mul(r, wt).expect("same shapes");
+            g.sum_all(p).expect("valid")
+        };
+        let d = autodiff::grad(&mut g, loss, &[w]).expect("differentiable")[0];
+        g.output("d_w", d).expect("fresh name");
+        let step = g.mul_scalar(d, 0.1).expect("valid");
+        let nw = g.sub(w, step).expect("same shapes");
+        g.assign(w, nw).expect("param");
+        let mut feeds = Feeds::new();
+        feeds.insert(
+            "x".into(),
+            Tensor {
+                shape: [3, 4].into(),
+                data: x_data.clone(),
+            },
+        );
+        feeds.insert(
+            "w".into(),
+            Tensor {
+                shape: [3, 4].into(),
+                data: vec![1.0; 12],
+            },
+        );
+        feeds.insert(
+            "y".into(),
+            Tensor {
+                shape: [3, 4].into(),
+                data: y_data.clone(),
+            },
+        );
+        out.push((which.to_string(), g, feeds));
+    }
+    out
+}

@@ -276,3 +276,23 @@ fn log_of_softmax_is_rewritten_to_a_stable_log_softmax() {
     let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
     assert!((out[5] as f64 - (3.0 - lse)).abs() < 1e-5, "{out:?}");
 }
+
+#[test]
+fn composites_are_single_reduce_kernels_and_match_the_reference() {
+    for (name, g, feeds) in kiln_opt::testing::composite_graphs() {
+        let mut b = CpuBackend::new();
+        kiln_opt::testing::check_graph(
+            &mut b,
+            &g,
+            &feeds,
+            Tolerance {
+                rel: 1e-4,
+                abs: 1e-5,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = compile(&g, &CompileOptions::default(), &b.limits()).unwrap();
+        // forward + backward + update of one softmax-like row computation
+        assert!(plan.dispatch_count() <= 4, "{name}: {}", plan.summary());
+    }
+}

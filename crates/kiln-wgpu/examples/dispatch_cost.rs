@@ -126,7 +126,7 @@ fn matmul(s: usize) -> Plan {
     };
     let launch = kiln_wgpu::codegen::matmul_dispatch(MatMulVariant::RegisterBlocked, 1, s, s);
     let mut epilogue = Body::default();
-    let acc = epilogue.push(Expr::Reduced, DType::F32);
+    let acc = epilogue.push(Expr::Acc(0), DType::F32);
     p.kernels.push(Kernel {
         label: "mm".into(),
         op: KernelOp::MatMul {

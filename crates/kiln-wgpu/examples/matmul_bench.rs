@@ -89,7 +89,7 @@ fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
     }
     let launch = matmul_launch(variant, launch.tile, launch.workgroup_size, 1, s, s);
     let mut epilogue = Body::default();
-    let acc = epilogue.push(Expr::Reduced, DType::F32);
+    let acc = epilogue.push(Expr::Acc(0), DType::F32);
     p.kernels.push(Kernel {
         label: "mm".into(),
         op: KernelOp::MatMul {

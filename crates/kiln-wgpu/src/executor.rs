@@ -49,6 +49,8 @@ pub struct WgpuExecutable {
     outputs: Vec<OutputCopy>,
     staging: wgpu::Buffer,
     staging_bytes: u64,
+    /// The last submission of a run that read nothing back (at most one stays in flight).
+    in_flight: Option<wgpu::SubmissionIndex>,
 }
 
 fn bad_plan(what: String) -> OptError {
@@ -167,6 +169,7 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
         outputs,
         staging,
         staging_bytes: offset,
+        in_flight: None,
     })
 }
 
@@ -435,6 +438,17 @@ impl Executable for WgpuExecutable {
     fn run(&mut self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
         check_inputs(&self.plan, inputs)?;
         let gpu = self.gpu.clone();
+        // A plan without outputs (a training step whose loss and metrics accumulate on the
+        // device) is not waited for: it stays in flight while the host prepares the next
+        // batch, and the run after it waits for it first, so at most one is queued.
+        if let Some(prev) = self.in_flight.take() {
+            gpu.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(prev),
+                    timeout: Some(crate::device::RUN_TIMEOUT),
+                })
+                .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))?;
+        }
         let submission = gpu.scoped("running the plan", "", || {
             for (t, &b) in inputs.iter().zip(&self.inputs) {
                 let words = t.to_bits();
@@ -445,6 +459,10 @@ impl Executable for WgpuExecutable {
             }
             gpu.queue.submit([self.encode()])
         })?;
+        if self.plan.outputs.is_empty() {
+            self.in_flight = Some(submission);
+            return Ok(vec![]);
+        }
         let words = gpu.read_back(&self.staging, self.staging_bytes, submission)?;
         Ok(self
             .plan

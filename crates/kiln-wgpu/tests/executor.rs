@@ -241,7 +241,7 @@ fn matmul_epilogue_loads_and_stores_through_the_arena() {
         let y_off = b_off + batch * k * n + 2;
         let arena_len = y_off + batch * m * n + 1;
         let mut e = Body::default();
-        let acc = e.push(Expr::Reduced, DType::F32);
+        let acc = e.push(Expr::Acc(0), DType::F32);
         let bias = e.push(
             Expr::Load {
                 arg: 1,

@@ -45,3 +45,26 @@ fn random_fused_graphs_match_the_reference_on_the_gpu() {
         }
     }
 }
+
+#[test]
+fn softmax_family_matches_the_reference_on_the_gpu() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    for (name, g, feeds) in kiln_opt::testing::composite_graphs() {
+        // param names repeat across the graphs: give each its own backend variables
+        let tol = Tolerance {
+            rel: 1e-4,
+            abs: 1e-5,
+        };
+        backend
+            .write_param(
+                "w",
+                &kiln_opt::HostTensor::f32([3, 4], vec![1.0; 12]).unwrap(),
+            )
+            .unwrap();
+        if let Err(e) = kiln_opt::testing::check_graph(&mut backend, &g, &feeds, tol) {
+            panic!("{name}: {e}");
+        }
+    }
+}

@@ -3,7 +3,9 @@
 use super::fuse::{Fused, GroupKind, Phase, SymMat};
 use super::memory::Layout;
 use super::WORKGROUP_SIZE;
-use crate::kernel::{Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, Store};
+use crate::kernel::{
+    Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, ReduceStage, Store,
+};
 use crate::plan::{BufferDesc, BufferId, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
 use crate::{DeviceLimits, OptError, Result};
 use kiln_ir::{Graph, Op};
@@ -104,8 +106,8 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
         let mut workgroup_size = WORKGROUP_SIZE;
         let (op, threads) = match &gr.kind {
             GroupKind::Elementwise { shape } => {
-                let body = b.body(&gr.main);
-                let stores = b.stores(&gr.stores, Phase::Main);
+                let body = b.body(&gr.stages[0].0);
+                let stores = b.stores(&gr.stores, Phase::Stage(0));
                 let threads = shape.iter().product::<usize>() as u64;
                 (
                     KernelOp::Elementwise {
@@ -116,13 +118,17 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     threads,
                 )
             }
-            GroupKind::Reduce {
-                in_shape,
-                axes,
-                kind,
-            } => {
-                let prologue = b.body(&gr.main);
-                let prologue_stores = b.stores(&gr.stores, Phase::Main);
+            GroupKind::Reduce { in_shape, axes } => {
+                let stages = gr
+                    .stages
+                    .iter()
+                    .enumerate()
+                    .map(|(si, (body, folds))| ReduceStage {
+                        body: b.body(body),
+                        folds: folds.clone(),
+                        stores: b.stores(&gr.stores, Phase::Stage(si as u16)),
+                    })
+                    .collect();
                 let epilogue = b.body(&gr.epi);
                 let stores = b.stores(&gr.stores, Phase::Epi);
                 let broadcast = b.body(&gr.bc);
@@ -132,9 +138,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     KernelOp::Reduce {
                         in_shape: in_shape.clone(),
                         axes: axes.clone(),
-                        kind: *kind,
-                        prologue,
-                        prologue_stores,
+                        stages,
                         epilogue,
                         stores,
                         broadcast,

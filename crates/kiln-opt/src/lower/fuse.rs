@@ -1,6 +1,6 @@
 //! Stage 1: grouping nodes into kernels (see the module page of [`super`]).
 
-use crate::kernel::{Body, Expr, ExprId, ReduceKind, View};
+use crate::kernel::{Body, Expr, ExprId, Fold, ReduceKind, View};
 use crate::{DeviceLimits, OptError, Result};
 use kiln_ir::{BinaryOp, Constant, DType, Graph, NodeId, Op, ReduceOp, Shape};
 
@@ -44,8 +44,8 @@ pub struct TensorInfo {
 /// A phase of a group: the iteration space a body runs over.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Elementwise body, or the prologue of a reduction.
-    Main,
+    /// The body of an elementwise group, or fold pass `s` of a reduction.
+    Stage(u16),
     /// Reduction epilogue (output shape) or matmul epilogue (`[batch, m, n]`).
     Epi,
     /// Reduction broadcast phase (input shape, after the fold).
@@ -75,14 +75,12 @@ pub enum GroupKind {
         /// Iteration shape.
         shape: Vec<usize>,
     },
-    /// Reduction of the main (prologue) body.
+    /// Reductions over `axes` of `in_shape`, in stages (see [`Group::stages`]).
     Reduce {
         /// Input iteration shape.
         in_shape: Vec<usize>,
         /// Reduced axes.
         axes: Vec<usize>,
-        /// Combiner.
-        kind: ReduceKind,
     },
     /// Matrix product with an epilogue.
     MatMul {
@@ -106,8 +104,9 @@ pub enum GroupKind {
 pub struct Group {
     /// What it computes.
     pub kind: GroupKind,
-    /// Main / prologue body.
-    pub main: Body,
+    /// Stage bodies with their folds: the one body of an elementwise group, or the fold
+    /// passes of a reduction (a stage may read the accumulators of earlier stages).
+    pub stages: Vec<(Body, Vec<Fold>)>,
     /// Epilogue body.
     pub epi: Body,
     /// Broadcast body.
@@ -121,14 +120,14 @@ pub struct Group {
 impl Group {
     fn body(&mut self, p: Phase) -> &mut Body {
         match p {
-            Phase::Main => &mut self.main,
+            Phase::Stage(s) => &mut self.stages[s as usize].0,
             Phase::Epi => &mut self.epi,
             Phase::Bc => &mut self.bc,
         }
     }
     fn body_ref(&self, p: Phase) -> &Body {
         match p {
-            Phase::Main => &self.main,
+            Phase::Stage(s) => &self.stages[s as usize].0,
             Phase::Epi => &self.epi,
             Phase::Bc => &self.bc,
         }
@@ -137,7 +136,7 @@ impl Group {
     pub fn phase_shape(&self, p: Phase) -> Vec<usize> {
         match (&self.kind, p) {
             (GroupKind::Elementwise { shape }, _) => shape.clone(),
-            (GroupKind::Reduce { in_shape, .. }, Phase::Main | Phase::Bc) => in_shape.clone(),
+            (GroupKind::Reduce { in_shape, .. }, Phase::Stage(_) | Phase::Bc) => in_shape.clone(),
             (GroupKind::Reduce { in_shape, axes, .. }, Phase::Epi) => in_shape
                 .iter()
                 .enumerate()
@@ -150,7 +149,7 @@ impl Group {
     fn open(&self, p: Phase) -> bool {
         matches!(
             (&self.kind, p),
-            (GroupKind::Elementwise { .. }, Phase::Main)
+            (GroupKind::Elementwise { .. }, Phase::Stage(0))
                 | (GroupKind::Reduce { .. }, Phase::Epi | Phase::Bc)
                 | (GroupKind::MatMul { .. }, Phase::Epi)
         )
@@ -309,7 +308,7 @@ impl Fuser<'_> {
     fn new_group(&mut self, kind: GroupKind) -> usize {
         self.groups.push(Group {
             kind,
-            main: Body::default(),
+            stages: vec![(Body::default(), vec![])],
             epi: Body::default(),
             bc: Body::default(),
             stores: vec![],
@@ -327,7 +326,7 @@ impl Fuser<'_> {
                 v.push(t)
             }
         };
-        for b in [&gr.main, &gr.epi, &gr.bc] {
+        for b in gr.stages.iter().map(|s| &s.0).chain([&gr.epi, &gr.bc]) {
             for n in &b.nodes {
                 if let Expr::Load { arg, .. } = n.expr {
                     add(arg);
@@ -371,7 +370,7 @@ impl Fuser<'_> {
                 let g = self.new_group(GroupKind::Elementwise {
                     shape: shape.clone(),
                 });
-                let e = self.operand(id, g, Phase::Main, &shape)?;
+                let e = self.operand(id, g, Phase::Stage(0), &shape)?;
                 let t = self.tensor(
                     &node.name,
                     node.dtype,
@@ -379,7 +378,7 @@ impl Fuser<'_> {
                     Class::Temp,
                     Some(g),
                 );
-                self.groups[g].stores.push((Phase::Main, t, e));
+                self.groups[g].stores.push((Phase::Stage(0), t, e));
                 let view = View::contiguous(&shape);
                 self.vals[id.index()] = Some(Val::Mem {
                     t,
@@ -524,7 +523,7 @@ impl Fuser<'_> {
                 Expr::Binary(op, a, b) => Expr::Binary(*op, m(a), m(b)),
                 Expr::Select(c, a, b) => Expr::Select(m(c), m(a), m(b)),
                 Expr::Cast(a) => Expr::Cast(m(a)),
-                Expr::Reduced => Expr::Reduced,
+                Expr::Acc(j) => Expr::Acc(*j),
             };
             map[i] = Some(dst.push(ex, n.dtype));
         }
@@ -563,7 +562,7 @@ impl Fuser<'_> {
                 match (phase, p, bcast) {
                     (a, b, false) if *a == b => true,
                     (Phase::Epi, Phase::Bc, true) => true,
-                    (Phase::Main, Phase::Bc, false) => {
+                    (Phase::Stage(_), Phase::Bc, false) => {
                         matches!(self.groups[g].kind, GroupKind::Reduce { .. })
                     }
                     _ => false,
@@ -590,8 +589,8 @@ impl Fuser<'_> {
                     (Phase::Epi, Phase::Bc, true) => {
                         return Ok(self.reemit(g, Phase::Epi, e, Phase::Bc))
                     }
-                    (Phase::Main, Phase::Bc, false) => {
-                        return Ok(self.reemit(g, Phase::Main, e, Phase::Bc))
+                    (Phase::Stage(s), Phase::Bc, false) => {
+                        return Ok(self.reemit(g, Phase::Stage(s), e, Phase::Bc))
                     }
                     _ => {}
                 }
@@ -766,7 +765,7 @@ impl Fuser<'_> {
                 self.new_group(GroupKind::Elementwise {
                     shape: shape.clone(),
                 }),
-                Phase::Main,
+                Phase::Stage(0),
             ),
         };
         let mut args = vec![];
@@ -785,6 +784,19 @@ impl Fuser<'_> {
         })
     }
 
+    /// True when group `g` reduces `axes` of `in_shape`.
+    fn same_reduce(&self, g: usize, in_shape: &[usize], axes: &[usize]) -> bool {
+        matches!(&self.groups[g].kind, GroupKind::Reduce { in_shape: s, axes: a } if s == in_shape && a == axes)
+    }
+
+    /// Adds fold `(kind, e)` to stage `s` of group `g`; returns its accumulator index.
+    fn add_fold(&mut self, g: usize, s: usize, kind: ReduceKind, e: ExprId) -> u32 {
+        let gr = &mut self.groups[g];
+        let before: usize = gr.stages[..s].iter().map(|st| st.1.len()).sum();
+        gr.stages[s].1.push(Fold { kind, value: e });
+        (before + gr.stages[s].1.len() - 1) as u32
+    }
+
     fn reduce(&mut self, id: NodeId, op: ReduceOp, axes: &[usize]) -> Result<Val> {
         let n = self.g.node(id).clone();
         let x = n.inputs[0];
@@ -794,40 +806,83 @@ impl Fuser<'_> {
         } else {
             ReduceKind::Sum
         };
-        let adopt = match self.val(x) {
+        let xv = self.val(x);
+        let (g, acc) = match xv {
+            // the elementwise group computing x becomes the reduction's first stage
             Val::Reg {
                 g,
-                phase: Phase::Main,
+                phase: Phase::Stage(0),
                 e,
                 bcast: false,
-            } => {
-                let gr = &self.groups[g];
-                matches!(&gr.kind, GroupKind::Elementwise { shape } if *shape == in_shape)
-                    && gr.main.result() == e
+            } if matches!(&self.groups[g].kind, GroupKind::Elementwise { shape } if *shape == in_shape) =>
+            {
+                self.groups[g].kind = GroupKind::Reduce {
+                    in_shape: in_shape.clone(),
+                    axes: axes.to_vec(),
+                };
+                (g, self.add_fold(g, 0, kind, e))
             }
-            _ => false,
-        };
-        let g = if adopt {
-            let Val::Reg { g, .. } = self.val(x) else {
-                unreachable!("checked")
-            };
-            self.groups[g].kind = GroupKind::Reduce {
-                in_shape: in_shape.clone(),
-                axes: axes.to_vec(),
-                kind,
-            };
-            g
-        } else {
-            let g = self.new_group(GroupKind::Reduce {
-                in_shape: in_shape.clone(),
-                axes: axes.to_vec(),
-                kind,
-            });
-            self.operand(x, g, Phase::Main, &in_shape)?;
-            g
+            // a sibling of the reductions of the same (last) stage
+            Val::Reg {
+                g,
+                phase: Phase::Stage(s),
+                e,
+                bcast: false,
+            } if self.same_reduce(g, &in_shape, axes)
+                && s as usize + 1 == self.groups[g].stages.len() =>
+            {
+                (g, self.add_fold(g, s as usize, kind, e))
+            }
+            // a value of the broadcast pass (it may read the accumulators): a new stage
+            Val::Reg {
+                g,
+                phase: Phase::Bc,
+                e,
+                bcast: false,
+            } if self.same_reduce(g, &in_shape, axes) => {
+                self.groups[g].stages.push((Body::default(), vec![]));
+                let s = self.groups[g].stages.len() - 1;
+                let e2 = self.reemit(g, Phase::Bc, e, Phase::Stage(s as u16));
+                (g, self.add_fold(g, s, kind, e2))
+            }
+            _ => {
+                // a sibling reduction of an earlier group over the same shape and axes, or a
+                // new group
+                let fp = self.footprint(x);
+                let host = (0..self.groups.len()).rev().find(|&g| {
+                    if !self.same_reduce(g, &in_shape, axes) || !self.usable(x, &xv, g, Phase::Bc) {
+                        return false;
+                    }
+                    if matches!(xv, Val::Reg { g: g2, .. } if g2 >= g) {
+                        return false; // only values of earlier groups can be loaded
+                    }
+                    let mut bound = self.bound_tensors(g);
+                    for t in &fp {
+                        if !bound.contains(t) {
+                            bound.push(*t);
+                        }
+                    }
+                    bound.len() < self.binding_budget()
+                });
+                match host {
+                    Some(g) => {
+                        let s = self.groups[g].stages.len() - 1;
+                        let e = self.operand(x, g, Phase::Stage(s as u16), &in_shape)?;
+                        (g, self.add_fold(g, s, kind, e))
+                    }
+                    None => {
+                        let g = self.new_group(GroupKind::Reduce {
+                            in_shape: in_shape.clone(),
+                            axes: axes.to_vec(),
+                        });
+                        let e = self.operand(x, g, Phase::Stage(0), &in_shape)?;
+                        (g, self.add_fold(g, 0, kind, e))
+                    }
+                }
+            }
         };
         let dt = n.dtype;
-        let mut e = self.groups[g].epi.push(Expr::Reduced, dt);
+        let mut e = self.groups[g].epi.push(Expr::Acc(acc), dt);
         if op == ReduceOp::Mean {
             let cnt: usize = axes.iter().map(|&a| in_shape[a]).product();
             let c = self.groups[g].epi.push(Expr::Const(1.0 / cnt as f64), dt);
@@ -858,7 +913,7 @@ impl Fuser<'_> {
             let g = self.new_group(GroupKind::Elementwise {
                 shape: shape.clone(),
             });
-            let e = self.operand(id, g, Phase::Main, &shape)?;
+            let e = self.operand(id, g, Phase::Stage(0), &shape)?;
             let node = self.g.node(id);
             let nt = self.tensor(
                 &node.name,
@@ -867,7 +922,7 @@ impl Fuser<'_> {
                 Class::Temp,
                 Some(g),
             );
-            self.groups[g].stores.push((Phase::Main, nt, e));
+            self.groups[g].stores.push((Phase::Stage(0), nt, e));
             self.groups[g].nodes.push(id.0);
             t = nt;
             view = View::contiguous(&shape);
@@ -908,7 +963,7 @@ impl Fuser<'_> {
             let tl = &mut self.tensors[t as usize];
             tl.last_use = Some(tl.last_use.map_or(g, |u| u.max(g)));
         }
-        let e = self.groups[g].epi.push(Expr::Reduced, DType::F32);
+        let e = self.groups[g].epi.push(Expr::Acc(0), DType::F32);
         self.groups[g].nodes.push(id.0);
         Ok(Val::Reg {
             g,
@@ -1010,11 +1065,11 @@ impl Fuser<'_> {
                 } else {
                     // copy to dense memory first
                     let g = self.new_group(GroupKind::Elementwise { shape: src.clone() });
-                    let e = self.operand(x, g, Phase::Main, &src)?;
+                    let e = self.operand(x, g, Phase::Stage(0), &src)?;
                     let xn = self.g.node(x);
                     let nt =
                         self.tensor(&xn.name, xn.dtype, xn.shape.numel(), Class::Temp, Some(g));
-                    self.groups[g].stores.push((Phase::Main, nt, e));
+                    self.groups[g].stores.push((Phase::Stage(0), nt, e));
                     self.groups[g].nodes.push(id.0);
                     Val::Mem {
                         t: nt,
@@ -1055,7 +1110,7 @@ impl Fuser<'_> {
         let g = self.new_group(GroupKind::Elementwise {
             shape: dims.clone(),
         });
-        let e = self.operand(v, g, Phase::Main, &dims)?;
+        let e = self.operand(v, g, Phase::Stage(0), &dims)?;
         let t = self.tensor(
             &vn.name,
             vn.dtype,
@@ -1063,7 +1118,7 @@ impl Fuser<'_> {
             Class::Standalone,
             Some(g),
         );
-        self.groups[g].stores.push((Phase::Main, t, e));
+        self.groups[g].stores.push((Phase::Stage(0), t, e));
         if !self.groups[g].nodes.contains(&v.0) {
             self.groups[g].nodes.push(v.0);
         }
@@ -1108,7 +1163,7 @@ impl Fuser<'_> {
                     let g = self.new_group(GroupKind::Elementwise {
                         shape: dims.clone(),
                     });
-                    let e = self.operand(id, g, Phase::Main, &dims)?;
+                    let e = self.operand(id, g, Phase::Stage(0), &dims)?;
                     let t = self.tensor(
                         &name,
                         n.dtype,
@@ -1116,7 +1171,7 @@ impl Fuser<'_> {
                         Class::Output(slot),
                         Some(g),
                     );
-                    self.groups[g].stores.push((Phase::Main, t, e));
+                    self.groups[g].stores.push((Phase::Stage(0), t, e));
                     self.groups[g].nodes.push(id.0);
                     t
                 }
@@ -1152,8 +1207,8 @@ impl Fuser<'_> {
                 let g = self.new_group(GroupKind::Elementwise {
                     shape: dims.clone(),
                 });
-                let e = self.operand(v, g, Phase::Main, &dims)?;
-                deferred.push((p, pt, v, g, Phase::Main, e));
+                let e = self.operand(v, g, Phase::Stage(0), &dims)?;
+                deferred.push((p, pt, v, g, Phase::Stage(0), e));
                 continue;
             }
             let src = self.standalone_copy(v)?;

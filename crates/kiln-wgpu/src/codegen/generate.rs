@@ -151,13 +151,13 @@ impl<'k> Gen<'k> {
         self.view_terms(self.offset(view.offset)?, &view.strides, idx)
     }
 
-    /// Emits `body` as `let {prefix}{i}` statements (nothing for an empty body). `reduced`
-    /// is the value of [`Expr::Reduced`] with its dtype, where the phase has one.
+    /// Emits `body` as `let {prefix}{i}` statements (nothing for an empty body). `accs` are
+    /// the accumulators [`Expr::Acc`] may read in this phase, with their dtypes.
     fn body(
         &mut self,
         body: &Body,
         prefix: &str,
-        reduced: Option<(&W, DType)>,
+        accs: &[(W, DType)],
         load: &mut LoadIndex<'_>,
     ) -> Result<(), CodegenError> {
         let name = |i: usize| W::Ident(format!("{prefix}{i}"));
@@ -205,16 +205,16 @@ impl<'k> Gen<'k> {
                         x.convert(scalar(dt))
                     }
                 }
-                Expr::Reduced => match reduced {
-                    Some((acc, adt)) if adt == dt => acc.clone(),
+                Expr::Acc(j) => match accs.get(*j as usize) {
+                    Some((acc, adt)) if *adt == dt => acc.clone(),
                     Some((_, adt)) => {
                         return Err(self.malformed(format!(
-                            "{prefix}{i} reads the {adt} reduced value as {dt}"
+                            "{prefix}{i} reads the {adt} accumulator {j} as {dt}"
                         )))
                     }
                     None => {
                         return Err(self.malformed(format!(
-                            "{prefix}{i} reads the reduced value outside an epilogue"
+                            "{prefix}{i} reads accumulator {j}, which this phase does not have"
                         )))
                     }
                 },
@@ -441,7 +441,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
                 return Err(e);
             }
             let idx = g.unravel("i", &gid, shape)?;
-            g.body(body, "e", None, &mut |g, _, view| {
+            g.body(body, "e", &[], &mut |g, _, view| {
                 g.view_index(view, shape, &idx, &gid)
             })?;
             g.stores(stores, body, "e", &gid)?;
@@ -454,9 +454,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
         KernelOp::Reduce {
             in_shape,
             axes,
-            kind,
-            prologue,
-            prologue_stores,
+            stages,
             epilogue,
             stores,
             broadcast,
@@ -467,8 +465,16 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
                     "reduce axes {axes:?} are not sorted, distinct axes of {in_shape:?}"
                 )));
             }
-            if prologue.nodes.is_empty() {
-                return Err(g.malformed("a reduce kernel with an empty prologue".into()));
+            if stages.is_empty()
+                || stages.iter().any(|s| {
+                    s.folds
+                        .iter()
+                        .any(|f| f.value as usize >= s.body.nodes.len())
+                })
+            {
+                return Err(g.malformed(
+                    "a reduce kernel needs stages whose folds name body values".into(),
+                ));
             }
             let reduced = |d: usize| axes.contains(&d);
             let out_shape: Vec<usize> = (0..in_shape.len())
@@ -487,59 +493,78 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
                 .enumerate()
                 .map(|(d, x)| x.clone().filter(|_| !reduced(d)))
                 .collect();
-            let flat_base = if prologue_stores.is_empty() && broadcast_stores.is_empty() {
+            let any_stage_stores = stages.iter().any(|s| !s.stores.is_empty());
+            let flat_base = if !any_stage_stores && broadcast_stores.is_empty() {
                 None
             } else {
                 let b = g.view_terms(None, &in_strides, &kept)?;
                 Some(g.let_u32("fbase".into(), b))
             };
-            let dt = prologue.dtype();
-            let init = match (kind, dt) {
-                (ReduceKind::Sum, _) => zero(dt),
-                (ReduceKind::Max, DType::F32) => W::f32(f32::NEG_INFINITY),
-                (ReduceKind::Max, DType::I32) => W::i32(i32::MIN),
-            };
-            let acc = W::ident("acc");
-            // Phase 1: fold the prologue over the reduced elements (r unravels over them).
-            let p_bases = g.hoisted_bases(prologue, "p", &kept)?;
-            g.stmts
-                .push(Stmt::Var("acc".into(), Type::Scalar(scalar(dt)), init));
-            let v = W::ident(format!("p{}", prologue.nodes.len() - 1));
-            let combined = match kind {
-                ReduceKind::Sum => acc.clone().bin(BinOp::Add, v),
-                ReduceKind::Max => W::call(Builtin::Max, vec![acc.clone(), v]),
-            };
-            let phase1 = reduce_loop(
-                &mut g,
-                ReducePhase {
-                    body: prologue,
-                    prefix: "p",
-                    reduced: None,
-                    bases: &p_bases,
-                    stores: prologue_stores,
-                    flat_base: flat_base.as_ref(),
-                },
-                axes,
-                &red_dims,
-                &in_strides,
-                count,
-                vec![Stmt::Assign(acc.clone(), combined)],
-            )?;
-            g.stmts.push(phase1);
-            // Phase 2: the epilogue at the output element.
-            g.body(epilogue, "e", Some((&acc, dt)), &mut |g, _, view| {
+            // Stages: each folds its values over the reduced elements (r unravels over them)
+            // into fresh accumulators `acc{j}`, reading the earlier stages' accumulators.
+            let mut accs: Vec<(W, DType)> = vec![];
+            for (si, stage) in stages.iter().enumerate() {
+                let prefix = format!("p{si}_");
+                let bases = g.hoisted_bases(&stage.body, &prefix, &kept)?;
+                let mut tail = vec![];
+                let first = accs.len();
+                for (k, f) in stage.folds.iter().enumerate() {
+                    let dt = stage.body.nodes[f.value as usize].dtype;
+                    let init = match (f.kind, dt) {
+                        (ReduceKind::Sum, _) => zero(dt),
+                        (ReduceKind::Max, DType::F32) => W::f32(f32::NEG_INFINITY),
+                        (ReduceKind::Max, DType::I32) => W::i32(i32::MIN),
+                    };
+                    let name = format!("acc{}", first + k);
+                    g.stmts
+                        .push(Stmt::Var(name.clone(), Type::Scalar(scalar(dt)), init));
+                    let acc = W::ident(name);
+                    let v = W::ident(format!("{prefix}{}", f.value));
+                    let combined = match f.kind {
+                        ReduceKind::Sum => acc.clone().bin(BinOp::Add, v),
+                        ReduceKind::Max => W::call(Builtin::Max, vec![acc.clone(), v]),
+                    };
+                    tail.push(Stmt::Assign(acc.clone(), combined));
+                }
+                let earlier = accs.clone();
+                let pass = reduce_loop(
+                    &mut g,
+                    ReducePhase {
+                        body: &stage.body,
+                        prefix: &prefix,
+                        accs: &earlier,
+                        bases: &bases,
+                        stores: &stage.stores,
+                        flat_base: flat_base.as_ref(),
+                    },
+                    axes,
+                    &red_dims,
+                    &in_strides,
+                    count,
+                    tail,
+                )?;
+                g.stmts.push(pass);
+                for (k, f) in stage.folds.iter().enumerate() {
+                    accs.push((
+                        W::ident(format!("acc{}", first + k)),
+                        stage.body.nodes[f.value as usize].dtype,
+                    ));
+                }
+            }
+            // The epilogue at the output element.
+            g.body(epilogue, "e", &accs, &mut |g, _, view| {
                 g.view_index(view, &out_shape, &out_idx, &gid)
             })?;
             g.stores(stores, epilogue, "e", &gid)?;
-            // Phase 3: the broadcast body over the reduced elements again.
+            // The broadcast body over the reduced elements again.
             if !broadcast_stores.is_empty() {
                 let b_bases = g.hoisted_bases(broadcast, "b", &kept)?;
-                let phase3 = reduce_loop(
+                let pass = reduce_loop(
                     &mut g,
                     ReducePhase {
                         body: broadcast,
                         prefix: "b",
-                        reduced: Some((&acc, dt)),
+                        accs: &accs,
                         bases: &b_bases,
                         stores: broadcast_stores,
                         flat_base: flat_base.as_ref(),
@@ -550,11 +575,12 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
                     count,
                     vec![],
                 )?;
-                g.stmts.push(phase3);
+                g.stmts.push(pass);
             }
             format!(
-                "reduce {kind:?} {in_shape:?} over {axes:?}; stores: {} prologue, {} output, {} broadcast",
-                prologue_stores.len(),
+                "reduce {in_shape:?} over {axes:?}; {} stages, {} accumulators; stores: {} output, {} broadcast",
+                stages.len(),
+                accs.len(),
                 stores.len(),
                 broadcast_stores.len()
             )
@@ -598,7 +624,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
 struct ReducePhase<'a> {
     body: &'a Body,
     prefix: &'a str,
-    reduced: Option<(&'a W, DType)>,
+    accs: &'a [(W, DType)],
     bases: &'a [(usize, W)],
     stores: &'a [Store],
     flat_base: Option<&'a W>,
@@ -623,15 +649,10 @@ fn reduce_loop(
         full[a] = r_idx[k].clone();
     }
     let bases = phase.bases;
-    g.body(
-        phase.body,
-        phase.prefix,
-        phase.reduced,
-        &mut |g, i, view| {
-            let base = bases.iter().find(|(j, _)| *j == i).map(|(_, b)| b.clone());
-            g.view_terms(base, &view.strides, &full)
-        },
-    )?;
+    g.body(phase.body, phase.prefix, phase.accs, &mut |g, i, view| {
+        let base = bases.iter().find(|(j, _)| *j == i).map(|(_, b)| b.clone());
+        g.view_terms(base, &view.strides, &full)
+    })?;
     g.stmts.extend(tail);
     if !phase.stores.is_empty() {
         let flat = g.view_terms(phase.flat_base.cloned(), in_strides, &full)?;
@@ -745,7 +766,7 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
     g.body(
         epilogue,
         "e",
-        Some((&acc, DType::F32)),
+        &[(acc.clone(), DType::F32)],
         &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
     )?;
     g.stores(stores, epilogue, "e", &flat)?;

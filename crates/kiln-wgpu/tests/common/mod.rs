@@ -4,7 +4,8 @@
 
 use kiln_ir::{BinaryOp, DType, Shape, UnaryOp};
 use kiln_opt::kernel::{
-    Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, ReduceKind, Store, View,
+    Access, Arg, Body, Expr, Fold, Kernel, KernelOp, MatMulVariant, MatOperand, ReduceKind,
+    ReduceStage, Store, View,
 };
 use kiln_opt::plan::{
     BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
@@ -168,7 +169,7 @@ pub fn reduce_sum_kernel() -> Kernel {
     );
     p.push(Expr::Binary(BinaryOp::Mul, x, x), DType::F32);
     let mut e = Body::default();
-    let r = e.push(Expr::Reduced, DType::F32);
+    let r = e.push(Expr::Acc(0), DType::F32);
     let k = e.push(Expr::Const(1.0 / 3.0), DType::F32);
     let m = e.push(Expr::Binary(BinaryOp::Mul, r, k), DType::F32);
     let bias = e.push(
@@ -187,9 +188,14 @@ pub fn reduce_sum_kernel() -> Kernel {
         KernelOp::Reduce {
             in_shape: vec![2, 3, 4],
             axes: vec![1],
-            kind: ReduceKind::Sum,
-            prologue: p,
-            prologue_stores: vec![],
+            stages: vec![ReduceStage {
+                folds: vec![Fold {
+                    kind: ReduceKind::Sum,
+                    value: p.result(),
+                }],
+                body: p,
+                stores: vec![],
+            }],
             stores: result_store(2, &e),
             epilogue: e,
             broadcast: Body::default(),
@@ -222,7 +228,7 @@ pub fn reduce_max_kernel() -> Kernel {
         DType::F32,
     );
     let mut e = Body::default();
-    let r = e.push(Expr::Reduced, DType::F32);
+    let r = e.push(Expr::Acc(0), DType::F32);
     let one = e.push(Expr::Const(1.0), DType::F32);
     e.push(Expr::Binary(BinaryOp::Sub, r, one), DType::F32);
     kernel(
@@ -230,9 +236,14 @@ pub fn reduce_max_kernel() -> Kernel {
         KernelOp::Reduce {
             in_shape: vec![2, 3, 4],
             axes: vec![0, 2],
-            kind: ReduceKind::Max,
-            prologue: p,
-            prologue_stores: vec![],
+            stages: vec![ReduceStage {
+                folds: vec![Fold {
+                    kind: ReduceKind::Max,
+                    value: p.result(),
+                }],
+                body: p,
+                stores: vec![],
+            }],
             stores: result_store(1, &e),
             epilogue: e,
             broadcast: Body::default(),
@@ -262,7 +273,7 @@ pub const MM: (usize, usize, usize, usize) = (2, 5, 3, 6); // batch, m, k, n
 /// The epilogue `acc` (identity) and its store into `arg`.
 pub fn identity_epilogue(arg: u32) -> (Body, Vec<Store>) {
     let mut e = Body::default();
-    e.push(Expr::Reduced, DType::F32);
+    e.push(Expr::Acc(0), DType::F32);
     let st = result_store(arg, &e);
     (e, st)
 }
