@@ -157,33 +157,80 @@ impl Plan {
 
     /// A readable table of the plan's kernels and stats.
     pub fn summary(&self) -> String {
+        use crate::kernel::KernelOp;
         let mut s = String::new();
         let st = &self.stats;
         let _ = writeln!(
             s,
-            "plan: {} kernels, {} dispatches/run, {} buffers, temp {} B, compile {:.2} ms",
+            "plan: {} kernels, {} dispatches/run, {} buffers; arena {} B vs {} B one-buffer-per-tensor; compile {:.2} ms",
             st.kernels,
             self.dispatch_count(),
             self.buffers.len(),
             st.temp_bytes,
+            st.naive_bytes,
             st.compile_ms
+        );
+        let passes: Vec<String> = st
+            .pass_ms
+            .iter()
+            .map(|(n, ms)| format!("{n} {ms:.2}"))
+            .collect();
+        let _ = writeln!(s, "passes (ms): {}", passes.join(", "));
+        let _ = writeln!(
+            s,
+            "  {:<5} {:<36} {:<34} {:>5} {:>6}",
+            "", "label", "kind", "nodes", "binds"
         );
         for (i, k) in self.kernels.iter().enumerate() {
             let what = match &k.op {
-                crate::kernel::KernelOp::Elementwise { shape, body, .. } => {
-                    format!("elementwise {shape:?} ({} exprs)", body.nodes.len())
-                }
-                crate::kernel::KernelOp::Reduce { in_shape, axes, .. } => {
-                    format!("reduce {in_shape:?} over {axes:?}")
-                }
-                crate::kernel::KernelOp::MatMul {
-                    batch, m, n, k: kk, ..
+                KernelOp::Elementwise {
+                    shape,
+                    body,
+                    stores,
                 } => {
-                    format!("matmul {batch}x[{m}x{kk}]x[{kk}x{n}]")
+                    format!(
+                        "elementwise {shape:?} {}e {}w",
+                        body.nodes.len(),
+                        stores.len()
+                    )
+                }
+                KernelOp::Reduce {
+                    in_shape,
+                    axes,
+                    stages,
+                    ..
+                } => {
+                    let folds: usize = stages.iter().map(|st| st.folds.len()).sum();
+                    format!("reduce {in_shape:?}/{axes:?} {}s {folds}f", stages.len())
+                }
+                KernelOp::MatMul {
+                    batch,
+                    m,
+                    n,
+                    k: kk,
+                    epilogue,
+                    ..
+                } => {
+                    format!("matmul {batch}x{m}x{kk}x{n} +{}e", epilogue.nodes.len())
                 }
             };
-            let _ = writeln!(s, "  k{i:<3} {:<40} {what}", k.label);
+            let _ = writeln!(
+                s,
+                "  k{i:<4} {:<36} {what:<34} {:>5} {:>6}",
+                truncate(&k.label, 36),
+                k.nodes.len(),
+                k.args.len()
+            );
         }
         s
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}…")
     }
 }
