@@ -268,7 +268,7 @@ fn bench_unit_circle(kind: DeviceKind, budget: f64, rows: &mut Vec<Row>) -> Res<
         "unit_circle",
         "mean step latency",
         format!("{step_us:.0} µs"),
-        "fit: batch gather + run + loss/metric read-back",
+        "fit epoch / steps (everything fit does per step)",
     ));
     compile_rows("unit_circle", &comp, rows);
     Ok(json!({
