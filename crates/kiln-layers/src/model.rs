@@ -4,7 +4,8 @@
 use crate::layers::{Layer, ParamSpec};
 use crate::{LayerError, Loss, Metric, Optimizer, Result};
 use kiln_ir::{autodiff, DType, Graph, NodeId};
-use kiln_opt::{compile, Backend, CompileOptions, Executable, HostTensor};
+use kiln_opt::cache::{compile_cached, CacheOutcome, PlanCache};
+use kiln_opt::{Backend, CompileOptions, Executable, HostTensor};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct Sequential {
     compiled: Option<Compiled>,
     plans: HashMap<(Mode, usize), Box<dyn Executable>>,
     weights_ready: bool,
+    cache: PlanCache,
+    cache_log: Vec<(Mode, usize, CacheOutcome)>,
 }
 
 /// Device variable accumulating the sample-weighted loss over a pass.
@@ -137,7 +140,21 @@ impl Sequential {
             compiled: None,
             plans: HashMap::new(),
             weights_ready: false,
+            cache: PlanCache::from_env(),
+            cache_log: vec![],
         }
+    }
+
+    /// Uses `cache` for compiled plans instead of the one configured by the environment
+    /// (`KILN_CACHE_DIR`, `KILN_CACHE=off`).
+    pub fn with_plan_cache(mut self, cache: PlanCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// How each plan of this model was obtained: `(mode, batch, hit or miss with reason)`.
+    pub fn plan_cache_log(&self) -> &[(Mode, usize, CacheOutcome)] {
+        &self.cache_log
     }
 
     /// Sets the seed of weight initialization and shuffling (before the first `compile`).
@@ -309,7 +326,14 @@ impl Sequential {
     fn plan(&mut self, mode: Mode, batch: usize) -> Result<&mut Box<dyn Executable>> {
         if !self.plans.contains_key(&(mode, batch)) {
             let g = self.graph(mode, batch)?;
-            let plan = compile(&g, &CompileOptions::default(), &self.device.limits())?;
+            let (plan, outcome) = compile_cached(
+                &g,
+                &CompileOptions::default(),
+                &self.device.limits(),
+                &self.device.fingerprint(),
+                &self.cache,
+            )?;
+            self.cache_log.push((mode, batch, outcome));
             let exe = self.device.load(Arc::new(plan))?;
             self.plans.insert((mode, batch), exe);
         }

@@ -168,6 +168,12 @@ pub trait Executable {
 pub trait Backend {
     /// Human-readable device description (adapter name, backend, type).
     fn describe(&self) -> String;
+    /// Everything about the device that can change a compiled plan or its validity (backend,
+    /// adapter, driver, library versions); part of the plan cache key. Defaults to
+    /// [`Backend::describe`].
+    fn fingerprint(&self) -> String {
+        self.describe()
+    }
     /// Limits the compiler must respect on this device.
     fn limits(&self) -> DeviceLimits;
     /// Prepares `plan` (buffers, pipelines, bind groups) and creates any variable it names

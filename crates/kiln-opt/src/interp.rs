@@ -312,6 +312,10 @@ impl Backend for CpuBackend {
         "cpu (kiln plan interpreter)".into()
     }
 
+    fn fingerprint(&self) -> String {
+        format!("kiln cpu interpreter {}", crate::codec::KILN_VERSION)
+    }
+
     fn limits(&self) -> DeviceLimits {
         if let Some(l) = &self.limits {
             return l.clone();

@@ -20,6 +20,8 @@
 //! - No buffer exceeds the device's storage binding limit (checked before any dispatch).
 
 pub mod backend;
+pub mod cache;
+pub mod codec;
 mod error;
 pub mod interp;
 pub mod kernel;

@@ -100,9 +100,12 @@ pub struct PlanStats {
     pub temp_bytes: u64,
     /// Bytes of all buffers if every tensor had its own buffer.
     pub naive_bytes: u64,
-    /// `(pass name, milliseconds)` in pipeline order.
+    /// `(pass name, milliseconds)` in pipeline order (not stored in plan files, which are
+    /// deterministic).
+    #[serde(skip)]
     pub pass_ms: Vec<(String, f64)>,
-    /// Total compile time in milliseconds.
+    /// Total compile time in milliseconds (not stored in plan files).
+    #[serde(skip)]
     pub compile_ms: f64,
     /// Where every temporary lives and when (the memory plan, for inspection and tests).
     pub allocations: Vec<Allocation>,

@@ -24,13 +24,18 @@ pub struct Range {
 }
 
 fn view_range(view: &View, shape: &[usize]) -> (usize, usize) {
-    let span: usize = view
+    // saturating: a corrupt plan must be rejected by range checks, never overflow
+    let span = view
         .strides
         .iter()
         .zip(shape)
-        .map(|(&s, &d)| s * d.saturating_sub(1))
-        .sum();
-    (view.offset, view.offset + span + 1)
+        .fold(0usize, |acc, (&s, &d)| {
+            acc.saturating_add(s.saturating_mul(d.saturating_sub(1)))
+        });
+    (
+        view.offset,
+        view.offset.saturating_add(span).saturating_add(1),
+    )
 }
 
 fn body_reads(body: &Body, shape: &[usize], bufs: &[u32], out: &mut Vec<Range>) {
@@ -38,7 +43,7 @@ fn body_reads(body: &Body, shape: &[usize], bufs: &[u32], out: &mut Vec<Range>) 
         if let Expr::Load { arg, view } = &n.expr {
             let (start, end) = view_range(view, shape);
             out.push(Range {
-                buffer: bufs[*arg as usize],
+                buffer: bufs.get(*arg as usize).copied().unwrap_or(u32::MAX),
                 start,
                 end,
             });
@@ -64,12 +69,12 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
     let mut reads = vec![];
     let mut writes = vec![];
     let stores = |stores: &[crate::kernel::Store], shape: &[usize], writes: &mut Vec<Range>| {
-        let n: usize = shape.iter().product();
+        let n = shape.iter().fold(1usize, |a, &d| a.saturating_mul(d));
         for s in stores {
             writes.push(Range {
-                buffer: bufs[s.arg as usize],
+                buffer: bufs.get(s.arg as usize).copied().unwrap_or(u32::MAX),
                 start: s.offset,
-                end: s.offset + n,
+                end: s.offset.saturating_add(n),
             });
         }
     };
@@ -78,6 +83,7 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             shape,
             body,
             stores: st,
+            ..
         } => {
             body_reads(body, shape, &bufs, &mut reads);
             stores(st, shape, &mut writes);
@@ -117,13 +123,15 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             ..
         } => {
             for (op, rows, cols) in [(a, *m, *k), (b, *k, *n)] {
-                let span = op.batch_stride * batch.saturating_sub(1)
-                    + op.row_stride * rows.saturating_sub(1)
-                    + op.col_stride * cols.saturating_sub(1);
+                let span = op
+                    .batch_stride
+                    .saturating_mul(batch.saturating_sub(1))
+                    .saturating_add(op.row_stride.saturating_mul(rows.saturating_sub(1)))
+                    .saturating_add(op.col_stride.saturating_mul(cols.saturating_sub(1)));
                 reads.push(Range {
-                    buffer: bufs[op.arg as usize],
+                    buffer: bufs.get(op.arg as usize).copied().unwrap_or(u32::MAX),
                     start: op.offset,
-                    end: op.offset + span + 1,
+                    end: op.offset.saturating_add(span).saturating_add(1),
                 });
             }
             let shape = [*batch, *m, *n];

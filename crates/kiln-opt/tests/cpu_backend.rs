@@ -85,3 +85,51 @@ fn random_graphs_match_the_reference() {
         }
     }
 }
+
+#[test]
+fn every_pass_preserves_the_graphs_values() {
+    use kiln_opt::passes::{
+        EliminateCommonSubexpressions, EliminateDeadNodes, FoldConstants, Pass, RewriteLogSoftmax,
+    };
+    let passes: [&dyn Pass; 4] = [
+        &FoldConstants,
+        &EliminateCommonSubexpressions,
+        &RewriteLogSoftmax,
+        &EliminateDeadNodes,
+    ];
+    let mut graphs: Vec<(kiln_ir::Graph, kiln_ir::eval::Feeds)> = (0..200)
+        .map(|s| kiln_opt::testing::random_graph(s, 20))
+        .collect();
+    graphs.extend(
+        kiln_opt::testing::composite_graphs()
+            .into_iter()
+            .map(|(_, g, f)| (g, f)),
+    );
+    for (i, (g, feeds)) in graphs.iter().enumerate() {
+        let want = kiln_ir::eval::run(g, feeds).unwrap();
+        for pass in passes {
+            let h = pass.run(g).unwrap();
+            kiln_ir::verify(&h)
+                .unwrap_or_else(|e| panic!("graph {i}: {} broke the graph: {e}", pass.name()));
+            let got = kiln_ir::eval::run(&h, feeds).unwrap();
+            for ((n, a), (_, b)) in got
+                .outputs
+                .iter()
+                .chain(&got.updates)
+                .zip(want.outputs.iter().chain(&want.updates))
+            {
+                // passes fold constants in f32, so compare under the f32 tolerance
+                kiln_ir::testing::Tolerance {
+                    rel: 1e-5,
+                    abs: 1e-6,
+                }
+                .check(
+                    &format!("graph {i}, {} changed {n}", pass.name()),
+                    &a.data,
+                    &b.data,
+                )
+                .unwrap();
+            }
+        }
+    }
+}

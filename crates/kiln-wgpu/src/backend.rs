@@ -135,9 +135,21 @@ impl WgpuBackend {
     }
 }
 
+/// The wgpu (and naga) release kiln is built against: the workspace pins `=30.0.1`. Part of
+/// the plan cache key through [`Backend::fingerprint`].
+pub const WGPU_VERSION: &str = "30.0.1";
+
 impl Backend for WgpuBackend {
     fn describe(&self) -> String {
         self.shared.gpu.describe()
+    }
+
+    fn fingerprint(&self) -> String {
+        let i = &self.shared.gpu.info;
+        format!(
+            "wgpu {WGPU_VERSION}; naga {WGPU_VERSION}; {} (vendor {:#x}, device {:#x}); driver {} {}; {:?} {:?}",
+            i.name, i.vendor, i.device, i.driver, i.driver_info, i.backend, i.device_type
+        )
     }
 
     fn limits(&self) -> DeviceLimits {
