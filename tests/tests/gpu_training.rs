@@ -1,6 +1,7 @@
 //! Training on the GPU: after the first epoch (plans compiled and loaded), further epochs
 //! create no buffers, and the GPU trains to the same numbers as the CPU interpreter.
 
+#[allow(dead_code)] // the linear model is not used here
 #[path = "../../examples/unit_circle/task.rs"]
 mod task;
 
