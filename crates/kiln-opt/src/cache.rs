@@ -158,7 +158,7 @@ impl PlanCache {
         }
         let dir = std::env::var_os("KILN_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("kiln").join("plans")));
+            .or_else(|| platform_cache_dir().map(|d| d.join("kiln").join("plans")));
         let max_mb = std::env::var("KILN_CACHE_MAX_MB")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -329,6 +329,19 @@ impl PlanCache {
             })
             .collect()
     }
+}
+
+/// The platform's per-user cache directory: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other
+/// Unix), `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
+pub fn platform_cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if cfg!(windows) {
+        return env("LOCALAPPDATA");
+    }
+    if cfg!(target_os = "macos") {
+        return env("HOME").map(|h| h.join("Library").join("Caches"));
+    }
+    env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
 }
 
 /// Writes `bytes` to `path` atomically: a unique temp file in the same directory, fsync,
