@@ -3,7 +3,8 @@
 use kiln_ir::{Graph, NodeId};
 
 /// An activation applied elementwise (softmax: over the last axis).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// Identity (Keras `linear`, the default).
     #[default]

@@ -3,7 +3,8 @@
 use kiln_ir::random::Rng;
 
 /// How a weight tensor is initialized.
-#[derive(Copy, Clone, Debug, PartialEq, Default)]
+#[derive(Copy, Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Initializer {
     /// All zeros (Keras default for biases).
     Zeros,

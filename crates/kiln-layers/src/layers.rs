@@ -37,6 +37,8 @@ pub trait Layer {
     fn activation(&self) -> Activation {
         Activation::Linear
     }
+    /// The layer as a serializable configuration (its hyper-parameters, not its weights).
+    fn config(&self) -> crate::io::LayerConfig;
     /// The layer's output before its final activation, and that activation: losses on
     /// softmax/sigmoid outputs use the logits directly (numerically stable, as Keras does).
     fn forward_logits(
@@ -104,6 +106,17 @@ impl Dense {
 impl Layer for Dense {
     fn kind(&self) -> &'static str {
         "Dense"
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Dense(crate::io::DenseConfig {
+            units: self.units,
+            activation: self.activation,
+            use_bias: self.use_bias,
+            input_dim: self.input_dim,
+            kernel_initializer: self.kernel_initializer,
+            bias_initializer: self.bias_initializer,
+        })
     }
 
     fn declared_input(&self) -> Option<Vec<usize>> {

@@ -19,21 +19,34 @@
 //! - Errors name the layer and the shapes, with a hint; user input never panics.
 
 mod activation;
+pub mod callbacks;
+pub mod datasets;
 mod error;
 mod init;
+pub mod io;
 pub mod layers;
 mod losses;
 mod model;
 mod optimizers;
+pub mod preprocessing;
+pub mod progress;
 
 pub use activation::Activation;
+pub use callbacks::{
+    Callback, CallbackContext, CsvLogger, EarlyStopping, FitParams, LambdaCallback,
+    ModelCheckpoint, MonitorMode, ReduceLrOnPlateau, TerminateOnNan,
+};
+pub use datasets::{Dataset, DatasetError, TextDataset};
 pub use error::{LayerError, Result};
 pub use init::Initializer;
+pub use io::{load_model, saved_variables, CompileConfig, DenseConfig, LayerConfig, ModelConfig};
 pub use kiln_opt::HostTensor;
 pub use layers::{Dense, Layer, ParamSpec};
 pub use losses::{Loss, Metric, EPSILON};
 pub use model::{Fit, History, Logs, Mode, Sequential};
 pub use optimizers::{
-    slot_name, Adadelta, Adagrad, Adam, Adamax, Nadam, Optimizer, RmsProp, Sgd,
+    slot_name, Adadelta, Adagrad, Adam, Adamax, Nadam, Optimizer, OptimizerConfig, RmsProp, Sgd,
     ITERATIONS_VARIABLE, LR_VARIABLE, NADAM_SCHEDULE_VARIABLE,
 };
+pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
+pub use progress::{ProgressBar, Verbosity};

@@ -8,13 +8,16 @@ use kiln_ir::{BinaryOp, Graph, NodeId};
 pub const EPSILON: f64 = 1e-7;
 
 /// A training loss; the model minimizes its mean over the batch.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// `mean((y - p)², axis=-1)`
+    #[serde(rename = "mse")]
     MeanSquaredError,
     /// `-mean(y log p + (1 - y) log(1 - p), axis=-1)`, `p` clipped.
+    #[serde(rename = "binary_crossentropy")]
     BinaryCrossentropy,
     /// `-sum(y log p, axis=-1)`, `p` normalized to sum 1 and clipped.
+    #[serde(rename = "categorical_crossentropy")]
     CategoricalCrossentropy,
 }
 
@@ -154,7 +157,8 @@ impl Loss {
 }
 
 /// A metric reported during training and evaluation.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Keras `accuracy`: binary accuracy for binary crossentropy or one output, else
     /// categorical accuracy.

@@ -1,15 +1,16 @@
 //! `Sequential`: a stack of layers compiled into plans (one per mode and batch size) and run
 //! through a [`Backend`].
 
+use crate::callbacks::{Callback, CallbackContext, FitParams};
 use crate::layers::{Layer, ParamSpec};
-use crate::{LayerError, Loss, Metric, Optimizer, Result};
+use crate::progress::{ProgressBar, Verbosity};
+use crate::{LayerError, Loss, Metric, Optimizer, Result, LR_VARIABLE};
 use kiln_ir::{autodiff, DType, Graph, NodeId};
 use kiln_opt::cache::{compile_cached, CacheOutcome, PlanCache};
 use kiln_opt::{Backend, CompileOptions, Executable, HostTensor};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Which graph a plan runs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,8 +49,11 @@ pub struct Fit {
     pub batch_size: usize,
     /// Reshuffle the training samples every epoch (default true).
     pub shuffle: bool,
-    /// Print a progress line per epoch (default true).
+    /// Print progress (default true); `false` silences every [`Verbosity`].
     pub verbose: bool,
+    /// Progress style when `verbose` (Keras `verbose`: `Verbosity::from(0 | 1 | 2)`); the
+    /// default `Auto` is the progress bar.
+    pub verbosity: Verbosity,
     /// Held-out data evaluated after every epoch.
     pub validation_data: Option<(HostTensor, HostTensor)>,
     /// Fraction of the (unshuffled) training data, taken from its end, held out instead.
@@ -63,38 +67,46 @@ impl Default for Fit {
             batch_size: 32,
             shuffle: true,
             verbose: true,
+            verbosity: Verbosity::Auto,
             validation_data: None,
             validation_split: 0.0,
         }
     }
 }
 
-struct Entry {
-    name: String,
-    layer: Box<dyn Layer>,
-    input: Vec<usize>,
-    output: Vec<usize>,
-    params: Vec<ParamSpec>,
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) layer: Box<dyn Layer>,
+    pub(crate) input: Vec<usize>,
+    pub(crate) output: Vec<usize>,
+    pub(crate) params: Vec<ParamSpec>,
 }
 
-struct Compiled {
-    loss: Loss,
-    optimizer: Box<dyn Optimizer>,
+pub(crate) struct Compiled {
+    pub(crate) loss: Loss,
+    pub(crate) optimizer: Box<dyn Optimizer>,
     /// (name shown in logs, resolved metric)
-    metrics: Vec<(&'static str, Metric)>,
+    pub(crate) metrics: Vec<(&'static str, Metric)>,
+    /// The metrics as given to `compile` (for the saved configuration).
+    pub(crate) requested: Vec<Metric>,
 }
 
 /// A linear stack of layers (Keras `Sequential`), bound to a device.
 pub struct Sequential {
-    device: Box<dyn Backend>,
-    layers: Vec<Entry>,
+    pub(crate) device: Box<dyn Backend>,
+    pub(crate) layers: Vec<Entry>,
     name_counts: HashMap<&'static str, usize>,
-    seed: u64,
-    compiled: Option<Compiled>,
+    pub(crate) seed: u64,
+    pub(crate) compiled: Option<Compiled>,
     plans: HashMap<(Mode, usize), Box<dyn Executable>>,
     weights_ready: bool,
     cache: PlanCache,
     cache_log: Vec<(Mode, usize, CacheOutcome)>,
+    /// Host copy of the learning-rate variable (known after `compile`, kept by
+    /// `set_learning_rate`), so reading it costs no device round trip.
+    lr: Option<f32>,
+    /// How many times `set_learning_rate` was called (to tell whether a fit changed it).
+    lr_changes: u64,
 }
 
 /// Device variable accumulating the sample-weighted loss over a pass.
@@ -142,6 +154,8 @@ impl Sequential {
             weights_ready: false,
             cache: PlanCache::from_env(),
             cache_log: vec![],
+            lr: None,
+            lr_changes: 0,
         }
     }
 
@@ -169,7 +183,12 @@ impl Sequential {
     }
 
     /// Appends a layer, checking that it fits the previous layer's output.
-    pub fn add(&mut self, mut layer: impl Layer + 'static) -> Result<()> {
+    pub fn add(&mut self, layer: impl Layer + 'static) -> Result<()> {
+        self.add_boxed(Box::new(layer))
+    }
+
+    /// [`Sequential::add`] for a boxed layer (e.g. one rebuilt from a configuration).
+    pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
         let kind = layer.kind();
         let count = self.name_counts.get(kind).copied().unwrap_or(0) + 1;
         let name = format!("{}_{}", kind.to_lowercase(), count);
@@ -187,7 +206,7 @@ impl Sequential {
         self.name_counts.insert(kind, count);
         self.layers.push(Entry {
             name,
-            layer: Box::new(layer),
+            layer,
             input,
             output,
             params,
@@ -214,6 +233,17 @@ impl Sequential {
         optimizer: impl Optimizer + 'static,
         metrics: &[Metric],
     ) -> Result<()> {
+        self.compile_boxed(loss, Box::new(optimizer), metrics)
+    }
+
+    /// [`Sequential::compile`] with a boxed optimizer (e.g. one rebuilt from a
+    /// configuration).
+    pub fn compile_boxed(
+        &mut self,
+        loss: Loss,
+        optimizer: Box<dyn Optimizer>,
+        metrics: &[Metric],
+    ) -> Result<()> {
         let outputs = self
             .output_shape()
             .ok_or_else(|| {
@@ -221,13 +251,18 @@ impl Sequential {
             })?
             .iter()
             .product();
+        self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device
                 .write_param(&name, &HostTensor::f32([], vec![v])?)?;
+            if name == LR_VARIABLE {
+                self.lr = Some(v);
+            }
         }
         self.compiled = Some(Compiled {
             loss,
-            optimizer: Box::new(optimizer),
+            optimizer,
+            requested: metrics.to_vec(),
             metrics: metrics
                 .iter()
                 .map(|m| (m.name(), m.resolve(loss, outputs)))
@@ -379,29 +414,41 @@ impl Sequential {
         Ok(())
     }
 
-    /// Runs `mode` over `idx` in batches; returns (sample-weighted mean loss, metric means).
-    /// Nothing is read back per batch: the plans accumulate on the device and the host reads
-    /// the accumulators once at the end.
-    fn run_batches(
-        &mut self,
-        mode: Mode,
-        x: &HostTensor,
-        y: &HostTensor,
-        idx: &[usize],
-        batch: usize,
-    ) -> Result<Logs> {
+    /// Zeroes the loss and metric accumulators on the device.
+    fn reset_accumulators(&mut self) -> Result<()> {
         let nm = self.compiled.as_ref().map(|c| c.metrics.len()).unwrap_or(0);
         let zero = HostTensor::f32([], vec![0.0])?;
         self.device.write_param(LOSS_ACCUMULATOR, &zero)?;
         for i in 0..nm {
             self.device.write_param(&metric_accumulator(i), &zero)?;
         }
-        for chunk in idx.chunks(batch.max(1)) {
-            let xb = gather_rows(x, chunk);
-            let yb = gather_rows(y, chunk);
-            self.plan(mode, chunk.len())?.run(&[&xb, &yb])?;
+        Ok(())
+    }
+
+    /// Runs one step of `mode` on rows `idx` of `(x, y)` (all of them, uncopied, for `None`).
+    fn run_step(
+        &mut self,
+        mode: Mode,
+        x: &HostTensor,
+        y: &HostTensor,
+        idx: Option<&[usize]>,
+    ) -> Result<()> {
+        match idx {
+            Some(chunk) => {
+                let xb = gather_rows(x, chunk);
+                let yb = gather_rows(y, chunk);
+                self.plan(mode, chunk.len())?.run(&[&xb, &yb])?;
+            }
+            None => {
+                self.plan(mode, rows(x))?.run(&[x, y])?;
+            }
         }
-        let n = idx.len().max(1) as f64;
+        Ok(())
+    }
+
+    /// Reads the accumulators (waits for the device) as means over `n` samples.
+    pub(crate) fn read_accumulators(&mut self, n: usize) -> Result<Logs> {
+        let n = n.max(1) as f64;
         let mut logs = Logs::new();
         logs.insert(
             "loss".into(),
@@ -419,14 +466,126 @@ impl Sequential {
         Ok(logs)
     }
 
-    /// Trains the model (Keras `fit`); returns the per-epoch history.
-    pub fn fit(&mut self, x: &HostTensor, y: &HostTensor, opts: Fit) -> Result<History> {
-        self.check_xy(x, Some(y))?;
-        if self.compiled.is_none() {
-            return Err(LayerError::Usage(
-                "call compile(loss, optimizer, metrics) before fit".into(),
-            ));
+    /// Runs `mode` over `idx` in batches; returns (sample-weighted mean loss, metric means).
+    /// Nothing is read back per batch: the plans accumulate on the device and the host reads
+    /// the accumulators once at the end.
+    fn run_batches(
+        &mut self,
+        mode: Mode,
+        x: &HostTensor,
+        y: &HostTensor,
+        idx: &[usize],
+        batch: usize,
+    ) -> Result<Logs> {
+        self.reset_accumulators()?;
+        for chunk in idx.chunks(batch.max(1)) {
+            self.run_step(mode, x, y, Some(chunk))?;
         }
+        self.read_accumulators(idx.len())
+    }
+
+    fn check_compiled(&self, what: &str) -> Result<()> {
+        if self.compiled.is_none() {
+            return Err(LayerError::Usage(format!(
+                "call compile(loss, optimizer, metrics) before {what}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The learning rate (the device variable [`LR_VARIABLE`]). Known on the host after
+    /// `compile` and after [`Sequential::set_learning_rate`]; otherwise read from the device.
+    pub fn learning_rate(&mut self) -> Result<f32> {
+        self.check_compiled("learning_rate")?;
+        if let Some(lr) = self.lr {
+            return Ok(lr);
+        }
+        let lr = self.device.read_param(LR_VARIABLE)?.to_f32()[0];
+        self.lr = Some(lr);
+        Ok(lr)
+    }
+
+    /// Writes the learning-rate variable; the compiled training plans read it, so the next
+    /// step uses it without recompiling (Keras `optimizer.learning_rate.assign`).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        self.check_compiled("set_learning_rate")?;
+        self.device
+            .write_param(LR_VARIABLE, &HostTensor::f32([], vec![lr])?)?;
+        self.lr = Some(lr);
+        self.lr_changes += 1;
+        Ok(())
+    }
+
+    /// Reads the device variable `name` (a weight `dense_1/kernel`, [`LR_VARIABLE`], an
+    /// optimizer slot, an accumulator...); waits for the device.
+    pub fn read_variable(&mut self, name: &str) -> Result<HostTensor> {
+        Ok(self.device.read_param(name)?)
+    }
+
+    /// One training step on the whole of `(x, y)` as a single batch (Keras
+    /// `train_on_batch`): returns the batch's loss and metrics, computed before the update.
+    /// Reads them back, so it waits for the device.
+    pub fn train_on_batch(&mut self, x: &HostTensor, y: &HostTensor) -> Result<Logs> {
+        self.on_batch(Mode::Train, x, y)
+    }
+
+    /// Loss and metrics of `(x, y)` as a single batch, without updating (Keras
+    /// `test_on_batch`). Reads them back.
+    pub fn test_on_batch(&mut self, x: &HostTensor, y: &HostTensor) -> Result<Logs> {
+        self.on_batch(Mode::Evaluate, x, y)
+    }
+
+    fn on_batch(&mut self, mode: Mode, x: &HostTensor, y: &HostTensor) -> Result<Logs> {
+        self.check_xy(x, Some(y))?;
+        self.check_compiled(if mode == Mode::Train {
+            "train_on_batch"
+        } else {
+            "test_on_batch"
+        })?;
+        if rows(x) == 0 {
+            return Err(LayerError::Data("empty batch".into()));
+        }
+        self.reset_accumulators()?;
+        self.run_step(mode, x, y, None)?;
+        self.read_accumulators(rows(x))
+    }
+
+    /// Model outputs for `x` as a single batch (Keras `predict_on_batch`).
+    pub fn predict_on_batch(&mut self, x: &HostTensor) -> Result<HostTensor> {
+        self.check_xy(x, None)?;
+        self.init_weights()?;
+        let n = rows(x);
+        if n == 0 {
+            return Err(LayerError::Data("empty batch".into()));
+        }
+        let r = self.plan(Mode::Predict, n)?.run(&[x])?;
+        let mut dims = vec![n];
+        dims.extend(self.output_shape().unwrap_or(&[]));
+        Ok(HostTensor::f32(dims, r[0].to_f32())?)
+    }
+
+    /// Trains the model (Keras `fit`); returns the per-epoch history. Same as
+    /// [`Sequential::fit_with_callbacks`] with no callbacks.
+    pub fn fit(&mut self, x: &HostTensor, y: &HostTensor, opts: Fit) -> Result<History> {
+        self.fit_with_callbacks(x, y, opts, &mut [])
+    }
+
+    /// Trains the model calling `callbacks` (Keras `fit(..., callbacks=[...])`), after the
+    /// progress bar when `opts.verbose`. The callbacks stay the caller's, so their state
+    /// (`EarlyStopping::stopped_epoch`...) can be read afterwards.
+    ///
+    /// The history holds, per epoch, the training loss and metrics (means over the epoch's
+    /// samples), `val_*` with validation data, whatever callbacks add to the logs, and `lr`
+    /// (the learning rate of each epoch) when a callback changed it during the fit.
+    pub fn fit_with_callbacks(
+        &mut self,
+        x: &HostTensor,
+        y: &HostTensor,
+        opts: Fit,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
+        self.check_xy(x, Some(y))?;
+        self.check_compiled("fit")?;
         if opts.batch_size == 0 {
             return Err(LayerError::Data("batch_size must be at least 1".into()));
         }
@@ -446,59 +605,98 @@ impl Sequential {
         if n_train == 0 {
             return Err(LayerError::Data("no training samples".into()));
         }
+        let verbosity = opts.verbosity.resolve(opts.verbose);
+        let mut bar = (verbosity != Verbosity::Silent).then(|| ProgressBar::new(verbosity));
+        let seed = self.seed;
+        let lr_changes = self.lr_changes;
+        let mut ctx = CallbackContext::new(self);
+        ctx.params = FitParams {
+            epochs: opts.epochs,
+            steps: n_train.div_ceil(opts.batch_size),
+            samples: n_train,
+            verbosity,
+        };
+        // The progress bar first, then the caller's callbacks (Keras's order).
+        let mut each =
+            |ctx: &mut CallbackContext<'_>,
+             f: &mut dyn FnMut(&mut dyn Callback, &mut CallbackContext<'_>) -> Result<()>|
+             -> Result<()> {
+                if let Some(b) = &mut bar {
+                    f(b, ctx)?;
+                }
+                for cb in callbacks.iter_mut() {
+                    f(&mut **cb, ctx)?;
+                }
+                Ok(())
+            };
         let mut history = History::default();
+        // The learning rate of each epoch, as the host knows it (no device read).
+        let mut epoch_lr: Vec<f64> = vec![];
+        let mut last = Logs::new();
         let mut order: Vec<usize> = (0..n_train).collect();
+        each(&mut ctx, &mut |cb, ctx| cb.on_train_begin(ctx))?;
         for epoch in 0..opts.epochs {
-            let t = Instant::now();
             if opts.shuffle {
                 kiln_ir::random::Rng::new(kiln_ir::random::mix64(
-                    self.seed ^ 0x5eed ^ ((epoch as u64) << 20),
+                    seed ^ 0x5eed ^ ((epoch as u64) << 20),
                 ))
                 .shuffle(&mut order);
             }
-            let mut logs = self.run_batches(Mode::Train, x, y, &order, opts.batch_size)?;
+            ctx.seen = 0;
+            ctx.steps_run = 0;
+            ctx.latest = None;
+            ctx.model.reset_accumulators()?;
+            each(&mut ctx, &mut |cb, ctx| cb.on_epoch_begin(ctx, epoch))?;
+            for (b, chunk) in order.chunks(opts.batch_size).enumerate() {
+                each(&mut ctx, &mut |cb, ctx| cb.on_batch_begin(ctx, b))?;
+                ctx.model.run_step(Mode::Train, x, y, Some(chunk))?;
+                ctx.seen += chunk.len();
+                ctx.steps_run += 1;
+                ctx.latest = None;
+                each(&mut ctx, &mut |cb, ctx| cb.on_batch_end(ctx, b))?;
+                if ctx.stop {
+                    break;
+                }
+            }
+            let mut logs = ctx.model.read_accumulators(ctx.seen)?;
+            epoch_lr.push(ctx.model.lr.map_or(f64::NAN, f64::from));
             if let Some((vx, vy, vidx)) = &val {
-                let vl = self.run_batches(Mode::Evaluate, vx, vy, vidx, opts.batch_size)?;
+                let vl = ctx
+                    .model
+                    .run_batches(Mode::Evaluate, vx, vy, vidx, opts.batch_size)?;
                 for (k, v) in vl {
                     logs.insert(format!("val_{k}"), v);
                 }
             }
+            each(&mut ctx, &mut |cb, ctx| {
+                cb.on_epoch_end(ctx, epoch, &mut logs)
+            })?;
+            if ctx.model.lr_changes != lr_changes && !logs.contains_key("lr") {
+                logs.insert("lr".into(), epoch_lr[epoch]);
+            }
+            if logs.contains_key("lr") && !history.history.contains_key("lr") {
+                // The learning rate became interesting this epoch: earlier epochs had the
+                // values the host knew then.
+                history
+                    .history
+                    .insert("lr".into(), epoch_lr[..epoch].to_vec());
+            }
             for (k, v) in &logs {
                 history.history.entry(k.clone()).or_default().push(*v);
             }
-            if opts.verbose {
-                let steps = n_train.div_ceil(opts.batch_size);
-                let mut line = format!(
-                    "Epoch {}/{} - {steps}/{steps} - {:.2}s",
-                    epoch + 1,
-                    opts.epochs,
-                    t.elapsed().as_secs_f64()
-                );
-                let mut keys: Vec<&String> = logs.keys().collect();
-                keys.sort_by_key(|k| {
-                    (
-                        k.starts_with("val_"),
-                        *k != "loss" && *k != "val_loss",
-                        (*k).clone(),
-                    )
-                });
-                for k in keys {
-                    let _ = write!(line, " - {k}: {:.4}", logs[k]);
-                }
-                println!("{line}");
+            last = logs;
+            if ctx.stop {
+                break;
             }
         }
+        each(&mut ctx, &mut |cb, ctx| cb.on_train_end(ctx, &last))?;
         Ok(history)
     }
 
     /// Loss and metrics on `(x, y)` (Keras `evaluate`).
     pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
         self.check_xy(x, Some(y))?;
-        if self.compiled.is_none() {
-            return Err(LayerError::Usage(
-                "call compile(loss, optimizer, metrics) before evaluate".into(),
-            ));
-        }
+        self.check_compiled("evaluate")?;
         let idx: Vec<usize> = (0..rows(x)).collect();
         self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
     }

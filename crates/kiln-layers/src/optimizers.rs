@@ -31,6 +31,45 @@ pub trait Optimizer {
     fn hyper_params(&self) -> Vec<(String, f32)>;
     /// Appends the update of every `(param, grad)` pair as assignments on `g`.
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()>;
+    /// The optimizer as a serializable configuration (saved with the model).
+    fn config(&self) -> OptimizerConfig;
+}
+
+/// Every optimizer as data, with Keras's class names: what `to_json` and `save` store.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "class_name", content = "config")]
+pub enum OptimizerConfig {
+    /// [`Sgd`]
+    #[serde(rename = "SGD")]
+    Sgd(Sgd),
+    /// [`RmsProp`]
+    #[serde(rename = "RMSprop")]
+    RmsProp(RmsProp),
+    /// [`Adam`]
+    Adam(Adam),
+    /// [`Adagrad`]
+    Adagrad(Adagrad),
+    /// [`Adadelta`]
+    Adadelta(Adadelta),
+    /// [`Adamax`]
+    Adamax(Adamax),
+    /// [`Nadam`]
+    Nadam(Nadam),
+}
+
+impl OptimizerConfig {
+    /// The optimizer this configuration describes.
+    pub fn build(self) -> Box<dyn Optimizer> {
+        match self {
+            OptimizerConfig::Sgd(o) => Box::new(o),
+            OptimizerConfig::RmsProp(o) => Box::new(o),
+            OptimizerConfig::Adam(o) => Box::new(o),
+            OptimizerConfig::Adagrad(o) => Box::new(o),
+            OptimizerConfig::Adadelta(o) => Box::new(o),
+            OptimizerConfig::Adamax(o) => Box::new(o),
+            OptimizerConfig::Nadam(o) => Box::new(o),
+        }
+    }
 }
 
 /// Name of the learning-rate variable.
@@ -101,7 +140,7 @@ fn power(g: &mut Graph, c: NodeId, t: NodeId) -> Result<NodeId> {
 ///
 /// Whether momentum is used is decided when the graph is built; its value is a device
 /// variable (`optimizer/momentum`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     /// Learning rate (default 0.01).
     pub learning_rate: f32,
@@ -148,6 +187,10 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Sgd(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "sgd"
     }
@@ -194,7 +237,7 @@ impl Optimizer for Sgd {
 
 /// RMSprop (Keras `RMSprop`, not centered, no momentum): with the mean square `a` (slot
 /// `rms`), `a <- rho * a + (1 - rho) * g²`, `w <- w - lr * g / (sqrt(a) + epsilon)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RmsProp {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -237,6 +280,10 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::RmsProp(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "rmsprop"
     }
@@ -273,7 +320,7 @@ impl Optimizer for RmsProp {
 /// Adam (Keras `Adam`, no amsgrad). With `t` the step count after this step, slots `m` and
 /// `v`: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g²`,
 /// `lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)`, `w <- w - lr_t m / (sqrt(v) + epsilon)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -328,6 +375,10 @@ fn betas_hyper(lr: f32, b1: f32, b2: f32) -> Vec<(String, f32)> {
 }
 
 impl Optimizer for Adam {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Adam(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "adam"
     }
@@ -377,7 +428,7 @@ impl Optimizer for Adam {
 ///
 /// The device variable `optimizer/<param>/accumulator` holds `acc - initial_accumulator_value`
 /// (so that it starts at zero like every new variable).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adagrad {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -414,6 +465,10 @@ impl Adagrad {
 }
 
 impl Optimizer for Adagrad {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Adagrad(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "adagrad"
     }
@@ -448,7 +503,7 @@ impl Optimizer for Adagrad {
 /// `accum_grad <- rho accum_grad + (1 - rho) g²`,
 /// `u = sqrt(accum_var + epsilon) / sqrt(accum_grad + epsilon) * g`,
 /// `accum_var <- rho accum_var + (1 - rho) u²`, `w <- w - lr u`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adadelta {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -485,6 +540,10 @@ impl Adadelta {
 }
 
 impl Optimizer for Adadelta {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Adadelta(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "adadelta"
     }
@@ -529,7 +588,7 @@ impl Optimizer for Adadelta {
 /// Adamax (Keras `Adamax`): with `t` the step count after this step, slots `m` and `u`:
 /// `m <- b1 m + (1 - b1) g`, `u <- max(b2 u, |g|)`,
 /// `w <- w - lr / (1 - b1^t) * m / (u + epsilon)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adamax {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -563,6 +622,10 @@ impl Adamax {
 }
 
 impl Optimizer for Adamax {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Adamax(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "adamax"
     }
@@ -613,7 +676,7 @@ pub const NADAM_SCHEDULE_VARIABLE: &str = "optimizer/m_schedule";
 /// `w <- w - lr m_bar / (sqrt(v / (1 - b2^t)) + epsilon)`.
 ///
 /// The schedule product is one scalar variable, `optimizer/m_schedule`, holding `ms - 1`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Nadam {
     /// Learning rate (default 0.001).
     pub learning_rate: f32,
@@ -657,6 +720,10 @@ fn nadam_mu(g: &mut Graph, b1: NodeId, step: NodeId) -> Result<NodeId> {
 }
 
 impl Optimizer for Nadam {
+    fn config(&self) -> OptimizerConfig {
+        OptimizerConfig::Nadam(self.clone())
+    }
+
     fn name(&self) -> &'static str {
         "nadam"
     }

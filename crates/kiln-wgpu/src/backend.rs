@@ -228,3 +228,43 @@ pub fn test_backend() -> Option<WgpuBackend> {
         Err(e) => panic!("KILN_REQUIRE_GPU=1 or device failure: {e}"),
     }
 }
+
+/// One adapter wgpu can see, for `kiln devices`.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    /// `name (backend, type, driver ...)`.
+    pub description: String,
+    /// Storage buffers per shader stage.
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Largest storage binding in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer_size: u64,
+    /// Largest workgroup (invocations).
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Optional features the adapter offers.
+    pub features: String,
+}
+
+/// Every adapter on the backends wgpu would use (`WGPU_BACKEND` or all primary ones).
+pub fn list_adapters() -> Vec<AdapterReport> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(|a| {
+            let l = a.limits();
+            AdapterReport {
+                description: crate::device::describe_adapter(&a.get_info()),
+                max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                features: format!("{:?}", a.features()),
+            }
+        })
+        .collect()
+}

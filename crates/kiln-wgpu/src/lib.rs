@@ -63,7 +63,7 @@ mod executor;
 pub mod validate;
 pub mod wgsl;
 
-pub use backend::{test_backend, WgpuBackend};
+pub use backend::{list_adapters, test_backend, AdapterReport, WgpuBackend};
 pub use codegen::{kernel_source, kernel_wgsl, KernelSource};
 pub use device::{Gpu, WgpuError};
 pub use executor::WgpuExecutable;

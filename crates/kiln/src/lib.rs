@@ -20,6 +20,7 @@ pub use kiln_ir as ir;
 pub use kiln_layers::*;
 pub use kiln_opt as opt;
 pub use kiln_wgpu as gpu;
+pub mod npy;
 
 pub use kiln_opt::{Backend, HostData};
 
