@@ -334,7 +334,11 @@ impl PlanCache {
 /// The platform's per-user cache directory: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other
 /// Unix), `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
 pub fn platform_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if cfg!(windows) {
         return env("LOCALAPPDATA");
     }

@@ -260,7 +260,7 @@ pub fn list_adapters() -> Vec<AdapterReport> {
             AdapterReport {
                 description: crate::device::describe_adapter(&a.get_info()),
                 max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
-                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
                 max_buffer_size: l.max_buffer_size,
                 max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
                 features: format!("{:?}", a.features()),
