@@ -191,15 +191,19 @@ impl MatMulVariant {
     }
 
     /// The launch of a `[batch, m, n]` product: `(tile, workgroup_size, threads)`, the
-    /// contract with the library shaders (`shaders/matmul_register.wgsl`,
-    /// `shaders/matmul_tiled.wgsl`). Register-blocked: each thread computes an 8x8 block.
-    /// Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16 threads of 4x4);
-    /// the workgroup index is `thread / 256`.
+    /// contract with the library shaders (`shaders/matmul_register.wgsl` and
+    /// `shaders/matmul_subgroup.wgsl`, `shaders/matmul_tiled.wgsl`). Register-blocked: each
+    /// group of 8 threads (`thread / 8`; one subgroup where the device has subgroups of 8)
+    /// computes a 32x32 patch, tile `[32, 4]` (32 rows by 4 columns per thread), 64-thread
+    /// workgroups. Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16
+    /// threads of 4x4); the workgroup index is `thread / 256`.
     pub fn launch(self, batch: usize, m: usize, n: usize) -> ([u32; 2], u32, u64) {
         match self {
-            MatMulVariant::RegisterBlocked => {
-                ([8, 8], 64, (batch * m.div_ceil(8) * n.div_ceil(8)) as u64)
-            }
+            MatMulVariant::RegisterBlocked => (
+                [32, 4],
+                64,
+                (batch * m.div_ceil(32) * n.div_ceil(32) * 8) as u64,
+            ),
             MatMulVariant::WorkgroupTiled => (
                 [4, 4],
                 256,
@@ -212,8 +216,9 @@ impl MatMulVariant {
 /// What a kernel computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum KernelOp {
-    /// One thread per element of `shape`; evaluates `body` at that index and performs
-    /// `stores`.
+    /// One work item per `vector` consecutive (row-major) elements of `shape`; evaluates
+    /// `body` at each of them and performs `stores`. `Kernel::threads` is the number of work
+    /// items, `numel / vector`.
     Elementwise {
         /// Iteration shape.
         shape: Vec<usize>,
@@ -221,6 +226,12 @@ pub enum KernelOp {
         body: Body,
         /// Writes, each over `shape`.
         stores: Vec<Store>,
+        /// Elements per work item: 1, or 4 when the kernel is vectorizable (see
+        /// [`elementwise_vector`]): a backend may then evaluate the body on 4-wide vectors,
+        /// reading every load either as one aligned 4-element vector or as a splat of one
+        /// element, and writing every store as one aligned 4-element vector. The semantics
+        /// are those of `vector == 1` (the CPU interpreter ignores the width).
+        vector: u32,
     },
     /// One thread per element of the output shape (`in_shape` with `axes` set to 1). The
     /// thread runs its `stages` in order; each stage visits every reduced element (the input
@@ -314,8 +325,48 @@ pub struct Kernel {
     pub args: Vec<Arg>,
     /// Threads per workgroup (1-D).
     pub workgroup_size: u32,
-    /// Total threads needed (the executor's bounds check).
+    /// Threads needed, one per work item (the executor's bounds check): elements, or
+    /// `vector`-element groups, of an elementwise kernel; output elements of a reduce
+    /// kernel; register blocks of a matmul.
     pub threads: u64,
     /// IR node indices this kernel computes (its fusion group).
     pub nodes: Vec<u32>,
+}
+
+/// The vector width of an elementwise kernel over `shape` with this `body` and `stores`: 4
+/// when every element group `4w..4w+4` (row-major) shares all outer indices and can be read
+/// and written as aligned 4-element vectors, else 1. With `inner` the last axis whose extent
+/// is not 1: `shape[inner]` (hence the element count) is a multiple of 4; every load either
+/// has stride 1 on `inner`, its offset and its strides on the other non-unit axes being
+/// multiples of 4 (an aligned vector), or stride 0 on `inner` (a splat of one element); every
+/// store's offset is a multiple of 4.
+pub fn elementwise_vector(shape: &[usize], body: &Body, stores: &[Store]) -> u32 {
+    const W: usize = 4;
+    let Some(inner) = shape.iter().rposition(|&d| d > 1) else {
+        return 1; // one element
+    };
+    if !shape[inner].is_multiple_of(W) {
+        return 1;
+    }
+    let loads_ok = body.nodes.iter().all(|n| match &n.expr {
+        Expr::Load { view, .. } => match view.strides.get(inner) {
+            Some(0) => true,
+            Some(1) => {
+                view.offset.is_multiple_of(W)
+                    && view
+                        .strides
+                        .iter()
+                        .zip(shape)
+                        .enumerate()
+                        .all(|(d, (&s, &e))| d == inner || e == 1 || s.is_multiple_of(W))
+            }
+            _ => false,
+        },
+        _ => true,
+    });
+    if loads_ok && stores.iter().all(|s| s.offset.is_multiple_of(W)) {
+        W as u32
+    } else {
+        1
+    }
 }

@@ -75,10 +75,15 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     let t0 = Instant::now();
     kiln_ir::verify(graph)?;
     let mut pass_ms = Vec::new();
-    let pipeline: [&dyn Pass; 5] = [
+    // at most 4 passes over the reduced elements per kernel (3 fold stages + broadcast)
+    let split = passes::SplitLongReductions {
+        max_count: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
+    };
+    let pipeline: [&dyn Pass; 6] = [
         &passes::FoldConstants,
         &passes::EliminateCommonSubexpressions,
         &passes::RewriteLogSoftmax,
+        &split,
         &passes::EliminateDeadNodes,
         &passes::FoldConstants,
     ];

@@ -250,3 +250,104 @@ fn match_log_softmax(g: &Graph, n: &Node) -> Option<(NodeId, NodeId, kiln_ir::Sh
         _ => None,
     }
 }
+
+/// Splits every reduction over more than `max_count` elements into two nested reductions
+/// (the reduced elements, moved last and merged, are factored as `a x b` with `b <= max_count`;
+/// then `b` is reduced, then `a`), so no kernel loops longer than the device allows
+/// ([`crate::DeviceLimits::max_loop_iterations`]; llvmpipe silently stops loops at 65,535
+/// iterations). A count with no usable factor is left alone; lowering then refuses it with a
+/// typed error rather than computing a wrong result.
+pub struct SplitLongReductions {
+    /// Largest number of elements one reduction may fold.
+    pub max_count: usize,
+}
+
+impl Pass for SplitLongReductions {
+    fn name(&self) -> &'static str {
+        "SplitLongReductions"
+    }
+
+    fn run(&self, g: &Graph) -> Result<Graph> {
+        let mut err = None;
+        let out = rebuild(g, |out, n| {
+            if let Op::Reduce { op, axes } = &n.op {
+                let count: usize = axes.iter().map(|&a| out.shape(n.inputs[0]).0[a]).product();
+                if count > self.max_count {
+                    let name = n.name.clone();
+                    match out.scoped(&name, |o| {
+                        split_reduce(o, n.inputs[0], *op, axes, self.max_count)
+                    }) {
+                        Ok(Some(id)) => return id,
+                        Ok(None) => {}
+                        Err(e) => err = Some(e),
+                    }
+                }
+            }
+            out.push_unchecked(n.clone())
+        });
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The largest divisor of `c` that is at most `max` (1 when there is none above 1).
+fn largest_divisor_at_most(c: usize, max: usize) -> usize {
+    (1..=max.min(c))
+        .rev()
+        .find(|&d| c.is_multiple_of(d))
+        .unwrap_or(1)
+}
+
+/// `reduce(op, x, axes)` (keeping dims) as nested reductions of at most `max` elements each;
+/// `None` when the count cannot be factored that way.
+fn split_reduce(
+    g: &mut Graph,
+    x: NodeId,
+    op: kiln_ir::ReduceOp,
+    axes: &[usize],
+    max: usize,
+) -> kiln_ir::Result<Option<NodeId>> {
+    use kiln_ir::ReduceOp;
+    let xs = g.shape(x).clone();
+    let r = xs.rank();
+    let count: usize = axes.iter().map(|&a| xs.0[a]).product();
+    let b = largest_divisor_at_most(count, max);
+    if b <= 1 {
+        return Ok(None);
+    }
+    let a = count / b;
+    let kept: Vec<usize> = (0..r).filter(|d| !axes.contains(d)).collect();
+    let mut perm = kept.clone();
+    perm.extend_from_slice(axes);
+    let xp = g.permute(x, &perm)?;
+    let mut dims: Vec<usize> = kept.iter().map(|&d| xs.0[d]).collect();
+    let k = dims.len();
+    dims.extend([a, b]);
+    let x3 = g.reshape(xp, dims)?;
+    let kind = if op == ReduceOp::Max {
+        ReduceOp::Max
+    } else {
+        ReduceOp::Sum
+    };
+    let r1 = g.reduce(kind, x3, &[k + 1], true)?;
+    let r2 = if a > max {
+        match split_reduce(g, r1, kind, &[k], max)? {
+            Some(id) => id,
+            None => return Ok(None),
+        }
+    } else {
+        g.reduce(kind, r1, &[k], true)?
+    };
+    let r2 = if op == ReduceOp::Mean {
+        g.mul_scalar(r2, 1.0 / count as f64)?
+    } else {
+        r2
+    };
+    // back to the original rank, reduced axes as size 1
+    let out: Vec<usize> = (0..r)
+        .map(|d| if axes.contains(&d) { 1 } else { xs.0[d] })
+        .collect();
+    Ok(Some(g.reshape(r2, out)?))
+}

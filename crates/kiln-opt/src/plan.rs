@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// Version of the plan layout; bump on any change of the serialized types.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// 2: `KernelOp::Elementwise::vector`.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// Index of a buffer in [`Plan::buffers`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -190,11 +191,17 @@ impl Plan {
                     shape,
                     body,
                     stores,
+                    vector,
                 } => {
                     format!(
-                        "elementwise {shape:?} {}e {}w",
+                        "elementwise {shape:?} {}e {}w{}",
                         body.nodes.len(),
-                        stores.len()
+                        stores.len(),
+                        if *vector > 1 {
+                            format!(" x{vector}")
+                        } else {
+                            String::new()
+                        }
                     )
                 }
                 KernelOp::Reduce {

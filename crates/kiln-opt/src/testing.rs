@@ -386,3 +386,194 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
     }
     out
 }
+
+/// Graphs exercising the vectorized elementwise path (see
+/// [`crate::kernel::elementwise_vector`]): `(name, graph, feeds, expected width of every
+/// elementwise kernel of its plan)`. Aligned contiguous loads, row broadcasts, column and
+/// scalar splats, i32 arithmetic with comparisons and `where`, unary/binary math on vectors,
+/// an in-place param update; transposed reads and sizes not divisible by 4 fall back to 1.
+pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
+    use kiln_ir::eval::Tensor;
+    use kiln_ir::{BinaryOp, Shape};
+    fn data(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let data = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+                match dtype {
+                    DType::F32 => 4.0 * u - 2.0,
+                    DType::I32 => (u * 13.0).floor() - 6.0,
+                }
+            })
+            .collect();
+        Tensor {
+            shape: Shape::new(shape.to_vec()),
+            data,
+        }
+    }
+    type Build = fn(&mut Graph) -> kiln_ir::Result<()>;
+    type Leaves = Vec<(&'static str, Vec<usize>, DType)>;
+    let cases: Vec<(&str, Leaves, Build, u32)> = vec![
+        (
+            "fma",
+            vec![
+                ("a", vec![64], DType::F32),
+                ("b", vec![64], DType::F32),
+                ("c", vec![64], DType::F32),
+            ],
+            |g| {
+                let [a, b, c] = [0u32, 1, 2].map(NodeId);
+                let ab = g.mul(a, b)?;
+                let r = g.add(ab, c)?;
+                g.output("out", r)
+            },
+            4,
+        ),
+        (
+            "row_broadcast_and_column_splat",
+            vec![
+                ("x", vec![6, 8], DType::F32),
+                ("row", vec![8], DType::F32),
+                ("col", vec![6, 1], DType::F32),
+            ],
+            |g| {
+                let [x, row, col] = [0u32, 1, 2].map(NodeId);
+                let t = g.add(x, row)?;
+                let u = g.mul(t, col)?;
+                let k = g.scalar(0.5);
+                let v = g.sub(u, k)?;
+                g.output("out", v)
+            },
+            4,
+        ),
+        (
+            "trailing_unit_axis",
+            vec![
+                ("x", vec![12, 1], DType::F32),
+                ("y", vec![12, 1], DType::F32),
+            ],
+            |g| {
+                let [x, y] = [0u32, 1].map(NodeId);
+                let r = g.maximum(x, y)?;
+                g.output("out", r)
+            },
+            4,
+        ),
+        (
+            "i32_compare_select_cast",
+            vec![
+                ("a", vec![4, 4], DType::I32),
+                ("b", vec![4, 4], DType::I32),
+                ("f", vec![4, 4], DType::F32),
+            ],
+            |g| {
+                let [a, b, f] = [0u32, 1, 2].map(NodeId);
+                let lt = g.binary(BinaryOp::Lt, a, b)?;
+                let ab = g.mul(a, b)?;
+                let d = g.sub(a, b)?;
+                let w = g.where_(lt, ab, d)?;
+                let fi = g.cast(f, DType::I32)?;
+                let s = g.add(w, fi)?;
+                let m = g.abs(s)?;
+                let e = g.binary(BinaryOp::Eq, m, a)?;
+                let r = g.add(m, e)?;
+                let rf = g.cast(r, DType::F32)?;
+                let half = g.scalar(0.5);
+                let h = g.mul(rf, half)?;
+                g.output("i", r)?;
+                g.output("f", h)
+            },
+            4,
+        ),
+        (
+            "unary_and_binary_math",
+            vec![
+                ("x", vec![2, 3, 8], DType::F32),
+                ("y", vec![2, 3, 8], DType::F32),
+            ],
+            |g| {
+                let [x, y] = [0u32, 1].map(NodeId);
+                let t = g.tanh(x)?;
+                let s = g.sigmoid(y)?;
+                let e = g.exp(t)?;
+                let a = g.abs(y)?;
+                let one = g.scalar(1.0);
+                let a1 = g.add(a, one)?;
+                let l = g.log(a1)?;
+                let q = g.sqrt(a1)?;
+                let r = g.recip(a1)?;
+                let p = g.pow(a1, s)?;
+                let sg = g.sign(x)?;
+                let rl = g.relu(x)?;
+                let ge = g.binary(BinaryOp::Ge, x, y)?;
+                let sum = [l, q, r, p, sg, rl, ge, s]
+                    .into_iter()
+                    .try_fold(e, |acc, v| g.add(acc, v))?;
+                let mn = g.minimum(sum, x)?;
+                let ng = g.neg(mn)?;
+                let dv = g.div(ng, a1)?;
+                g.output("out", dv)
+            },
+            4,
+        ),
+        (
+            "in_place_param_update",
+            vec![("p", vec![3, 4], DType::F32), ("x", vec![3, 4], DType::F32)],
+            |g| {
+                let [p, x] = [0u32, 1].map(NodeId);
+                let h = g.mul_scalar(p, 0.5)?;
+                let n = g.add(h, x)?;
+                g.assign(p, n)
+            },
+            4,
+        ),
+        (
+            "transposed_read_falls_back",
+            vec![("x", vec![4, 8], DType::F32), ("y", vec![8, 4], DType::F32)],
+            |g| {
+                let [x, y] = [0u32, 1].map(NodeId);
+                let yt = g.transpose(y)?;
+                let r = g.add(x, yt)?;
+                g.output("out", r)
+            },
+            1,
+        ),
+        (
+            "odd_sizes_fall_back",
+            vec![("x", vec![8, 3], DType::F32), ("y", vec![7], DType::F32)],
+            |g| {
+                let [x, y] = [0u32, 1].map(NodeId);
+                let e = g.exp(x)?;
+                g.output("a", e)?;
+                let s = g.mul(y, y)?;
+                g.output("b", s)
+            },
+            1,
+        ),
+    ];
+    cases
+        .into_iter()
+        .enumerate()
+        .map(|(ci, (name, leaves, build, width))| {
+            let mut g = Graph::new();
+            let mut feeds = Feeds::new();
+            for (li, (leaf, shape, dt)) in leaves.iter().enumerate() {
+                if name.starts_with("in_place") && *leaf == "p" {
+                    g.param(leaf, shape.clone(), *dt).expect("fresh");
+                } else {
+                    g.input(leaf, shape.clone(), *dt).expect("fresh");
+                }
+                feeds.insert(
+                    leaf.to_string(),
+                    data(shape, (ci * 16 + li) as u64 + 1, *dt),
+                );
+            }
+            build(&mut g).expect("valid graph");
+            (name.to_string(), g, feeds, width)
+        })
+        .collect()
+}

@@ -296,3 +296,58 @@ fn composites_are_single_reduce_kernels_and_match_the_reference() {
         assert!(plan.dispatch_count() <= 4, "{name}: {}", plan.summary());
     }
 }
+
+#[test]
+fn long_reductions_are_split_below_the_device_loop_limit() {
+    // llvmpipe stops loops after 65,535 iterations per invocation; 200,000-element
+    // reductions (sum, mean, max) must still be exact and no kernel may loop longer
+    let limits = DeviceLimits {
+        max_loop_iterations: 65_535,
+        ..CpuBackend::new().limits()
+    };
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", &[2, 100_000]);
+    let s = g.sum_all(x).unwrap();
+    let m = g.mean(x, &[1], false).unwrap();
+    let mx = g.max(x, &[0, 1], false).unwrap();
+    g.output("sum", s).unwrap();
+    g.output("mean", m).unwrap();
+    g.output("max", mx).unwrap();
+    let mut b = CpuBackend::with_limits(limits.clone());
+    kiln_opt::testing::check_graph(
+        &mut b,
+        &g,
+        &feeds_for(&g),
+        Tolerance {
+            rel: 1e-5,
+            abs: 1e-3,
+        },
+    )
+    .unwrap();
+    let plan = compile(&g, &CompileOptions::default(), &limits).unwrap();
+    for k in &plan.kernels {
+        if let KernelOp::Reduce {
+            in_shape,
+            axes,
+            stages,
+            ..
+        } = &k.op
+        {
+            let count: usize = axes.iter().map(|&a| in_shape[a]).product();
+            assert!(
+                count * (stages.len() + 1) <= 65_535,
+                "{} folds {count} elements",
+                k.label
+            );
+        }
+    }
+    // a prime length cannot be split: a typed error, not a wrong result
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", &[65_537]);
+    let s = g.sum_all(x).unwrap();
+    g.output("s", s).unwrap();
+    let err = compile(&g, &CompileOptions::default(), &limits)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("loop iterations"), "{err}");
+}

@@ -160,8 +160,8 @@ fn a_body_claiming_huge_sizes_is_rejected_without_allocating() {
         Err(CodecError::Invalid(_))
     ));
     // a hand-made body whose buffer vector claims 2^40 entries: bincode's limit rejects the
-    // claim before allocating (format_version = 1, then the length as a u64 varint)
-    let body = [0x01u8, 0xfd, 0, 0, 0, 0, 0, 1, 0, 0];
+    // claim before allocating (format_version = 2, then the length as a u64 varint)
+    let body = [0x02u8, 0xfd, 0, 0, 0, 0, 0, 1, 0, 0];
     let patched = rebuild_with_body(&bytes, &body);
     assert!(matches!(
         codec::decode(&patched, None),

@@ -87,6 +87,7 @@ fn chain(n: usize, dispatches: usize) -> Plan {
                 offset: 0,
                 value: r,
             }],
+            vector: 1,
         },
         args: args(2),
         workgroup_size: WG,

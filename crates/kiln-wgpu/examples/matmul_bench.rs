@@ -4,6 +4,10 @@
 //!
 //! `cargo run --release -p kiln-wgpu --example matmul_bench -- [sizes...]`
 //!
+//! Also printed: GFLOP per CPU-second of the whole process (lavapipe's worker threads
+//! included), a figure that moves less than wall time when other processes share the
+//! machine; on an idle 2-core machine wall GFLOP/s approaches twice it.
+//!
 //! Environment: `KILN_BENCH_VARIANT=register|tiled` (default register),
 //! `KILN_BENCH_TILE=RxC` and `KILN_BENCH_WG=n` to try other register blocks / workgroups
 //! (default: `kiln_wgpu::codegen::matmul_dispatch`), `KILN_BENCH_TRANSPOSE_B=1` to read B
@@ -130,21 +134,67 @@ fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
     p
 }
 
-/// Seconds per run of `p` (best of `runs` after a warm-up).
-fn time_run(backend: &mut kiln_wgpu::WgpuBackend, p: Plan, s: usize, runs: usize) -> f64 {
+/// CPU seconds used so far by this process, all threads (lavapipe's workers included), from
+/// `/proc/self/stat` (clock ticks of 10 ms); 0 where unavailable.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// (wall seconds, CPU seconds) per run of `p` (best of `runs` after a warm-up).
+fn time_run(backend: &mut kiln_wgpu::WgpuBackend, p: Plan, s: usize, runs: usize) -> (f64, f64) {
     let a = HostTensor::f32([s * s], (0..s * s).map(|i| (i % 7) as f32 * 0.25).collect())
         .expect("input");
     let b = HostTensor::f32([s * s], (0..s * s).map(|i| (i % 5) as f32 * 0.5).collect())
         .expect("input");
+    let (av, bv) = (a.to_f32(), b.to_f32());
+    let transposed = std::env::var("KILN_BENCH_TRANSPOSE_B").as_deref() == Ok("1");
     let mut exe = backend.load(Arc::new(p)).expect("load");
-    exe.run(&[&a, &b]).expect("run");
+    let c = exe.run(&[&a, &b]).expect("run")[0].to_f32();
+    // Spot-check entries (corners, edges and a spread inside) against the host.
+    for q in 0..64usize {
+        let (i, j) = match q {
+            0 => (0, 0),
+            1 => (s - 1, s - 1),
+            2 => (0, s - 1),
+            3 => (s - 1, 0),
+            _ => ((q * 7919) % s, (q * 104_729 + 13) % s),
+        };
+        let want: f64 = (0..s)
+            .map(|p| {
+                let bij = if transposed {
+                    bv[j * s + p]
+                } else {
+                    bv[p * s + j]
+                };
+                av[i * s + p] as f64 * bij as f64
+            })
+            .sum();
+        let got = c[i * s + j] as f64;
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs() + 1e-3,
+            "{s}^3: c[{i}, {j}] = {got}, expected {want}"
+        );
+    }
     (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_seconds());
             exe.run(&[&a, &b]).expect("run");
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), cpu_seconds() - c)
         })
-        .fold(f64::INFINITY, f64::min)
+        .fold((f64::INFINITY, f64::INFINITY), |(w, c), (w2, c2)| {
+            (w.min(w2), c.min(c2))
+        })
 }
 
 fn main() {
@@ -176,12 +226,14 @@ fn main() {
         let runs = if s >= 2048 { 2 } else { 3 };
         let one = time_run(&mut backend, plan(s, 1, variant), s, runs);
         let many = time_run(&mut backend, plan(s, 1 + extra, variant), s, runs);
-        let t = (many - one) / extra as f64;
+        let t = (many.0 - one.0) / extra as f64;
+        let cpu = (many.1 - one.1) / extra as f64;
         println!(
-            "{variant:?} tile {tile:?} wg {}: {s}^3: {:.2} ms/dispatch, {:.2} GFLOP/s ({extra} extra dispatches in one submit)",
+            "{variant:?} tile {tile:?} wg {}: {s}^3: {:.2} ms/dispatch, {:.2} GFLOP/s; {:.2} GFLOP per CPU-second ({extra} extra dispatches in one submit)",
             l.workgroup_size,
             t * 1e3,
-            flop / t / 1e9
+            flop / t / 1e9,
+            flop / cpu / 1e9
         );
     }
 }

@@ -86,6 +86,18 @@ pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
 }
 
 impl Gpu {
+    /// What codegen may assume of this device: subgroups of a fixed size where the device
+    /// has the `SUBGROUP` feature and the adapter's minimum and maximum subgroup sizes agree
+    /// (lavapipe: 8, its SIMD width). `KILN_SUBGROUPS=0` turns them off (portable shaders).
+    pub fn codegen_target(&self) -> crate::codegen::Target {
+        let off = std::env::var("KILN_SUBGROUPS").is_ok_and(|v| v == "0");
+        let fixed = self.info.subgroup_min_size == self.info.subgroup_max_size;
+        let has = self.device.features().contains(wgpu::Features::SUBGROUP);
+        crate::codegen::Target {
+            subgroup_size: (has && fixed && !off).then_some(self.info.subgroup_min_size),
+        }
+    }
+
     /// Picks an adapter and opens a device with the adapter's own limits.
     ///
     /// Preference: `KILN_ADAPTER=<substring>` (case-insensitive, on the adapter name) when
@@ -138,7 +150,9 @@ impl Gpu {
         );
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            required_features: wgpu::Features::empty(),
+            // Subgroup operations where the adapter has them (the register-blocked matmul
+            // shares loads through subgroup broadcasts; see `Gpu::codegen_target`).
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -175,6 +189,15 @@ impl Gpu {
             max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            // llvmpipe (lavapipe) ends every loop after 65,535 iterations in total per
+            // invocation (gallivm's loop limiter), silently
+            max_loop_iterations: if self.info.driver.to_lowercase().contains("llvmpipe")
+                || self.info.name.to_lowercase().contains("llvmpipe")
+            {
+                65_535
+            } else {
+                u64::MAX
+            },
             adapter_class: match self.info.device_type {
                 wgpu::DeviceType::Cpu => AdapterClass::Cpu,
                 wgpu::DeviceType::IntegratedGpu => AdapterClass::IntegratedGpu,

@@ -80,8 +80,8 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                     ))
                 })?;
                 check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
-                let src =
-                    codegen::kernel_source(k).map_err(|e| OptError::Backend(e.to_string()))?;
+                let src = codegen::kernel_source_for(k, &gpu.codegen_target())
+                    .map_err(|e| OptError::Backend(e.to_string()))?;
                 let pipeline = shared.pipeline(&k.label, &src)?;
                 let layout = pipeline.get_bind_group_layout(0);
                 let entries: Vec<wgpu::BindGroupEntry> = src

@@ -9,7 +9,9 @@
 //!   into WGSL by [`codegen`]. Elementwise and reduce kernels are built whole as a typed
 //!   syntax tree ([`wgsl`]) and printed once, with every shape, stride and offset baked in as
 //!   a literal. A matmul kernel is a hand-written library kernel from `shaders/`
-//!   (`matmul_register.wgsl` for `MatMulVariant::RegisterBlocked`, `matmul_tiled.wgsl` for
+//!   (`matmul_register.wgsl` for `MatMulVariant::RegisterBlocked`, or
+//!   `matmul_subgroup.wgsl` where the device has subgroups of exactly 8 invocations, see
+//!   [`codegen::Target`]; `matmul_tiled.wgsl` for
 //!   `WorkgroupTiled`, embedded with `include_str!`, shapes and strides as `override`
 //!   constants) appended to a generated part: the bindings, the operand readers `load_a`,
 //!   `load_b`, `load_a4`, `load_b4` (4-wide `vec4` loads when the operand is contiguous and
@@ -40,7 +42,9 @@
 //!   which one is written is rejected at load.
 //! - Thread numbering is `gid = global_id.x + global_id.y * (num_workgroups.x * WG)`, the
 //!   `Step::Dispatch` convention; elementwise, reduce and register-blocked matmul kernels
-//!   bounds-check `gid` against their thread count. The workgroup-tiled matmul numbers
+//!   bounds-check `gid` (the matmul: its group `gid / 8`) against their thread count (the
+//!   subgroup matmul numbers groups as workgroup index * (WG / 8) + subgroup id, the same
+//!   count when every subgroup holds 8 invocations). The workgroup-tiled matmul numbers
 //!   workgroups the same way (`gid / 256`). [`codegen::matmul_dispatch`] gives the
 //!   `tile`, `workgroup_size` and `threads` of each matmul variant; load checks that a
 //!   dispatch launches enough workgroups.

@@ -75,7 +75,13 @@ pub struct Translations {
 }
 
 fn validator() -> Validator {
-    Validator::new(ValidationFlags::all(), Capabilities::default())
+    let mut v = Validator::new(
+        ValidationFlags::all(),
+        Capabilities::default() | Capabilities::SUBGROUP,
+    );
+    v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    v
 }
 
 /// Parses and validates `wgsl` with naga.

@@ -68,3 +68,27 @@ fn softmax_family_matches_the_reference_on_the_gpu() {
         }
     }
 }
+
+#[test]
+fn long_reductions_are_exact_on_the_gpu() {
+    // lavapipe stops loops after 65,535 iterations; the compiler splits longer reductions
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    let mut g = kiln_ir::Graph::new();
+    let x = g.input("x", [200_000], kiln_ir::DType::F32).unwrap();
+    let s = g.sum_all(x).unwrap();
+    let m = g.max(x, &[0], false).unwrap();
+    g.output("sum", s).unwrap();
+    g.output("max", m).unwrap();
+    let mut feeds = kiln_ir::eval::Feeds::new();
+    let data: Vec<f64> = (0..200_000)
+        .map(|i| if i == 123_456 { 7.0 } else { 1.0 })
+        .collect();
+    feeds.insert(
+        "x".into(),
+        kiln_ir::eval::Tensor::new([200_000], data).unwrap(),
+    );
+    kiln_opt::testing::check_graph(&mut backend, &g, &feeds, Tolerance { rel: 0.0, abs: 0.0 })
+        .unwrap();
+}

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use kiln_opt::kernel::{Access, Body, Expr, KernelOp, MatMulVariant, View};
-use kiln_wgpu::codegen::{kernel_source, kernel_wgsl, CodegenError, ENTRY_POINT};
+use kiln_wgpu::codegen::{
+    kernel_source, kernel_source_for, kernel_wgsl, CodegenError, ENTRY_POINT,
+};
 use kiln_wgpu::{check_portable, validate_wgsl, ShaderError};
 
 const VARIANTS: [MatMulVariant; 2] = [
@@ -75,6 +77,10 @@ fn library_shaders_validate_and_translate_everywhere() {
             "matmul_register.wgsl",
             kiln_wgpu::codegen::MATMUL_REGISTER_WGSL,
         ),
+        (
+            "matmul_subgroup.wgsl",
+            kiln_wgpu::codegen::MATMUL_SUBGROUP_WGSL,
+        ),
         ("matmul_tiled.wgsl", kiln_wgpu::codegen::MATMUL_TILED_WGSL),
     ];
     let mut n = 0;
@@ -99,6 +105,36 @@ fn library_shaders_validate_and_translate_everywhere() {
         check_portable("default", &src.wgsl, ENTRY_POINT, &[]).unwrap_or_else(|e| panic!("{e}"));
         check_portable("constants", &src.wgsl, ENTRY_POINT, &src.constants)
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn subgroup_matmul_is_chosen_for_subgroups_of_8_and_translates_everywhere() {
+    let k = matmul_kernel_variant(MatMulVariant::RegisterBlocked);
+    let sub = kiln_wgpu::codegen::Target {
+        subgroup_size: Some(8),
+    };
+    let src = kernel_source_for(&k, &sub).unwrap();
+    assert!(src.wgsl.ends_with(kiln_wgpu::codegen::MATMUL_SUBGROUP_WGSL));
+    assert!(src.wgsl.contains("subgroupBroadcast("));
+    check_portable("subgroup", &src.wgsl, ENTRY_POINT, &src.constants)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Other subgroup sizes, none, or a workgroup size that is not a multiple of 8: portable.
+    for (size, wg) in [(None, 64), (Some(4), 64), (Some(32), 64), (Some(8), 12)] {
+        let mut k = k.clone();
+        k.workgroup_size = wg;
+        let target = kiln_wgpu::codegen::Target {
+            subgroup_size: size,
+        };
+        let w = kernel_source_for(&k, &target).unwrap().wgsl;
+        assert!(
+            w.ends_with(kiln_wgpu::codegen::MATMUL_REGISTER_WGSL),
+            "{size:?} {wg}"
+        );
+        assert!(
+            !w.contains("subgroupBroadcast") && !w.contains("@builtin(subgroup"),
+            "{size:?} {wg}"
+        );
     }
 }
 
@@ -169,6 +205,7 @@ fn malformed_kernels_are_typed_errors() {
             );
             b
         },
+        vector: 1,
     };
     assert!(kernel_source(&k).is_err());
 }

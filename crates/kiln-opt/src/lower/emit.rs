@@ -2,9 +2,10 @@
 
 use super::fuse::{Fused, GroupKind, Phase, SymMat};
 use super::memory::Layout;
-use super::WORKGROUP_SIZE;
+use super::{ELEMENTWISE_WORKGROUP_SIZE, WORKGROUP_SIZE};
 use crate::kernel::{
-    Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand, ReduceStage, Store,
+    elementwise_vector, Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand,
+    ReduceStage, Store,
 };
 use crate::plan::{BufferDesc, BufferId, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
 use crate::{DeviceLimits, OptError, Result};
@@ -108,12 +109,18 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
             GroupKind::Elementwise { shape } => {
                 let body = b.body(&gr.stages[0].0);
                 let stores = b.stores(&gr.stores, Phase::Stage(0));
-                let threads = shape.iter().product::<usize>() as u64;
+                let vector = elementwise_vector(shape, &body, &stores);
+                let threads = (shape.iter().product::<usize>() / vector as usize) as u64;
+                workgroup_size = ELEMENTWISE_WORKGROUP_SIZE
+                    .min(limits.max_compute_invocations_per_workgroup)
+                    .min(limits.max_compute_workgroup_size_x)
+                    .max(1);
                 (
                     KernelOp::Elementwise {
                         shape: shape.clone(),
                         body,
                         stores,
+                        vector,
                     },
                     threads,
                 )
@@ -184,6 +191,31 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
             .first()
             .map(|&n| g.nodes()[n as usize].name.clone())
             .unwrap_or_else(|| format!("group_{gi}"));
+        // loops one invocation runs: never more than the device allows (llvmpipe would stop
+        // them silently and compute a wrong result)
+        let iterations: u64 = match &op {
+            KernelOp::Reduce {
+                in_shape,
+                axes,
+                stages,
+                broadcast_stores,
+                ..
+            } => {
+                let count: u64 = axes.iter().map(|&a| in_shape[a] as u64).product();
+                count * (stages.len() as u64 + u64::from(!broadcast_stores.is_empty()))
+            }
+            KernelOp::MatMul { k, .. } => *k as u64,
+            KernelOp::Elementwise { .. } => 0,
+        };
+        if iterations > limits.max_loop_iterations {
+            return Err(OptError::Limit {
+                tensor: label,
+                bytes: iterations,
+                limit: limits.max_loop_iterations,
+                what: "invocation (loop iterations)",
+                hint: "the device stops longer loops; this reduction's length has no factor small enough to split it".into(),
+            });
+        }
         if b.args.len() > limits.max_storage_buffers_per_shader_stage as usize {
             return Err(OptError::Limit {
                 tensor: label,

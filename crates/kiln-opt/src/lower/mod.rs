@@ -24,8 +24,12 @@ mod memory;
 use crate::{DeviceLimits, Plan, Result};
 use kiln_ir::Graph;
 
-/// Threads per workgroup of generated kernels.
+/// Threads per workgroup of generated reduce kernels (small, so that few output elements
+/// still spread over several workgroups).
 pub const WORKGROUP_SIZE: u32 = 64;
+/// Threads per workgroup of elementwise kernels (fewer, larger workgroups: faster on
+/// lavapipe for large tensors; tiny kernels are one workgroup either way).
+pub const ELEMENTWISE_WORKGROUP_SIZE: u32 = 256;
 /// Arena offsets are multiples of this many elements (256 bytes).
 pub const ARENA_ALIGN: usize = 64;
 

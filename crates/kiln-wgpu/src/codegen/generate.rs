@@ -7,7 +7,14 @@
 //! body's stores. Loads compute `offset + Σ idx[d] * stride[d]` from literals; a contiguous
 //! view reads `arg[flat]` directly. A reduce kernel hoists the part of each load's index
 //! that depends only on the output element (`<phase>base<i>`) out of its sequential loops
-//! over the reduced elements.
+//! over the reduced elements. Identical body expressions are emitted once (a later copy is
+//! `let eN = eM`), so the loads that fusion duplicates are read once.
+//!
+//! An elementwise kernel with `vector == 4` evaluates its body on `vec4` values: thread `gid`
+//! handles elements `4*gid .. 4*gid + 4`; a load with stride 1 on the innermost non-unit axis
+//! reads `arg[e / 4u]` from an `array<vec4<T>>` binding, a load with stride 0 there splats one
+//! element, and stores write `arg[e / 4u]` (kiln-opt's `elementwise_vector` decides when this
+//! is legal; the generator re-checks it).
 
 use super::{arg_name, sanitize, scalar, CodegenError, ENTRY_POINT};
 use crate::wgsl::{
@@ -24,6 +31,12 @@ struct Gen<'k> {
     /// Args declared `array<vec4<f32>>` (matmul operands read 4-wide); element `e` of such
     /// an arg is `arg[e / 4u][e % 4u]`.
     vec4_args: Vec<bool>,
+    /// Lanes of body values: 1, or 4 in a vectorized elementwise kernel, whose values are
+    /// `vec4`s, whose loads read `arg[e / 4u]` (stride 1 on `vector_axis`) or splat one
+    /// element (stride 0), and whose stores write `arg[e / 4u]`.
+    width: u32,
+    /// The innermost axis of extent > 1 of a vectorized kernel.
+    vector_axis: usize,
 }
 
 /// Maps (expression index, view) of a load to its element index.
@@ -35,7 +48,14 @@ impl<'k> Gen<'k> {
             kernel,
             stmts: Vec::new(),
             vec4_args: vec![false; kernel.args.len()],
+            width: 1,
+            vector_axis: 0,
         }
+    }
+
+    /// The type of a body value of dtype `dt`.
+    fn ty(&self, dt: DType) -> Type {
+        vtype(dt, self.width)
     }
 
     /// Element `index` of arg `a` (a reference: readable and, for written args, assignable).
@@ -160,9 +180,16 @@ impl<'k> Gen<'k> {
         accs: &[(W, DType)],
         load: &mut LoadIndex<'_>,
     ) -> Result<(), CodegenError> {
-        let name = |i: usize| W::Ident(format!("{prefix}{i}"));
+        // Common subexpressions (fusion duplicates lazy values and their loads): an expression
+        // identical to an earlier one, operands resolved, becomes `let {prefix}{i} = earlier`,
+        // and later expressions read the earlier value. Bodies are pure (every load happens
+        // before the stores), so this changes no value.
+        let mut canon: Vec<usize> = Vec::with_capacity(body.nodes.len());
+        let mut seen: std::collections::HashMap<(String, DType), usize> =
+            std::collections::HashMap::new();
         for (i, node) in body.nodes.iter().enumerate() {
             let dt = node.dtype;
+            let name = |j: usize| W::Ident(format!("{prefix}{}", canon[j]));
             let operand = |id: u32| -> Result<(W, DType), CodegenError> {
                 let j = id as usize;
                 if j >= i {
@@ -181,20 +208,31 @@ impl<'k> Gen<'k> {
                             "{prefix}{i} loads {dt} from arg {a} ({arg_dt:?})"
                         )));
                     }
-                    self.element(a, load(self, i, view)?)
+                    let index = load(self, i, view)?;
+                    if self.width == 1 {
+                        self.element(a, index)
+                    } else if view.strides.get(self.vector_axis) == Some(&1) {
+                        W::ident(arg_name(a)).index(index.bin(BinOp::Div, W::u32(4)))
+                    } else {
+                        W::Construct(self.ty(dt), vec![self.element(a, index)])
+                    }
                 }
-                Expr::Const(v) => match dt {
-                    DType::F32 => W::f32(*v as f32),
-                    DType::I32 => W::i32(*v as i32),
-                },
-                Expr::Unary(op, x) => unary(*op, operand(*x)?.0, dt),
+                Expr::Const(v) => splat(
+                    match dt {
+                        DType::F32 => W::f32(*v as f32),
+                        DType::I32 => W::i32(*v as i32),
+                    },
+                    dt,
+                    self.width,
+                ),
+                Expr::Unary(op, x) => unary(*op, operand(*x)?.0, dt, self.width),
                 Expr::Binary(op, a, b) => {
                     let (a, adt) = operand(*a)?;
-                    binary(*op, a, operand(*b)?.0, adt)
+                    binary(*op, a, operand(*b)?.0, adt, self.width)
                 }
                 Expr::Select(c, a, b) => {
                     let (c, cdt) = operand(*c)?;
-                    let cond = c.bin(BinOp::Ne, zero(cdt));
+                    let cond = c.bin(BinOp::Ne, splat(zero(cdt), cdt, self.width));
                     W::call(Builtin::Select, vec![operand(*b)?.0, operand(*a)?.0, cond])
                 }
                 Expr::Cast(x) => {
@@ -202,7 +240,7 @@ impl<'k> Gen<'k> {
                     if xdt == dt {
                         x
                     } else {
-                        x.convert(scalar(dt))
+                        convert(x, dt, self.width)
                     }
                 }
                 Expr::Acc(j) => match accs.get(*j as usize) {
@@ -219,11 +257,19 @@ impl<'k> Gen<'k> {
                     }
                 },
             };
-            self.stmts.push(Stmt::Let(
-                format!("{prefix}{i}"),
-                Type::Scalar(scalar(dt)),
-                value,
-            ));
+            let value = match seen.entry((value.to_string(), dt)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    canon.push(*e.get());
+                    W::Ident(format!("{prefix}{}", e.get()))
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                    canon.push(i);
+                    value
+                }
+            };
+            self.stmts
+                .push(Stmt::Let(format!("{prefix}{i}"), self.ty(dt), value));
         }
         Ok(())
     }
@@ -254,13 +300,17 @@ impl<'k> Gen<'k> {
             }
             let mut value = W::ident(format!("{prefix}{v}"));
             if node.dtype != arg.dtype {
-                value = value.convert(scalar(arg.dtype));
+                value = convert(value, arg.dtype, self.width);
             }
             let index = match self.offset(st.offset)? {
                 Some(o) => flat.clone().bin(BinOp::Add, o),
                 None => flat.clone(),
             };
-            let target = self.element(a, index);
+            let target = if self.width == 1 {
+                self.element(a, index)
+            } else {
+                W::ident(arg_name(a)).index(index.bin(BinOp::Div, W::u32(4)))
+            };
             self.stmts.push(Stmt::Assign(target, value));
         }
         Ok(())
@@ -325,18 +375,51 @@ fn one(dt: DType) -> W {
     }
 }
 
-/// `op(x)` in dtype `dt`; transcendental ops on i32 compute in f32 and truncate.
-fn unary(op: UnaryOp, x: W, dt: DType) -> W {
+/// `dt` with `width` lanes (a scalar for 1, a `vecN` otherwise).
+fn vtype(dt: DType, width: u32) -> Type {
+    if width == 1 {
+        Type::Scalar(scalar(dt))
+    } else {
+        Type::Vec(width as u8, scalar(dt))
+    }
+}
+
+/// A scalar `x` of dtype `dt` as a value with `width` lanes.
+fn splat(x: W, dt: DType, width: u32) -> W {
+    if width == 1 {
+        x
+    } else {
+        W::Construct(vtype(dt, width), vec![x])
+    }
+}
+
+/// `x` converted to dtype `dt`, lane for lane.
+fn convert(x: W, dt: DType, width: u32) -> W {
+    if width == 1 {
+        x.convert(scalar(dt))
+    } else {
+        W::Construct(vtype(dt, width), vec![x])
+    }
+}
+
+/// `op(x)` in dtype `dt` on `width` lanes; transcendental ops on i32 compute in f32 and
+/// truncate.
+fn unary(op: UnaryOp, x: W, dt: DType, width: u32) -> W {
+    let k = |v: W| splat(v, dt, width);
     match op {
         UnaryOp::Neg => x.un(UnOp::Neg),
         UnaryOp::Abs => W::call(Builtin::Abs, vec![x]),
         UnaryOp::Sign => W::call(Builtin::Sign, vec![x]),
-        UnaryOp::Relu => W::call(Builtin::Max, vec![x, zero(dt)]),
-        UnaryOp::Recip => one(dt).bin(BinOp::Div, x),
+        UnaryOp::Relu => W::call(Builtin::Max, vec![x, k(zero(dt))]),
+        UnaryOp::Recip => k(one(dt)).bin(BinOp::Div, x),
         UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Tanh | UnaryOp::Sigmoid
             if dt == DType::I32 =>
         {
-            unary(op, x.convert(Scalar::F32), DType::F32).convert(Scalar::I32)
+            convert(
+                unary(op, convert(x, DType::F32, width), DType::F32, width),
+                DType::I32,
+                width,
+            )
         }
         UnaryOp::Exp => W::call(Builtin::Exp, vec![x]),
         UnaryOp::Log => W::call(Builtin::Log, vec![x]),
@@ -346,22 +429,23 @@ fn unary(op: UnaryOp, x: W, dt: DType) -> W {
             Builtin::Tanh,
             vec![W::call(
                 Builtin::Clamp,
-                vec![x, W::f32(-15.0), W::f32(15.0)],
+                vec![x, k(W::f32(-15.0)), k(W::f32(15.0))],
             )],
         ),
-        UnaryOp::Sigmoid => W::f32(1.0).bin(
+        UnaryOp::Sigmoid => k(W::f32(1.0)).bin(
             BinOp::Div,
-            W::f32(1.0).bin(BinOp::Add, W::call(Builtin::Exp, vec![x.un(UnOp::Neg)])),
+            k(W::f32(1.0)).bin(BinOp::Add, W::call(Builtin::Exp, vec![x.un(UnOp::Neg)])),
         ),
     }
 }
 
-/// `op(a, b)` for operands of dtype `dt`; comparisons give 1/0 in `dt`.
-fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
+/// `op(a, b)` for operands of dtype `dt` on `width` lanes; comparisons give 1/0 in `dt`.
+fn binary(op: BinaryOp, a: W, b: W, dt: DType, width: u32) -> W {
+    let k = |v: W| splat(v, dt, width);
     let cmp = |o: BinOp| {
         W::call(
             Builtin::Select,
-            vec![zero(dt), one(dt), a.clone().bin(o, b.clone())],
+            vec![k(zero(dt)), k(one(dt)), a.clone().bin(o, b.clone())],
         )
     };
     match op {
@@ -371,11 +455,14 @@ fn binary(op: BinaryOp, a: W, b: W, dt: DType) -> W {
         BinaryOp::Div => a.bin(BinOp::Div, b),
         BinaryOp::Max => W::call(Builtin::Max, vec![a, b]),
         BinaryOp::Min => W::call(Builtin::Min, vec![a, b]),
-        BinaryOp::Pow if dt == DType::I32 => W::call(
-            Builtin::Pow,
-            vec![a.convert(Scalar::F32), b.convert(Scalar::F32)],
-        )
-        .convert(Scalar::I32),
+        BinaryOp::Pow if dt == DType::I32 => convert(
+            W::call(
+                Builtin::Pow,
+                vec![convert(a, DType::F32, width), convert(b, DType::F32, width)],
+            ),
+            DType::I32,
+            width,
+        ),
         BinaryOp::Pow => W::call(Builtin::Pow, vec![a, b]),
         BinaryOp::Lt => cmp(BinOp::Lt),
         BinaryOp::Le => cmp(BinOp::Le),
@@ -404,7 +491,9 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
     if kernel.workgroup_size == 0 {
         return Err(g.malformed("workgroup size 0".into()));
     }
-    // gid = global_id.x + global_id.y * (num_workgroups.x * WG); out-of-range threads return.
+    // gid = global_id.x + global_id.y * (num_workgroups.x * WG): one work item per
+    // invocation; out-of-range invocations return. (A grid-stride loop over the items with a
+    // capped launch measured 2x slower on lavapipe, whose loops are expensive.)
     let gid = g.let_u32(
         "gid".into(),
         W::ident("global_id").member("x").bin(
@@ -436,17 +525,51 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
             shape,
             body,
             stores,
+            vector,
         } => {
-            if let Some(e) = too_many(&g, shape.iter().map(|&d| d as u64).product()) {
+            let numel: u64 = shape.iter().map(|&d| d as u64).product();
+            match *vector {
+                1 => {}
+                4 if kiln_opt::kernel::elementwise_vector(shape, body, stores) == 4 => {
+                    g.width = 4;
+                    g.vector_axis = shape.iter().rposition(|&d| d > 1).unwrap_or(0);
+                    for n in &body.nodes {
+                        if let Expr::Load { arg, view } = &n.expr {
+                            if view.strides.get(g.vector_axis) == Some(&1) {
+                                if let Some(v) = g.vec4_args.get_mut(*arg as usize) {
+                                    *v = true;
+                                }
+                            }
+                        }
+                    }
+                    for st in stores {
+                        if let Some(v) = g.vec4_args.get_mut(st.arg as usize) {
+                            *v = true;
+                        }
+                    }
+                }
+                v => {
+                    return Err(g.malformed(format!(
+                        "vector width {v} for shape {shape:?} and its loads and stores"
+                    )))
+                }
+            }
+            if let Some(e) = too_many(&g, numel / *vector as u64) {
                 return Err(e);
             }
-            let idx = g.unravel("i", &gid, shape)?;
+            // the first element of the work item
+            let flat = if *vector == 1 {
+                gid.clone()
+            } else {
+                g.let_u32("flat".into(), gid.clone().bin(BinOp::Mul, W::u32(*vector)))
+            };
+            let idx = g.unravel("i", &flat, shape)?;
             g.body(body, "e", &[], &mut |g, _, view| {
-                g.view_index(view, shape, &idx, &gid)
+                g.view_index(view, shape, &idx, &flat)
             })?;
-            g.stores(stores, body, "e", &gid)?;
+            g.stores(stores, body, "e", &flat)?;
             format!(
-                "elementwise {shape:?}, {} exprs, {} stores",
+                "elementwise {shape:?} x{vector}, {} exprs, {} stores",
                 body.nodes.len(),
                 stores.len()
             )
@@ -592,7 +715,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
             sanitize(&format!(
-                "{what}; {} threads, workgroup {}",
+                "{what}; {} work items, workgroup {}",
                 kernel.threads, kernel.workgroup_size
             )),
         ],

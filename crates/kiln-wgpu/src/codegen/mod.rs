@@ -2,7 +2,7 @@
 //!
 //! Elementwise and reduce kernels are generated whole with the typed writer
 //! ([`crate::wgsl`]). A matmul kernel is a hand-written library kernel from `shaders/`
-//! (chosen by [`MatMulVariant`]) appended to a generated part that declares the bindings,
+//! (chosen by [`MatMulVariant`] and the [`Target`]) appended to a generated part that declares the bindings,
 //! the operand readers `load_a` / `load_b`, the register-block constants and the fused
 //! `epilogue` function (see [`matmul_source`] and the comment at the top of each library
 //! file). Generation is deterministic: the same [`Kernel`] always gives the same text, so
@@ -35,18 +35,39 @@ use kiln_opt::kernel::{Access, Kernel, KernelOp, MatMulVariant};
 /// Name of the entry point of every kernel.
 pub const ENTRY_POINT: &str = "main";
 
-/// The register-blocked library matmul (`shaders/matmul_register.wgsl`).
+/// The register-blocked library matmul, portable version (`shaders/matmul_register.wgsl`).
 pub const MATMUL_REGISTER_WGSL: &str = include_str!("../../../../shaders/matmul_register.wgsl");
+
+/// The register-blocked library matmul with subgroup broadcasts
+/// (`shaders/matmul_subgroup.wgsl`): same launch as [`MATMUL_REGISTER_WGSL`], used where
+/// [`Target::subgroup_size`] is 8.
+pub const MATMUL_SUBGROUP_WGSL: &str = include_str!("../../../../shaders/matmul_subgroup.wgsl");
 
 /// The workgroup-tiled library matmul (`shaders/matmul_tiled.wgsl`).
 pub const MATMUL_TILED_WGSL: &str = include_str!("../../../../shaders/matmul_tiled.wgsl");
 
-/// Preferred register block (rows, columns) of one invocation of the register-blocked
-/// kernel; any `[tm, tn]` with `tm >= 1`, `tn` a multiple of 4 and `tm * tn <= 64` works.
-pub const MATMUL_REGISTER_TILE: [u32; 2] = [8, 8];
+/// `KernelOp::MatMul::tile` of the register-blocked kernel (fixed): a group of
+/// [`MATMUL_REGISTER_GROUP`] invocations computes a 32 x 32 patch of the output, 32 rows by
+/// 4 columns per invocation (in the subgroup version; the portable one splits the patch
+/// into 16 x 8 blocks).
+pub const MATMUL_REGISTER_TILE: [u32; 2] = [32, 4];
 
-/// Workgroup size [`matmul_dispatch`] picks for the register-blocked kernel.
+/// Invocations per group of the register-blocked kernel (one patch of
+/// `MATMUL_REGISTER_TILE[0]` squared outputs; one subgroup in the subgroup version).
+pub const MATMUL_REGISTER_GROUP: u32 = 8;
+
+/// Workgroup size [`matmul_dispatch`] picks for the register-blocked kernel (any multiple of
+/// [`MATMUL_REGISTER_GROUP`] works; other sizes run the portable version).
 pub const MATMUL_REGISTER_WORKGROUP: u32 = 64;
+
+/// What codegen may assume of the device beyond core WGSL.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// `Some(s)`: the device has the `SUBGROUP` feature and every compute subgroup has
+    /// exactly `s` invocations (the adapter's minimum and maximum subgroup sizes agree).
+    /// With `Some(8)` the register-blocked matmul uses `shaders/matmul_subgroup.wgsl`.
+    pub subgroup_size: Option<u32>,
+}
 
 /// Register block of one invocation of the workgroup-tiled kernel (fixed).
 pub const MATMUL_TILED_TILE: [u32; 2] = [4, 4];
@@ -116,10 +137,12 @@ pub struct MatMulLaunch {
 
 /// The launch of a matmul with the preferred tile and workgroup size of `variant`.
 ///
-/// - `RegisterBlocked`: tile [`MATMUL_REGISTER_TILE`] `[tm, tn]`, workgroup size
-///   [`MATMUL_REGISTER_WORKGROUP`] (any size works); one invocation per register block:
-///   `threads = batch * ceil(m / tm) * ceil(n / tn)`, workgroups = `ceil(threads / wg)`;
-///   threads are numbered as in every generated kernel and bounds-checked in the shader.
+/// - `RegisterBlocked`: tile [`MATMUL_REGISTER_TILE`] (fixed), workgroup size
+///   [`MATMUL_REGISTER_WORKGROUP`]; one group of 8 invocations per 32 x 32 output patch:
+///   `threads = batch * ceil(m / 32) * ceil(n / 32) * 8`, workgroups =
+///   `ceil(threads / wg)`; group `g = thread / 8` (threads numbered as in every generated
+///   kernel; in the subgroup version, workgroup index * wg / 8 + subgroup id); groups past
+///   the end return.
 /// - `WorkgroupTiled`: tile `[4, 4]`, workgroup size 256 (fixed); one workgroup per 64 x 64
 ///   output tile: workgroups = `batch * ceil(m / 64) * ceil(n / 64)`,
 ///   `threads = workgroups * 256` (workgroup index = thread / 256).
@@ -158,8 +181,9 @@ pub fn matmul_launch(
     let wg = workgroup_size.max(1) as u64;
     let (workgroups, threads) = match variant {
         MatMulVariant::RegisterBlocked => {
-            let [tm, tn] = tile.map(|t| t.max(1) as u64);
-            let threads = batch * m.div_ceil(tm) * n.div_ceil(tn);
+            let p = tile[0].max(1) as u64;
+            let g = (tile[0] / tile[1].max(1)).max(1) as u64;
+            let threads = batch * m.div_ceil(p) * n.div_ceil(p) * g;
             (threads.div_ceil(wg), threads)
         }
         MatMulVariant::WorkgroupTiled => {
@@ -190,8 +214,15 @@ pub fn kernel_wgsl(kernel: &Kernel) -> String {
     }
 }
 
-/// Generates the shader of `kernel`: WGSL text, override constants and bindings.
+/// Generates the portable shader of `kernel` ([`kernel_source_for`] with the default
+/// [`Target`]: core WGSL only).
 pub fn kernel_source(kernel: &Kernel) -> Result<KernelSource, CodegenError> {
+    kernel_source_for(kernel, &Target::default())
+}
+
+/// Generates the shader of `kernel` for a device described by `target`: WGSL text, override
+/// constants and bindings.
+pub fn kernel_source_for(kernel: &Kernel, target: &Target) -> Result<KernelSource, CodegenError> {
     let bindings = kernel
         .args
         .iter()
@@ -202,7 +233,7 @@ pub fn kernel_source(kernel: &Kernel) -> Result<KernelSource, CodegenError> {
         })
         .collect();
     match &kernel.op {
-        KernelOp::MatMul { .. } => matmul_source(kernel, bindings),
+        KernelOp::MatMul { .. } => matmul_source(kernel, bindings, target),
         _ => Ok(KernelSource {
             wgsl: generated_module(kernel)?.to_string(),
             constants: Vec::new(),
@@ -217,6 +248,7 @@ pub fn kernel_source(kernel: &Kernel) -> Result<KernelSource, CodegenError> {
 fn matmul_source(
     kernel: &Kernel,
     bindings: Vec<BindingSlot>,
+    target: &Target,
 ) -> Result<KernelSource, CodegenError> {
     let KernelOp::MatMul {
         batch,
@@ -245,7 +277,13 @@ fn matmul_source(
                     kernel.workgroup_size
                 )));
             }
-            MATMUL_REGISTER_WGSL
+            if target.subgroup_size == Some(MATMUL_REGISTER_GROUP)
+                && kernel.workgroup_size.is_multiple_of(MATMUL_REGISTER_GROUP)
+            {
+                MATMUL_SUBGROUP_WGSL
+            } else {
+                MATMUL_REGISTER_WGSL
+            }
         }
         MatMulVariant::WorkgroupTiled => {
             if *tile != MATMUL_TILED_TILE || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
