@@ -395,3 +395,41 @@ fn the_cache_evicts_least_recently_used_entries_above_its_cap() {
     assert!(cache.list().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn decode_corpus_replays_without_panics() {
+    // the seed corpus of the cargo-fuzz target `fuzz/fuzz_targets/plan_decode.rs`, plus
+    // seeded mutations of each entry (what a fuzzer would try first)
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/decode_corpus");
+    let mut entries: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/decode_corpus exists")
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    entries.push(
+        std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_plan.kplan"),
+        )
+        .unwrap(),
+    );
+    assert!(entries.len() >= 3);
+    let mut rng = Rng::new(99);
+    let mut decoded = 0;
+    for e in &entries {
+        decoded += usize::from(codec::decode(e, None).is_ok());
+        for _ in 0..300 {
+            let mut m = e.clone();
+            match rng.below(3) {
+                0 if !m.is_empty() => {
+                    let i = rng.below(m.len());
+                    m[i] = rng.below(256) as u8;
+                }
+                1 => m.truncate(rng.below(m.len() + 1)),
+                _ => m.extend((0..rng.below(16)).map(|_| rng.below(256) as u8)),
+            }
+            if let Ok(p) = codec::decode(&m, None) {
+                codec::validate(&p).unwrap();
+            }
+        }
+    }
+    assert!(decoded >= 1, "no corpus entry decodes");
+}
