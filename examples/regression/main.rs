@@ -85,7 +85,7 @@ fn train(
     model: &mut Sequential,
     data: &task::Data,
     epochs: usize,
-) -> Result<(f64, f64, task::Timing), Box<dyn std::error::Error>> {
+) -> Result<(f64, f64, task::timing::Timing), Box<dyn std::error::Error>> {
     println!(
         "Train on {} samples, validate on {} samples",
         task::N_TRAIN,
