@@ -360,6 +360,23 @@ impl Fuser<'_> {
             .max(1)
     }
 
+    /// A new elementwise kernel that computes node `id` (whatever its value) over its shape
+    /// and stores it densely into a new tensor of `class` named `name`; returns the tensor.
+    fn copy_kernel(&mut self, id: NodeId, name: &str, class: Class) -> Result<TensorId> {
+        let node = self.g.node(id).clone();
+        let shape = node.shape.dims().to_vec();
+        let g = self.new_group(GroupKind::Elementwise {
+            shape: shape.clone(),
+        });
+        let e = self.operand(id, g, Phase::Stage(0), &shape)?;
+        let t = self.tensor(name, node.dtype, node.shape.numel(), class, Some(g));
+        self.groups[g].stores.push((Phase::Stage(0), t, e));
+        if !self.groups[g].nodes.contains(&id.0) {
+            self.groups[g].nodes.push(id.0);
+        }
+        Ok(t)
+    }
+
     /// Stores register value `v` of node `id` to a new temp tensor (once) and returns it.
     fn materialize(&mut self, id: NodeId) -> Result<(TensorId, View)> {
         let node = self.g.node(id);
@@ -367,18 +384,8 @@ impl Fuser<'_> {
         match self.val(id) {
             Val::Mem { t, view } => Ok((t, view)),
             Val::Lazy => {
-                let g = self.new_group(GroupKind::Elementwise {
-                    shape: shape.clone(),
-                });
-                let e = self.operand(id, g, Phase::Stage(0), &shape)?;
-                let t = self.tensor(
-                    &node.name,
-                    node.dtype,
-                    node.shape.numel(),
-                    Class::Temp,
-                    Some(g),
-                );
-                self.groups[g].stores.push((Phase::Stage(0), t, e));
+                let name = node.name.clone();
+                let t = self.copy_kernel(id, &name, Class::Temp)?;
                 let view = View::contiguous(&shape);
                 self.vals[id.index()] = Some(Val::Mem {
                     t,
@@ -910,20 +917,8 @@ impl Fuser<'_> {
                 .all(|d| shape[d + 1] == 1 || v.strides[d] == v.strides[d + 1] * shape[d + 1])
         };
         if !collapsible(&view) {
-            let g = self.new_group(GroupKind::Elementwise {
-                shape: shape.clone(),
-            });
-            let e = self.operand(id, g, Phase::Stage(0), &shape)?;
-            let node = self.g.node(id);
-            let nt = self.tensor(
-                &node.name,
-                node.dtype,
-                node.shape.numel(),
-                Class::Temp,
-                Some(g),
-            );
-            self.groups[g].stores.push((Phase::Stage(0), nt, e));
-            self.groups[g].nodes.push(id.0);
+            let name = self.g.node(id).name.clone();
+            let nt = self.copy_kernel(id, &name, Class::Temp)?;
             t = nt;
             view = View::contiguous(&shape);
         }
@@ -1064,13 +1059,8 @@ impl Fuser<'_> {
                     }
                 } else {
                     // copy to dense memory first
-                    let g = self.new_group(GroupKind::Elementwise { shape: src.clone() });
-                    let e = self.operand(x, g, Phase::Stage(0), &src)?;
-                    let xn = self.g.node(x);
-                    let nt =
-                        self.tensor(&xn.name, xn.dtype, xn.shape.numel(), Class::Temp, Some(g));
-                    self.groups[g].stores.push((Phase::Stage(0), nt, e));
-                    self.groups[g].nodes.push(id.0);
+                    let name = self.g.node(x).name.clone();
+                    let nt = self.copy_kernel(x, &name, Class::Temp)?;
                     Val::Mem {
                         t: nt,
                         view: View::contiguous(&dims),
@@ -1107,22 +1097,7 @@ impl Fuser<'_> {
                 return Ok(t);
             }
         }
-        let g = self.new_group(GroupKind::Elementwise {
-            shape: dims.clone(),
-        });
-        let e = self.operand(v, g, Phase::Stage(0), &dims)?;
-        let t = self.tensor(
-            &vn.name,
-            vn.dtype,
-            vn.shape.numel(),
-            Class::Standalone,
-            Some(g),
-        );
-        self.groups[g].stores.push((Phase::Stage(0), t, e));
-        if !self.groups[g].nodes.contains(&v.0) {
-            self.groups[g].nodes.push(v.0);
-        }
-        Ok(t)
+        self.copy_kernel(v, &vn.name, Class::Standalone)
     }
 
     fn roots(&mut self) -> Result<()> {
@@ -1158,23 +1133,7 @@ impl Fuser<'_> {
                     self.tensors[t as usize].name = name.clone();
                     t
                 }
-                _ => {
-                    // copy kernel
-                    let g = self.new_group(GroupKind::Elementwise {
-                        shape: dims.clone(),
-                    });
-                    let e = self.operand(id, g, Phase::Stage(0), &dims)?;
-                    let t = self.tensor(
-                        &name,
-                        n.dtype,
-                        n.shape.numel(),
-                        Class::Output(slot),
-                        Some(g),
-                    );
-                    self.groups[g].stores.push((Phase::Stage(0), t, e));
-                    self.groups[g].nodes.push(id.0);
-                    t
-                }
+                _ => self.copy_kernel(id, &name, Class::Output(slot))?,
             };
             self.fused.outputs.push((name, t, id));
         }
