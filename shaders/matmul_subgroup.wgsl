@@ -10,9 +10,11 @@
 //   - fn load_b4(e: u32) -> vec4<f32>: B at e, e + B_CS, e + 2 B_CS, e + 3 B_CS (4 columns);
 //   - fn epilogue(acc: f32, b: u32, i: u32, j: u32): evaluates the kernel's fused epilogue
 //     at output [b, i, j] (acc = the dot product) and performs its stores.
-// Shapes and strides arrive as `override` constants (set at pipeline creation):
-//   A(b, i, p) = load_a(A_OFF + b * A_BS + i * A_RS + p * A_CS)
-//   B(b, p, j) = load_b(B_OFF + b * B_BS + p * B_RS + j * B_CS)
+// Shapes and strides arrive as `override` constants (set at pipeline creation); the
+// operands' element offsets come from the generated functions a_off() / b_off() (a uniform
+// table, so that one pipeline serves the same product at different offsets):
+//   A(b, i, p) = load_a(a_off() + b * A_BS + i * A_RS + p * A_CS)
+//   B(b, p, j) = load_b(b_off() + b * B_BS + p * B_RS + j * B_CS)
 // Transposed operands are read in place through their strides.
 //
 // WORK SPLIT (kiln's `MatMulVariant::RegisterBlocked`): one group of G = 8 invocations per
@@ -45,11 +47,9 @@ override M: u32 = 1u;
 override N: u32 = 1u;
 override K: u32 = 1u;
 override BATCH: u32 = 1u;
-override A_OFF: u32 = 0u;
 override A_BS: u32 = 1u;
 override A_RS: u32 = 1u;
 override A_CS: u32 = 1u;
-override B_OFF: u32 = 0u;
 override B_BS: u32 = 1u;
 override B_RS: u32 = 1u;
 override B_CS: u32 = 1u;
@@ -78,8 +78,8 @@ fn main(
     let bi = g / (tiles_n * tiles_m);
     let row0 = tm * P;
     let col0 = tn * P + lane * 4u;
-    let a_base = A_OFF + bi * A_BS;
-    let b_base = B_OFF + bi * B_BS;
+    let a_base = a_off() + bi * A_BS;
+    let b_base = b_off() + bi * B_BS;
     let last_quad = ((N - 1u) / 4u) * 4u;
     let a0 = a_base + min(row0 + lane + 0u, M - 1u) * A_RS;
     let a1 = a_base + min(row0 + lane + 8u, M - 1u) * A_RS;

@@ -6,9 +6,10 @@
 // (typed WGSL writer) declaring the bindings (kernel arg i is `arg{i}` at binding i),
 // `fn load_a(e: u32) -> f32`, `fn load_b(e: u32) -> f32` (element e of A's / B's buffer) and
 // `fn epilogue(acc: f32, b: u32, i: u32, j: u32)` (the kernel's fused epilogue and stores).
-// Shapes and strides are `override` constants:
-//   A(b, i, p) = load_a(A_OFF + b * A_BS + i * A_RS + p * A_CS)
-//   B(b, p, j) = load_b(B_OFF + b * B_BS + p * B_RS + j * B_CS)
+// Shapes and strides are `override` constants; the operands' element offsets come from
+// the generated functions a_off() / b_off() (a uniform table):
+//   A(b, i, p) = load_a(a_off() + b * A_BS + i * A_RS + p * A_CS)
+//   B(b, p, j) = load_b(b_off() + b * B_BS + p * B_RS + j * B_CS)
 //
 // WORK SPLIT (kiln's `MatMulVariant::WorkgroupTiled`). A workgroup of 256 invocations
 // (16 x 16, each a 4 x 4 register block) computes one 64 x 64 tile of C:
@@ -28,11 +29,9 @@ override M: u32 = 1u;
 override N: u32 = 1u;
 override K: u32 = 1u;
 override BATCH: u32 = 1u;
-override A_OFF: u32 = 0u;
 override A_BS: u32 = 1u;
 override A_RS: u32 = 1u;
 override A_CS: u32 = 1u;
-override B_OFF: u32 = 0u;
 override B_BS: u32 = 1u;
 override B_RS: u32 = 1u;
 override B_CS: u32 = 1u;
@@ -63,8 +62,8 @@ fn main(
     let col0 = tn * TS;
     let tx = lid % 16u;
     let ty = lid / 16u;
-    let a_base = A_OFF + bi * A_BS;
-    let b_base = B_OFF + bi * B_BS;
+    let a_base = a_off() + bi * A_BS;
+    let b_base = b_off() + bi * B_BS;
 
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < K; k0 += BK) {

@@ -34,16 +34,37 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> 
             }
         }
     }
+    // Gradient parts per node, combined when the node is reached (all its users are later
+    // nodes, so every part has arrived by then).
+    let mut parts: Vec<Vec<Part>> = vec![Vec::new(); n_forward];
     let mut adj: Vec<Option<NodeId>> = vec![None; n_forward];
     let seed_shape = g.shape(loss).clone();
-    adj[loss.index()] = Some(g.full(1.0, seed_shape, DType::F32));
+    let seed = g.full(1.0, seed_shape, DType::F32);
+    parts[loss.index()].push(Part::Full(seed));
 
     g.scoped("grad", |g| -> Result<()> {
         for i in (0..n_forward).rev() {
-            let Some(dy) = adj[i] else { continue };
+            if parts[i].is_empty() {
+                continue;
+            }
             let id = NodeId(i as u32);
+            let dy = combine(g, id, std::mem::take(&mut parts[i]))?;
+            adj[i] = Some(dy);
             let node = g.node(id).clone();
             if !node.dtype.is_float() {
+                continue;
+            }
+            // d slice = the adjoint placed at its range of the operand: kept as a piece, so
+            // that the pieces of an operand cut into parts join into one concat
+            if let Op::Slice { axis, start } = node.op {
+                let x = node.inputs[0];
+                if on_path[x.index()] {
+                    parts[x.index()].push(Part::Piece {
+                        axis,
+                        start,
+                        node: dy,
+                    });
+                }
                 continue;
             }
             let contribs = vjp(g, id, dy)?;
@@ -52,10 +73,7 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> 
                 if !on_path[inp.index()] || !g.dtype(*inp).is_float() {
                     continue;
                 }
-                adj[inp.index()] = Some(match adj[inp.index()] {
-                    None => d,
-                    Some(prev) => g.add(prev, d)?,
-                });
+                parts[inp.index()].push(Part::Full(d));
             }
         }
         Ok(())
@@ -69,6 +87,82 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> 
             }
         })
         .collect()
+}
+
+/// A gradient contribution to a node.
+#[derive(Clone, Copy)]
+enum Part {
+    /// A whole adjoint (same shape as the node).
+    Full(NodeId),
+    /// The adjoint of the node's elements `start..` on `axis` (from a slice of it).
+    Piece {
+        axis: usize,
+        start: usize,
+        node: NodeId,
+    },
+}
+
+/// The adjoint of `x` from its parts: whole parts are summed in arrival order; pieces that
+/// share one axis and do not overlap become one concat (zeros in the gaps), otherwise each
+/// piece is padded with zeros and added.
+fn combine(g: &mut Graph, x: NodeId, parts: Vec<Part>) -> Result<NodeId> {
+    let shape = g.shape(x).clone();
+    let dt = g.dtype(x);
+    let mut pieces: Vec<(usize, usize, NodeId)> = Vec::new();
+    let mut total: Option<NodeId> = None;
+    let add = |g: &mut Graph, total: &mut Option<NodeId>, d: NodeId| -> Result<()> {
+        *total = Some(match *total {
+            None => d,
+            Some(prev) => g.add(prev, d)?,
+        });
+        Ok(())
+    };
+    for p in parts {
+        match p {
+            Part::Full(d) => add(g, &mut total, d)?,
+            Part::Piece { axis, start, node } => pieces.push((axis, start, node)),
+        }
+    }
+    if pieces.is_empty() {
+        return Ok(total.expect("combine is called with at least one part"));
+    }
+    let len = |g: &Graph, axis: usize, n: NodeId| g.shape(n).0[axis];
+    let axis = pieces[0].0;
+    let mut sorted = pieces.clone();
+    sorted.sort_by_key(|p| p.1);
+    let disjoint = sorted.iter().all(|p| p.0 == axis)
+        && sorted
+            .windows(2)
+            .all(|w| w[0].1 + len(g, axis, w[0].2) <= w[1].1);
+    let zeros = |g: &mut Graph, axis: usize, n: usize| {
+        let mut s = shape.0.clone();
+        s[axis] = n;
+        g.full(0.0, crate::Shape(s), dt)
+    };
+    // one concat per group of pieces laid out along one axis
+    let groups: Vec<Vec<(usize, usize, NodeId)>> = if disjoint {
+        vec![sorted]
+    } else {
+        pieces.into_iter().map(|p| vec![p]).collect()
+    };
+    for group in groups {
+        let axis = group[0].0;
+        let mut seq = Vec::new();
+        let mut at = 0;
+        for (_, start, node) in group {
+            if start > at {
+                seq.push(zeros(g, axis, start - at));
+            }
+            at = start + len(g, axis, node);
+            seq.push(node);
+        }
+        if at < shape.0[axis] {
+            seq.push(zeros(g, axis, shape.0[axis] - at));
+        }
+        let joined = g.concat(&seq, axis)?;
+        add(g, &mut total, joined)?;
+    }
+    Ok(total.expect("at least one piece"))
 }
 
 /// The gradient contribution to each operand of node `y` given its adjoint `dy`.
@@ -223,6 +317,26 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
         }
         // stop_gradient: the result is treated as a constant
         Op::StopGradient => vec![None],
+        // handled by `grad` (pieces of the operand's adjoint)
+        Op::Slice { .. } => unreachable!("slices are differentiated in grad"),
+        // d concat = the matching slice of dy for each operand
+        Op::Concat { axis } => {
+            let mut at = 0;
+            let mut v = Vec::with_capacity(node.inputs.len());
+            for &i in &node.inputs {
+                let n = g.shape(i).0[*axis];
+                v.push(Some(g.slice(dy, *axis, at, n)?));
+                at += n;
+            }
+            v
+        }
+        // d gather = scatter-add of dy into the picked rows; indices get none
+        Op::Gather => {
+            let rows = g.shape(x(0)).0[0];
+            vec![Some(g.scatter_add(x(1), dy, rows)?), None]
+        }
+        // d scatter_add = gather of dy at the indices
+        Op::ScatterAdd => vec![None, Some(g.gather(dy, x(0))?)],
         // d cast = cast back (float sources only; integer sources get no gradient)
         Op::Cast => {
             let dt = g.dtype(x(0));

@@ -238,6 +238,60 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
                 })
                 .collect()
         }
+        Op::Slice { axis, start } => {
+            let src = &args[0].shape;
+            let ss = src.strides();
+            let mut idx = vec![0; shape.rank()];
+            (0..numel)
+                .map(|i| {
+                    unravel(i, &shape.0, &mut idx);
+                    idx[*axis] += start;
+                    let off: usize = idx.iter().zip(&ss).map(|(&x, &s)| x * s).sum();
+                    args[0].data[off]
+                })
+                .collect()
+        }
+        Op::Concat { axis } => {
+            // outer blocks of `inner * extent` elements, operands in turn
+            let outer: usize = shape.0[..*axis].iter().product();
+            let inner: usize = shape.0[axis + 1..].iter().product();
+            let mut out = Vec::with_capacity(numel);
+            for o in 0..outer {
+                for a in args {
+                    let chunk = a.shape.0[*axis] * inner;
+                    out.extend_from_slice(&a.data[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            out
+        }
+        Op::Gather => {
+            let rows = args[0].shape.0[0];
+            let row: usize = args[0].shape.0[1..].iter().product();
+            let mut out = Vec::with_capacity(numel);
+            for &ix in &args[1].data {
+                if ix >= 0.0 && (ix as usize) < rows {
+                    let r = ix as usize;
+                    out.extend_from_slice(&args[0].data[r * row..(r + 1) * row]);
+                } else {
+                    out.extend(std::iter::repeat_n(0.0, row));
+                }
+            }
+            out
+        }
+        Op::ScatterAdd => {
+            let rows = shape.0[0];
+            let row: usize = shape.0[1..].iter().product();
+            let mut out = vec![0.0; numel];
+            for (i, &ix) in args[0].data.iter().enumerate() {
+                if ix >= 0.0 && (ix as usize) < rows {
+                    let r = ix as usize;
+                    for d in 0..row {
+                        out[r * row + d] += args[1].data[i * row + d];
+                    }
+                }
+            }
+            out
+        }
         Op::Reduce { op, axes } => {
             let src = &args[0].shape;
             let os = shape.strides();

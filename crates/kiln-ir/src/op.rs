@@ -159,6 +159,28 @@ pub enum Op {
     /// constant). Used where a gradient path is known to cancel, e.g. the max subtracted
     /// inside softmax and logsumexp.
     StopGradient,
+    /// The elements `start .. start + len` of axis `axis` (`len` is the node's extent on
+    /// that axis); every other axis whole. A view: no data moves.
+    Slice {
+        /// Sliced axis.
+        axis: usize,
+        /// First index taken.
+        start: usize,
+    },
+    /// Joins its operands (one or more, equal except on `axis`) along `axis`, in order.
+    Concat {
+        /// Joined axis.
+        axis: usize,
+    },
+    /// `out[i.., d..] = table[idx[i..], d..]`: rows of operand 0 (`[rows, ..]`, float)
+    /// picked by operand 1 (i32 indices of any shape). An index outside `0..rows` reads a
+    /// row of zeros.
+    Gather,
+    /// `out[r, d..] = Σ_{i: idx[i] = r} upd[i, d..]`: the adjoint of [`Op::Gather`].
+    /// Operand 0 are i32 indices, operand 1 the updates `[idx.., d..]`; the node's shape is
+    /// `[rows, d..]`. Indices outside `0..rows` are ignored. Sums run in index order
+    /// (deterministic).
+    ScatterAdd,
 }
 
 /// The kind of an op without its attributes: the unit of the op table.
@@ -190,6 +212,14 @@ pub enum OpKind {
     Cast,
     /// [`Op::StopGradient`]
     StopGradient,
+    /// [`Op::Slice`]
+    Slice,
+    /// [`Op::Concat`]
+    Concat,
+    /// [`Op::Gather`]
+    Gather,
+    /// [`Op::ScatterAdd`]
+    ScatterAdd,
 }
 
 impl OpKind {
@@ -207,6 +237,10 @@ impl OpKind {
             OpKind::MatMul,
             OpKind::Cast,
             OpKind::StopGradient,
+            OpKind::Slice,
+            OpKind::Concat,
+            OpKind::Gather,
+            OpKind::ScatterAdd,
         ]);
         v
     }
@@ -229,6 +263,10 @@ impl Op {
             Op::MatMul => OpKind::MatMul,
             Op::Cast => OpKind::Cast,
             Op::StopGradient => OpKind::StopGradient,
+            Op::Slice { .. } => OpKind::Slice,
+            Op::Concat { .. } => OpKind::Concat,
+            Op::Gather => OpKind::Gather,
+            Op::ScatterAdd => OpKind::ScatterAdd,
         }
     }
 
@@ -248,17 +286,22 @@ impl Op {
             Op::MatMul => "matmul",
             Op::Cast => "cast",
             Op::StopGradient => "stop_gradient",
+            Op::Slice { .. } => "slice",
+            Op::Concat { .. } => "concat",
+            Op::Gather => "gather",
+            Op::ScatterAdd => "scatter_add",
         }
     }
 
-    /// Number of operands the op takes.
-    pub fn arity(&self) -> usize {
-        match self {
+    /// Number of operands the op takes; `None` for [`Op::Concat`] (one or more).
+    pub fn arity(&self) -> Option<usize> {
+        Some(match self {
             Op::Input { .. } | Op::Param { .. } | Op::Constant(_) => 0,
-            Op::Binary(_) | Op::MatMul => 2,
+            Op::Binary(_) | Op::MatMul | Op::Gather | Op::ScatterAdd => 2,
             Op::Where => 3,
+            Op::Concat { .. } => return None,
             _ => 1,
-        }
+        })
     }
 
     /// True for ops computed element by element (fusable into one expression body).

@@ -11,11 +11,19 @@ pub fn verify(g: &Graph) -> Result<()> {
         message: m,
     };
     for (id, n) in g.iter() {
-        if n.inputs.len() != n.op.arity() {
+        let arity_ok = match n.op.arity() {
+            Some(a) => n.inputs.len() == a,
+            None => !n.inputs.is_empty(),
+        };
+        if !arity_ok {
             return Err(bad(
                 id,
                 &n.op,
-                format!("has {} operands, expects {}", n.inputs.len(), n.op.arity()),
+                format!(
+                    "has {} operands, expects {}",
+                    n.inputs.len(),
+                    n.op.arity().map_or("one or more".into(), |a| a.to_string())
+                ),
             ));
         }
         for &i in &n.inputs {
@@ -67,6 +75,37 @@ pub fn verify(g: &Graph) -> Result<()> {
                     && n.shape.0[r - 1] == b.0[r - 1]
             }
             Op::Constant(crate::Constant::Data(d)) => d.len() == n.shape.numel(),
+            Op::Slice { axis, start } => {
+                let x = s(0);
+                x.rank() == n.shape.rank()
+                    && *axis < x.rank()
+                    && start + n.shape.0[*axis] <= x.0[*axis]
+                    && (0..x.rank()).all(|d| d == *axis || x.0[d] == n.shape.0[d])
+            }
+            Op::Concat { axis } => {
+                let r = n.shape.rank();
+                *axis < r
+                    && (0..n.inputs.len()).all(|k| {
+                        s(k).rank() == r && (0..r).all(|d| d == *axis || s(k).0[d] == n.shape.0[d])
+                    })
+                    && (0..n.inputs.len()).map(|k| s(k).0[*axis]).sum::<usize>() == n.shape.0[*axis]
+            }
+            Op::Gather => {
+                let (t, i) = (s(0), s(1));
+                g.dtype(n.inputs[1]) == crate::DType::I32
+                    && t.rank() >= 1
+                    && n.shape.rank() == i.rank() + t.rank() - 1
+                    && n.shape.0[..i.rank()] == i.0[..]
+                    && n.shape.0[i.rank()..] == t.0[1..]
+            }
+            Op::ScatterAdd => {
+                let (i, u) = (s(0), s(1));
+                g.dtype(n.inputs[0]) == crate::DType::I32
+                    && n.shape.rank() >= 1
+                    && u.rank() == i.rank() + n.shape.rank() - 1
+                    && u.0[..i.rank()] == i.0[..]
+                    && u.0[i.rank()..] == n.shape.0[1..]
+            }
             _ => true,
         };
         if !ok {

@@ -264,6 +264,14 @@ fn check_body(
                     ));
                 }
             }
+            Expr::Gather {
+                arg, view, index, ..
+            } => {
+                before(*index)?;
+                if *arg as usize >= nargs || view.strides.len() != rank {
+                    return Err(format!("{what}: gather from arg {arg} of {nargs}"));
+                }
+            }
             Expr::Const(_) => {}
             Expr::Unary(_, a) | Expr::Cast(a) => before(*a)?,
             Expr::Binary(_, a, b) => {
@@ -289,9 +297,16 @@ fn check_stores(
     stores: &[crate::kernel::Store],
     body: &Body,
     nargs: usize,
+    rank: usize,
     what: &str,
 ) -> Result<(), String> {
     for s in stores {
+        if s.strides.as_ref().is_some_and(|st| st.len() != rank) {
+            return Err(format!(
+                "{what}: a store has {} strides over a rank-{rank} iteration shape",
+                s.strides.as_ref().map_or(0, |st| st.len())
+            ));
+        }
         if s.arg as usize >= nargs || s.value as usize >= body.nodes.len() {
             return Err(format!(
                 "{what}: store of value {} into arg {}",
@@ -336,7 +351,7 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                 ..
             } => {
                 check_body(body, n, shape.len(), 0, &what)?;
-                check_stores(stores, body, n, &what)?;
+                check_stores(stores, body, n, shape.len(), &what)?;
             }
             KernelOp::Reduce {
                 in_shape,
@@ -356,7 +371,7 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                 let mut accs = 0;
                 for st in stages {
                     check_body(&st.body, n, in_shape.len(), accs, &what)?;
-                    check_stores(&st.stores, &st.body, n, &what)?;
+                    check_stores(&st.stores, &st.body, n, in_shape.len(), &what)?;
                     if st
                         .folds
                         .iter()
@@ -367,9 +382,28 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                     accs += st.folds.len();
                 }
                 check_body(epilogue, n, in_shape.len(), accs, &what)?;
-                check_stores(stores, epilogue, n, &what)?;
+                check_stores(stores, epilogue, n, in_shape.len(), &what)?;
                 check_body(broadcast, n, in_shape.len(), accs, &what)?;
-                check_stores(broadcast_stores, broadcast, n, &what)?;
+                check_stores(broadcast_stores, broadcast, n, in_shape.len(), &what)?;
+            }
+            KernelOp::ScatterAdd {
+                cols,
+                index,
+                src,
+                dst,
+                ..
+            } => {
+                if [index.arg, src.arg, dst.arg]
+                    .iter()
+                    .any(|&a| a as usize >= n)
+                    || !k
+                        .args
+                        .get(dst.arg as usize)
+                        .is_some_and(|a| a.access.writes())
+                    || k.threads < *cols as u64
+                {
+                    return Err(format!("{what}: scatter-add args or threads"));
+                }
             }
             KernelOp::MatMul {
                 batch,
@@ -387,7 +421,7 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                     return Err(format!("{what}: operand arg out of range"));
                 }
                 check_body(epilogue, n, 3, 1, &what)?;
-                check_stores(stores, epilogue, n, &what)?;
+                check_stores(stores, epilogue, n, 3, &what)?;
                 let (t, wg, threads) = variant.launch(*batch, *m, *nn);
                 if *tile != t || k.workgroup_size != wg || k.threads < threads {
                     return Err(format!(

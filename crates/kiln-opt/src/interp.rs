@@ -87,6 +87,20 @@ fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], accs: &[V], scratch: &mut
     for n in &body.nodes {
         let v = match &n.expr {
             Expr::Load { arg, view } => bufs[*arg as usize].get(view.index(idx)),
+            Expr::Gather {
+                arg,
+                view,
+                index,
+                rows,
+                row_stride,
+            } => {
+                let r = scratch[*index as usize].i();
+                if r >= 0 && (r as usize) < *rows {
+                    bufs[*arg as usize].get(view.index(idx) + r as usize * row_stride)
+                } else {
+                    V::of(n.dtype, 0.0)
+                }
+            }
             Expr::Const(c) => V::of(n.dtype, *c),
             Expr::Unary(op, a) => match (n.dtype, scratch[*a as usize]) {
                 (DType::F32, x) => V::F(apply_unary(*op, x.f() as f64) as f32),
@@ -116,9 +130,9 @@ fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], accs: &[V], scratch: &mut
     }
 }
 
-fn do_stores(stores: &[Store], bufs: &mut [Buf], flat: usize, scratch: &[V]) {
+fn do_stores(stores: &[Store], bufs: &mut [Buf], idx: &[usize], flat: usize, scratch: &[V]) {
     for st in stores {
-        bufs[st.arg as usize].set(st.offset + flat, scratch[st.value as usize]);
+        bufs[st.arg as usize].set(st.index(idx, flat), scratch[st.value as usize]);
     }
 }
 
@@ -162,7 +176,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             for i in 0..n {
                 unravel(i, shape, &mut idx);
                 eval_body(body, bufs, &idx, &[], &mut scratch);
-                do_stores(stores, bufs, i, &scratch);
+                do_stores(stores, bufs, &idx, i, &scratch);
             }
         }
         KernelOp::Reduce {
@@ -207,7 +221,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         }
                         eval_body(&stage.body, bufs, &idx, &accs[..first], &mut scratch);
                         let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
-                        do_stores(&stage.stores, bufs, flat, &scratch);
+                        do_stores(&stage.stores, bufs, &idx, flat, &scratch);
                         for (k, f) in stage.folds.iter().enumerate() {
                             let v = scratch[f.value as usize];
                             let a = &mut accs[first + k];
@@ -221,7 +235,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                     }
                 }
                 eval_body(epilogue, bufs, &oidx, &accs, &mut scratch);
-                do_stores(stores, bufs, o, &scratch);
+                do_stores(stores, bufs, &oidx, o, &scratch);
                 if !broadcast_stores.is_empty() {
                     for r in 0..red_n {
                         unravel(r, &red_dims, &mut ridx);
@@ -230,7 +244,32 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         }
                         eval_body(broadcast, bufs, &idx, &accs, &mut scratch);
                         let flat: usize = idx.iter().zip(&in_strides).map(|(i, s)| i * s).sum();
-                        do_stores(broadcast_stores, bufs, flat, &scratch);
+                        do_stores(broadcast_stores, bufs, &idx, flat, &scratch);
+                    }
+                }
+            }
+        }
+        KernelOp::ScatterAdd {
+            rows,
+            cols,
+            count,
+            index,
+            src,
+            dst,
+        } => {
+            let idx: Vec<i32> = (0..*count)
+                .map(|i| bufs[index.arg as usize].get(index.offset + i).i())
+                .collect();
+            for c in 0..*cols {
+                for r in 0..*rows {
+                    bufs[dst.arg as usize].set(dst.offset + r * cols + c, V::F(0.0));
+                }
+                for (i, &r) in idx.iter().enumerate() {
+                    if r >= 0 && (r as usize) < *rows {
+                        let at = dst.offset + r as usize * cols + c;
+                        let sum = bufs[dst.arg as usize].get(at).f()
+                            + bufs[src.arg as usize].get(src.offset + i * cols + c).f();
+                        bufs[dst.arg as usize].set(at, V::F(sum));
                     }
                 }
             }
@@ -270,7 +309,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         idx[1] = i;
                         idx[2] = j;
                         eval_body(epilogue, bufs, &idx, &[V::F(s)], &mut scratch);
-                        do_stores(stores, bufs, (bi * m + i) * n + j, &scratch);
+                        do_stores(stores, bufs, &idx, (bi * m + i) * n + j, &scratch);
                     }
                 }
             }

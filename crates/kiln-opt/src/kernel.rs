@@ -73,6 +73,22 @@ pub enum Expr {
     Select(ExprId, ExprId, ExprId),
     /// Conversion of `x` to this expression's dtype (float to int truncates).
     Cast(ExprId),
+    /// A data-dependent read: row `index` (an i32 expression) of a table in arg `arg`, at
+    /// element `view.offset + index * row_stride + Σ idx[d] * view.strides[d]`; 0 when
+    /// `index` is outside `0..rows`. (The view's strides cover the axes within a row; the
+    /// index axes have stride 0.)
+    Gather {
+        /// Binding index of the table.
+        arg: u32,
+        /// Offset and within-row strides over the iteration shape.
+        view: View,
+        /// The row index expression (i32).
+        index: ExprId,
+        /// Rows in the table.
+        rows: usize,
+        /// Elements between rows.
+        row_stride: usize,
+    },
     /// Accumulator `j` of a reduce kernel (numbered across its stages, in order): readable
     /// in the stages after the one that folds it, in the epilogue and in the broadcast body.
     /// In a matmul epilogue, `Acc(0)` is the dot product.
@@ -112,7 +128,9 @@ impl Body {
 }
 
 /// A write of one body value: `args[arg][offset + flat] = value`, `flat` being the row-major
-/// index over the iteration shape of the body's phase.
+/// index over the iteration shape of the body's phase — or, with `strides`,
+/// `args[arg][offset + Σ idx[d] * strides[d]]` at the multi-index `idx` (a store into a
+/// part of a larger tensor, e.g. one operand's block of a concat).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Store {
     /// Binding index (an arg with `Write` or `ReadWrite` access).
@@ -121,6 +139,46 @@ pub struct Store {
     pub offset: usize,
     /// The stored expression.
     pub value: ExprId,
+    /// Element stride per iteration axis; `None`: row-major (`offset + flat`). Distinct
+    /// indices must reach distinct elements.
+    pub strides: Option<Vec<usize>>,
+}
+
+impl Store {
+    /// A row-major store at `offset`.
+    pub fn dense(arg: u32, offset: usize, value: ExprId) -> Store {
+        Store {
+            arg,
+            offset,
+            value,
+            strides: None,
+        }
+    }
+
+    /// The element written at multi-index `idx` (row-major `flat` over `shape`).
+    pub fn index(&self, idx: &[usize], flat: usize) -> usize {
+        match &self.strides {
+            None => self.offset + flat,
+            Some(s) => self.offset + idx.iter().zip(s).map(|(i, s)| i * s).sum::<usize>(),
+        }
+    }
+
+    /// `(first, one past the last)` element written over an iteration `shape`.
+    pub fn range(&self, shape: &[usize]) -> (usize, usize) {
+        let n = shape.iter().fold(1usize, |a, &d| a.saturating_mul(d));
+        match &self.strides {
+            None => (self.offset, self.offset.saturating_add(n)),
+            Some(s) => {
+                if n == 0 {
+                    return (self.offset, self.offset);
+                }
+                let last = shape.iter().zip(s).fold(self.offset, |a, (&d, &s)| {
+                    a.saturating_add(d.saturating_sub(1).saturating_mul(s))
+                });
+                (self.offset, last.saturating_add(1))
+            }
+        }
+    }
 }
 
 /// Reduction combiners available to reduce kernels (mean = sum + a scaling epilogue).
@@ -285,6 +343,32 @@ pub enum KernelOp {
         /// Writes over `[batch, m, n]`.
         stores: Vec<Store>,
     },
+    /// `dst[r, c] = Σ_{i: index[i] = r} src[i, c]` for `r < rows`, `c < cols`, summed in
+    /// order of `i` (deterministic, no atomics): one thread per column `c`, which zeroes its
+    /// column of `dst` and then visits every position. Indices outside `0..rows` are skipped.
+    ScatterAdd {
+        /// Rows of `dst`.
+        rows: usize,
+        /// Elements per row.
+        cols: usize,
+        /// Positions (`index` has `count` i32 elements, `src` `count * cols`).
+        count: usize,
+        /// Row index per position (i32).
+        index: Dense,
+        /// Values per position (f32).
+        src: Dense,
+        /// Output `[rows, cols]` (f32).
+        dst: Dense,
+    },
+}
+
+/// A dense row-major block of a kernel argument.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dense {
+    /// Binding index.
+    pub arg: u32,
+    /// Element offset of the block.
+    pub offset: usize,
 }
 
 /// Access mode of a kernel argument.
@@ -349,6 +433,7 @@ pub fn elementwise_vector(shape: &[usize], body: &Body, stores: &[Store]) -> u32
         return 1;
     }
     let loads_ok = body.nodes.iter().all(|n| match &n.expr {
+        Expr::Gather { .. } => false,
         Expr::Load { view, .. } => match view.strides.get(inner) {
             Some(0) => true,
             Some(1) => {
@@ -364,7 +449,22 @@ pub fn elementwise_vector(shape: &[usize], body: &Body, stores: &[Store]) -> u32
         },
         _ => true,
     });
-    if loads_ok && stores.iter().all(|s| s.offset.is_multiple_of(W)) {
+    let stores_ok = stores.iter().all(|s| {
+        s.offset.is_multiple_of(W)
+            && match &s.strides {
+                None => true,
+                Some(st) => {
+                    st.len() == shape.len()
+                        && st[inner] == 1
+                        && st
+                            .iter()
+                            .zip(shape)
+                            .enumerate()
+                            .all(|(d, (&s, &e))| d == inner || e == 1 || s.is_multiple_of(W))
+                }
+            }
+    });
+    if loads_ok && stores_ok {
         W as u32
     } else {
         1

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 /// Version of the plan layout; bump on any change of the serialized types.
 /// 2: `KernelOp::Elementwise::vector`.
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 /// Index of a buffer in [`Plan::buffers`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -187,6 +187,9 @@ impl Plan {
         );
         for (i, k) in self.kernels.iter().enumerate() {
             let what = match &k.op {
+                KernelOp::ScatterAdd {
+                    rows, cols, count, ..
+                } => format!("scatter-add {count} -> [{rows}, {cols}]"),
                 KernelOp::Elementwise {
                     shape,
                     body,

@@ -40,13 +40,32 @@ fn view_range(view: &View, shape: &[usize]) -> (usize, usize) {
 
 fn body_reads(body: &Body, shape: &[usize], bufs: &[u32], out: &mut Vec<Range>) {
     for n in &body.nodes {
-        if let Expr::Load { arg, view } = &n.expr {
-            let (start, end) = view_range(view, shape);
-            out.push(Range {
-                buffer: bufs.get(*arg as usize).copied().unwrap_or(u32::MAX),
-                start,
-                end,
-            });
+        match &n.expr {
+            Expr::Load { arg, view } => {
+                let (start, end) = view_range(view, shape);
+                out.push(Range {
+                    buffer: bufs.get(*arg as usize).copied().unwrap_or(u32::MAX),
+                    start,
+                    end,
+                });
+            }
+            Expr::Gather {
+                arg,
+                view,
+                rows,
+                row_stride,
+                ..
+            } => {
+                // any row may be read
+                let (start, end) = view_range(view, shape);
+                let span = row_stride.saturating_mul(rows.saturating_sub(1));
+                out.push(Range {
+                    buffer: bufs.get(*arg as usize).copied().unwrap_or(u32::MAX),
+                    start,
+                    end: end.saturating_add(span),
+                });
+            }
+            _ => {}
         }
     }
 }
@@ -69,12 +88,12 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
     let mut reads = vec![];
     let mut writes = vec![];
     let stores = |stores: &[crate::kernel::Store], shape: &[usize], writes: &mut Vec<Range>| {
-        let n = shape.iter().fold(1usize, |a, &d| a.saturating_mul(d));
         for s in stores {
+            let (start, end) = s.range(shape);
             writes.push(Range {
                 buffer: bufs.get(s.arg as usize).copied().unwrap_or(u32::MAX),
-                start: s.offset,
-                end: s.offset.saturating_add(n),
+                start,
+                end,
             });
         }
     };
@@ -138,6 +157,23 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             body_reads(epilogue, &shape, &bufs, &mut reads);
             stores(st, &shape, &mut writes);
         }
+        KernelOp::ScatterAdd {
+            rows,
+            cols,
+            count,
+            index,
+            src,
+            dst,
+        } => {
+            let range = |d: &crate::kernel::Dense, n: usize| Range {
+                buffer: bufs.get(d.arg as usize).copied().unwrap_or(u32::MAX),
+                start: d.offset,
+                end: d.offset.saturating_add(n),
+            };
+            reads.push(range(index, *count));
+            reads.push(range(src, count.saturating_mul(*cols)));
+            writes.push(range(dst, rows.saturating_mul(*cols)));
+        }
     }
     (reads, writes)
 }
@@ -186,6 +222,7 @@ impl Plan {
                         KernelOp::Elementwise { .. } => "elementwise",
                         KernelOp::Reduce { .. } => "reduce",
                         KernelOp::MatMul { .. } => "matmul",
+                        KernelOp::ScatterAdd { .. } => "scatter-add",
                     };
                     format!(
                         "k{kernel} {kind}\\n{}\\n{} nodes",

@@ -73,6 +73,7 @@ fn elementwise_vector_rules() {
             arg: 1,
             offset,
             value: 0,
+            strides: None,
         }]
     };
     // contiguous, aligned

@@ -110,6 +110,7 @@ fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
                 arg: 2,
                 offset: 0,
                 value: acc,
+                strides: None,
             }],
         },
         args: [Access::Read, Access::Read, Access::Write]

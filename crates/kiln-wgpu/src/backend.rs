@@ -76,11 +76,11 @@ impl Shared {
         if let Some(p) = self.pipelines.get(&key) {
             return Ok(p.clone());
         }
-        let module = match self.modules.get(&src.wgsl) {
+        let module = match self.modules.get(src.code()) {
             Some(m) => m.clone(),
             None => {
                 let m = executor::create_module(&self.gpu, label, src)?;
-                self.modules.insert(src.wgsl.clone(), m.clone());
+                self.modules.insert(src.code().to_string(), m.clone());
                 m
             }
         };

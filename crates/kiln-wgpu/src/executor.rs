@@ -49,6 +49,8 @@ pub struct WgpuExecutable {
     outputs: Vec<OutputCopy>,
     staging: wgpu::Buffer,
     staging_bytes: u64,
+    /// The kernels' offset tables (bound by the bind groups; kept alive here).
+    _uniforms: wgpu::Buffer,
     /// The last submission of a run that read nothing back (at most one stays in flight).
     in_flight: Option<wgpu::SubmissionIndex>,
 }
@@ -66,6 +68,48 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
     let gpu = shared.gpu.clone();
     let buffers = create_buffers(shared, &plan)?;
 
+    // Every kernel's source, and its offset table's place in one uniform buffer.
+    let align = gpu
+        .device
+        .limits()
+        .min_uniform_buffer_offset_alignment
+        .max(16) as u64;
+    let mut sources: Vec<Option<(KernelSource, u64)>> = Vec::with_capacity(plan.steps.len());
+    let mut table = Vec::<u8>::new();
+    for (si, step) in plan.steps.iter().enumerate() {
+        let Step::Dispatch {
+            kernel,
+            buffers: bound,
+            workgroups,
+        } = step
+        else {
+            sources.push(None);
+            continue;
+        };
+        let k = plan.kernels.get(*kernel as usize).ok_or_else(|| {
+            bad_plan(format!(
+                "step {si} runs kernel {kernel}, which does not exist"
+            ))
+        })?;
+        check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
+        let src = codegen::kernel_source_for(k, &gpu.codegen_target())
+            .map_err(|e| OptError::Backend(e.to_string()))?;
+        let at = table.len() as u64;
+        if !src.offsets.is_empty() {
+            table.extend_from_slice(bytemuck::cast_slice(&src.offsets));
+            table.resize((table.len() as u64).next_multiple_of(align) as usize, 0);
+        }
+        sources.push(Some((src, at)));
+    }
+    let uniforms = gpu.create_buffer(
+        "kiln kernel offsets",
+        table.len() as u64,
+        wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+    );
+    if !table.is_empty() {
+        gpu.queue.write_buffer(&uniforms, 0, &table);
+    }
+
     let mut steps = Vec::with_capacity(plan.steps.len());
     for (si, step) in plan.steps.iter().enumerate() {
         match step {
@@ -74,17 +118,13 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                 buffers: bound,
                 workgroups,
             } => {
-                let k = plan.kernels.get(*kernel as usize).ok_or_else(|| {
-                    bad_plan(format!(
-                        "step {si} runs kernel {kernel}, which does not exist"
-                    ))
-                })?;
-                check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
-                let src = codegen::kernel_source_for(k, &gpu.codegen_target())
-                    .map_err(|e| OptError::Backend(e.to_string()))?;
-                let pipeline = shared.pipeline(&k.label, &src)?;
+                let k = &plan.kernels[*kernel as usize];
+                let Some((src, at)) = &sources[si] else {
+                    unreachable!("every dispatch step has a source")
+                };
+                let pipeline = shared.pipeline(&k.label, src)?;
                 let layout = pipeline.get_bind_group_layout(0);
-                let entries: Vec<wgpu::BindGroupEntry> = src
+                let mut entries: Vec<wgpu::BindGroupEntry> = src
                     .bindings
                     .iter()
                     .enumerate()
@@ -93,6 +133,16 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                         resource: buffers[bound[slot.arg as usize].0 as usize].as_entire_binding(),
                     })
                     .collect();
+                if !src.offsets.is_empty() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: src.bindings.len() as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &uniforms,
+                            offset: *at,
+                            size: std::num::NonZeroU64::new(src.offsets.len() as u64 * 4),
+                        }),
+                    });
+                }
                 let bind_group = gpu.scoped(
                     &format!("bind group of step {si} (`{}`)", k.label),
                     "",
@@ -169,6 +219,7 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
         outputs,
         staging,
         staging_bytes: offset,
+        _uniforms: uniforms,
         in_flight: None,
     })
 }
@@ -331,6 +382,19 @@ pub(crate) fn create_pipeline(
                     },
                 )
                 .collect();
+            let mut entries = entries;
+            if !src.offsets.is_empty() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: src.bindings.len() as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+            }
             let bgl = gpu
                 .device
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -493,7 +557,7 @@ pub(crate) fn pipeline_key(src: &KernelSource) -> PipelineKey {
         })
         .collect();
     (
-        src.wgsl.clone(),
+        src.code().to_string(),
         src.constants
             .iter()
             .map(|&(n, v)| (n, v.to_bits()))

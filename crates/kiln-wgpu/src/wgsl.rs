@@ -327,8 +327,23 @@ pub struct Module {
     pub overrides: Vec<Override>,
     /// Storage bindings.
     pub bindings: Vec<Binding>,
+    /// Uniform bindings of `vec4<u32>` arrays.
+    pub uniforms: Vec<UniformArray>,
     /// Functions.
     pub functions: Vec<Function>,
+}
+
+/// A `@group(g) @binding(b) var<uniform> name: array<vec4<u32>, len>;` declaration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UniformArray {
+    /// Bind group index.
+    pub group: u32,
+    /// Binding index.
+    pub binding: u32,
+    /// Variable name.
+    pub name: String,
+    /// Number of `vec4<u32>` entries.
+    pub len: u32,
 }
 
 impl Display for Scalar {
@@ -552,6 +567,13 @@ impl Display for Module {
                 f,
                 "@group({}) @binding({}) var<storage, {access}> {}: {};",
                 b.group, b.binding, b.name, b.ty
+            )?;
+        }
+        for u in &self.uniforms {
+            writeln!(
+                f,
+                "@group({}) @binding({}) var<uniform> {}: array<vec4<u32>, {}>;",
+                u.group, u.binding, u.name, u.len
             )?;
         }
         for func in &self.functions {

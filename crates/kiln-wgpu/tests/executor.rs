@@ -261,11 +261,13 @@ fn matmul_epilogue_loads_and_stores_through_the_arena() {
                 arg: 0,
                 offset: y_off,
                 value: y,
+                strides: None,
             },
             Store {
                 arg: 2,
                 offset: 0,
                 value: z,
+                strides: None,
             },
         ];
         let kargs = vec![

@@ -107,3 +107,99 @@ impl Graph {
         self.expand(r, shape.clone())
     }
 }
+
+impl Graph {
+    /// The elements `start .. start + len` of `axis` (every other axis whole). A no-op when
+    /// it takes the whole axis.
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, len: usize) -> Result<NodeId> {
+        let (s, dt) = self.operands("slice", &[x])?.remove(0);
+        if axis >= s.rank() || len == 0 || start + len > s.0[axis] {
+            return Err(self.shape_err(
+                "slice",
+                format!(
+                    "cannot take {len} elements from {start} on axis {axis} of a rank-{} tensor",
+                    s.rank()
+                ),
+                vec![s],
+                Some("the range must be non-empty and inside the axis".into()),
+            ));
+        }
+        if start == 0 && len == s.0[axis] {
+            return Ok(x);
+        }
+        let mut out = s.0.clone();
+        out[axis] = len;
+        Ok(self.emit(Op::Slice { axis, start }, vec![x], Shape(out), dt))
+    }
+
+    /// Joins `xs` (same rank and dtype, equal extents except on `axis`) along `axis`.
+    pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
+        let ops = self.operands("concat", xs)?;
+        let Some((first, dt)) = ops.first().cloned() else {
+            return Err(self.shape_err("concat", "needs at least one operand", vec![], None));
+        };
+        let r = first.rank();
+        let fits = axis < r
+            && ops.iter().all(|(s, d)| {
+                *d == dt && s.rank() == r && (0..r).all(|k| k == axis || s.0[k] == first.0[k])
+            });
+        if !fits {
+            return Err(self.shape_err(
+                "concat",
+                format!("operands must have one dtype and equal extents except on axis {axis}"),
+                ops.into_iter().map(|o| o.0).collect(),
+                None,
+            ));
+        }
+        if xs.len() == 1 {
+            return Ok(xs[0]);
+        }
+        let mut out = first.0.clone();
+        out[axis] = ops.iter().map(|(s, _)| s.0[axis]).sum();
+        Ok(self.emit(Op::Concat { axis }, xs.to_vec(), Shape(out), dt))
+    }
+
+    /// Rows of `table` (`[rows, ..]`) picked by the i32 `indices`: the result has shape
+    /// `indices.shape ++ table.shape[1..]`. Indices outside `0..rows` read zeros.
+    pub fn gather(&mut self, table: NodeId, indices: NodeId) -> Result<NodeId> {
+        let mut ops = self.operands("gather", &[table, indices])?;
+        let (is, idt) = ops.remove(1);
+        let (ts, dt) = ops.remove(0);
+        if ts.rank() == 0 || idt != crate::DType::I32 || !dt.is_float() {
+            return Err(self.shape_err(
+                "gather",
+                format!("needs a float table of rank >= 1 and i32 indices (got {dt} table, {idt} indices)"),
+                vec![ts, is],
+                Some("cast the indices with cast(x, DType::I32)".into()),
+            ));
+        }
+        let mut out = is.0.clone();
+        out.extend_from_slice(&ts.0[1..]);
+        Ok(self.emit(Op::Gather, vec![table, indices], Shape(out), dt))
+    }
+
+    /// `out[r, ..] = Σ updates[i, ..]` over the positions `i` whose index is `r`; `updates`
+    /// has shape `indices.shape ++ row_shape`; the result `[rows] ++ row_shape`. Indices
+    /// outside `0..rows` are ignored.
+    pub fn scatter_add(&mut self, indices: NodeId, updates: NodeId, rows: usize) -> Result<NodeId> {
+        let mut ops = self.operands("scatter_add", &[indices, updates])?;
+        let (us, dt) = ops.remove(1);
+        let (is, idt) = ops.remove(0);
+        if idt != crate::DType::I32
+            || !dt.is_float()
+            || rows == 0
+            || us.rank() < is.rank()
+            || us.0[..is.rank()] != is.0[..]
+        {
+            return Err(self.shape_err(
+                "scatter_add",
+                format!("needs i32 indices, float updates shaped indices ++ row, and rows >= 1 (rows {rows})"),
+                vec![is, us],
+                None,
+            ));
+        }
+        let mut out = vec![rows];
+        out.extend_from_slice(&us.0[is.rank()..]);
+        Ok(self.emit(Op::ScatterAdd, vec![indices, updates], Shape(out), dt))
+    }
+}

@@ -88,6 +88,27 @@ cases.append(("matmul_batched", [("a", [2, 2, 3], BM1), ("b", [2, 3, 2], BM2)], 
               matmul(BM1, BM2, 2, 2, 3, 2)))
 cases.append(("stop_gradient", [("a", [2, 3], A)], [2, 3], A))
 cases.append(("cast", [("a", [2, 3], A)], [2, 3], [float(math.trunc(v)) for v in A]))
+# slice [2,3] axis 1, from 1, length 2 -> [2,2]
+cases.append(("slice", [("a", [2, 3], A)], [2, 2], [A[1], A[2], A[4], A[5]]))
+# concat [2,3] ++ [2,2] on axis 1 -> [2,5]
+CB = [0.9, -0.4, 1.7, 0.05]
+cases.append(("concat", [("a", [2, 3], A), ("b", [2, 2], CB)], [2, 5],
+              A[0:3] + CB[0:2] + A[3:6] + CB[2:4]))
+# concat [2,3] ++ [1,3] on axis 0 -> [3,3]
+cases.append(("concat_rows", [("a", [2, 3], A), ("b", [1, 3], CB[:3])], [3, 3], A + CB[:3]))
+# gather rows of a [3,2] table at indices [[2, 0], [2, 3]] (3 is out of range: zeros)
+GI = [2, 0, 2, 3]
+T6 = [0.5, -1.2, 2.0, 0.3, 1.5, -0.7]
+cases.append(("gather", [("a", [3, 2], T6)], [2, 2, 2],
+              [v for i in GI for v in (T6[2 * i:2 * i + 2] if i < 3 else [0.0, 0.0])]))
+# scatter-add updates [2,2,2] at the same indices into 3 rows
+U8 = [0.1 * i - 0.3 for i in range(8)]
+SA = [0.0] * 6
+for p, i in enumerate(GI):
+    if i < 3:
+        SA[2 * i] += U8[2 * p]
+        SA[2 * i + 1] += U8[2 * p + 1]
+cases.append(("scatter_add", [("a", [2, 2, 2], U8)], [3, 2], SA))
 
 
 def lit(v):

@@ -83,6 +83,10 @@ pub fn case_names(kind: OpKind) -> &'static [&'static str] {
         OpKind::MatMul => &["matmul", "matmul_batched"],
         OpKind::Cast => &["cast"],
         OpKind::StopGradient => &["stop_gradient"],
+        OpKind::Slice => &["slice"],
+        OpKind::Concat => &["concat", "concat_rows"],
+        OpKind::Gather => &["gather"],
+        OpKind::ScatterAdd => &["scatter_add"],
     }
 }
 
@@ -140,6 +144,17 @@ impl OpCase {
             "expand" => g.expand(l(0), [2, 3])?,
             "matmul" | "matmul_batched" => g.matmul(l(0), l(1))?,
             "stop_gradient" => g.stop_gradient(l(0))?,
+            "slice" => g.slice(l(0), 1, 1, 2)?,
+            "concat" => g.concat(&[l(0), l(1)], 1)?,
+            "concat_rows" => g.concat(&[l(0), l(1)], 0)?,
+            "gather" | "scatter_add" => {
+                let idx = g.constant(vec![2.0, 0.0, 2.0, 3.0], [2, 2], DType::I32)?;
+                if self.golden.name == "gather" {
+                    g.gather(l(0), idx)?
+                } else {
+                    g.scatter_add(idx, l(0), 3)?
+                }
+            }
             "cast" => {
                 let i = g.cast(l(0), DType::I32)?;
                 g.cast(i, DType::F32)?

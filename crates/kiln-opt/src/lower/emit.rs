@@ -4,8 +4,8 @@ use super::fuse::{Fused, GroupKind, Phase, SymMat};
 use super::memory::Layout;
 use super::{ELEMENTWISE_WORKGROUP_SIZE, WORKGROUP_SIZE};
 use crate::kernel::{
-    elementwise_vector, Access, Arg, Body, Expr, Kernel, KernelOp, MatMulVariant, MatOperand,
-    ReduceStage, Store,
+    elementwise_vector, Access, Arg, Body, Dense, Expr, Kernel, KernelOp, MatMulVariant,
+    MatOperand, ReduceStage, Store, View,
 };
 use crate::plan::{BufferDesc, BufferId, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
 use crate::{DeviceLimits, OptError, Result};
@@ -41,7 +41,7 @@ impl Binder<'_> {
     fn body(&mut self, b: &Body) -> Body {
         let mut out = b.clone();
         for n in &mut out.nodes {
-            if let Expr::Load { arg, view } = &mut n.expr {
+            if let Expr::Load { arg, view } | Expr::Gather { arg, view, .. } = &mut n.expr {
                 let (i, off) = self.bind(*arg, false);
                 *arg = i;
                 view.offset += off;
@@ -50,13 +50,21 @@ impl Binder<'_> {
         out
     }
 
-    fn stores(&mut self, stores: &[(Phase, u32, u32)], phase: Phase) -> Vec<Store> {
+    fn stores(&mut self, stores: &[(Phase, u32, u32, Option<View>)], phase: Phase) -> Vec<Store> {
         stores
             .iter()
             .filter(|s| s.0 == phase)
-            .map(|&(_, t, value)| {
-                let (arg, offset) = self.bind(t, true);
-                Store { arg, offset, value }
+            .map(|(_, t, value, view)| {
+                let (arg, offset) = self.bind(*t, true);
+                match view {
+                    None => Store::dense(arg, offset, *value),
+                    Some(v) => Store {
+                        arg,
+                        offset: offset + v.offset,
+                        value: *value,
+                        strides: Some(v.strides.clone()),
+                    },
+                }
             })
             .collect()
     }
@@ -96,7 +104,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
     };
     let mut step_of_group = vec![usize::MAX; f.groups.len()];
     for (gi, gr) in f.groups.iter().enumerate() {
-        if gr.stores.is_empty() {
+        if gr.stores.is_empty() && !matches!(gr.kind, GroupKind::ScatterAdd { .. }) {
             continue; // nothing it computes is used
         }
         step_of_group[gi] = plan.steps.len();
@@ -154,6 +162,36 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     threads,
                 )
             }
+            GroupKind::ScatterAdd {
+                rows,
+                cols,
+                count,
+                index,
+                src,
+                dst,
+            } => {
+                let dense = |b: &mut Binder, (t, off): (u32, usize), write: bool| {
+                    let (arg, base) = b.bind(t, write);
+                    Dense {
+                        arg,
+                        offset: base + off,
+                    }
+                };
+                let index = dense(&mut b, *index, false);
+                let src = dense(&mut b, *src, false);
+                let dst = dense(&mut b, (*dst, 0), true);
+                (
+                    KernelOp::ScatterAdd {
+                        rows: *rows,
+                        cols: *cols,
+                        count: *count,
+                        index,
+                        src,
+                        dst,
+                    },
+                    *cols as u64,
+                )
+            }
             GroupKind::MatMul {
                 batch,
                 m,
@@ -206,6 +244,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
             }
             KernelOp::MatMul { k, .. } => *k as u64,
             KernelOp::Elementwise { .. } => 0,
+            KernelOp::ScatterAdd { rows, count, .. } => (*rows).max(*count) as u64,
         };
         if iterations > limits.max_loop_iterations {
             return Err(OptError::Limit {
@@ -300,6 +339,9 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     | Op::Cast
                     | Op::Reduce { .. }
                     | Op::MatMul
+                    | Op::Concat { .. }
+                    | Op::Gather
+                    | Op::ScatterAdd
             )
         })
         .map(|n| n.shape.numel() as u64 * 4)

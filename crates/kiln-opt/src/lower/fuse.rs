@@ -35,8 +35,11 @@ pub struct TensorInfo {
     pub len: usize,
     /// Owner.
     pub class: Class,
-    /// Group that writes it (None for host-written tensors).
+    /// First group that writes it (None for host-written tensors): its lifetime starts here.
     pub producer: Option<usize>,
+    /// Last group that writes it (a concat's tensor is written by every group computing one
+    /// of its parts): readers must come after it.
+    pub last_write: Option<usize>,
     /// Last group that reads it.
     pub last_use: Option<usize>,
 }
@@ -82,6 +85,21 @@ pub enum GroupKind {
         /// Reduced axes.
         axes: Vec<usize>,
     },
+    /// `dst[index[i], c] += src[i, c]` into a zeroed `[rows, cols]` tensor (dense operands).
+    ScatterAdd {
+        /// Rows of the output.
+        rows: usize,
+        /// Elements per row.
+        cols: usize,
+        /// Positions.
+        count: usize,
+        /// Indices: (tensor, element offset).
+        index: (TensorId, usize),
+        /// Updates: (tensor, element offset).
+        src: (TensorId, usize),
+        /// Output tensor.
+        dst: TensorId,
+    },
     /// Matrix product with an epilogue.
     MatMul {
         /// Batch count.
@@ -111,8 +129,9 @@ pub struct Group {
     pub epi: Body,
     /// Broadcast body.
     pub bc: Body,
-    /// Stores per phase: `(tensor, value)`.
-    pub stores: Vec<(Phase, TensorId, ExprId)>,
+    /// Stores per phase: `(phase, tensor, value, view)`; the view (over the phase shape,
+    /// relative to the tensor's start) is `None` for a dense row-major store.
+    pub stores: Vec<(Phase, TensorId, ExprId, Option<View>)>,
     /// IR nodes computed here (the fusion group).
     pub nodes: Vec<u32>,
 }
@@ -143,6 +162,7 @@ impl Group {
                 .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
                 .collect(),
             (GroupKind::MatMul { batch, m, n, .. }, _) => vec![*batch, *m, *n],
+            (GroupKind::ScatterAdd { rows, cols, .. }, _) => vec![*rows, *cols],
         }
     }
     /// True when nodes may still join phase `p`.
@@ -244,8 +264,20 @@ struct Fuser<'a> {
     foot: Vec<Vec<TensorId>>,
     /// Loads per tensor: (group, phase, view contiguous over the phase shape).
     loads: Vec<Vec<(usize, Phase, bool)>>,
+    /// For an operand of a concat: `(concat node, start on its axis)`: the node is stored
+    /// straight into its block of the concat's tensor (no copy).
+    home: Vec<Option<(NodeId, usize)>>,
+    /// The tensor of a concat node that has no home itself (allocated on first use).
+    concat_tensor: Vec<Option<TensorId>>,
+    /// Expressions a lazy node's cone re-computes in each consumer.
+    lazy_cost: Vec<u32>,
     fused: Fused,
 }
+
+/// A lazy value whose cone grows past this many expressions is computed in a group of its
+/// own instead (a recurrence such as an LSTM cell state would otherwise be re-computed from
+/// the first step in every consumer).
+const MAX_LAZY_COST: u32 = 48;
 
 /// Runs stage 1.
 pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
@@ -258,6 +290,9 @@ pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
         stored: vec![None; g.len()],
         foot: vec![vec![]; g.len()],
         loads: vec![],
+        home: vec![None; g.len()],
+        concat_tensor: vec![None; g.len()],
+        lazy_cost: vec![0; g.len()],
         fused: Fused {
             groups: vec![],
             tensors: vec![],
@@ -267,6 +302,27 @@ pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
             params: vec![],
         },
     };
+    // operands of a concat computed by a kernel are stored straight into its tensor
+    for (id, n) in g.iter() {
+        if let Op::Concat { axis } = n.op {
+            let mut start = 0;
+            for &i in &n.inputs {
+                let computed = matches!(
+                    g.node(i).op,
+                    Op::Unary(_)
+                        | Op::Binary(_)
+                        | Op::Where
+                        | Op::Cast
+                        | Op::MatMul
+                        | Op::Concat { .. }
+                );
+                if computed && f.home[i.index()].is_none() {
+                    f.home[i.index()] = Some((id, start));
+                }
+                start += g.shape(i).dims()[axis];
+            }
+        }
+    }
     for (id, _) in g.iter() {
         let v = f.node(id)?;
         f.vals[id.index()] = Some(v);
@@ -299,10 +355,68 @@ impl Fuser<'_> {
             len: len.max(1),
             class,
             producer,
+            last_write: producer,
             last_use: None,
         });
         self.loads.push(vec![]);
         (self.tensors.len() - 1) as TensorId
+    }
+
+    /// Adds a store of `e` (phase `p` of group `g`) into tensor `t` through `view` (over the
+    /// phase shape; `None`: dense), extending the tensor's write interval.
+    fn add_store(&mut self, g: usize, p: Phase, t: TensorId, e: ExprId, view: Option<View>) {
+        self.groups[g].stores.push((p, t, e, view));
+        let ti = &mut self.tensors[t as usize];
+        ti.producer = Some(ti.producer.map_or(g, |f| f.min(g)));
+        ti.last_write = Some(ti.last_write.map_or(g, |l| l.max(g)));
+    }
+
+    /// The tensor and view (over the node's shape) of the block of a concat that node `id`
+    /// is stored into, when it has one.
+    fn region(&mut self, id: NodeId) -> Option<(TensorId, View)> {
+        let (c, start) = self.home[id.index()]?;
+        let Op::Concat { axis } = self.g.node(c).op else {
+            return None;
+        };
+        let (t, view) = self.concat_region(c);
+        Some((
+            t,
+            View {
+                offset: view.offset + start * view.strides[axis],
+                strides: view.strides,
+            },
+        ))
+    }
+
+    /// The tensor and view of concat node `c`: its block of an enclosing concat, or a tensor
+    /// of its own.
+    fn concat_region(&mut self, c: NodeId) -> (TensorId, View) {
+        if let Some(r) = self.region(c) {
+            return r;
+        }
+        let n = self.g.node(c);
+        let dims = n.shape.dims().to_vec();
+        let t = match self.concat_tensor[c.index()] {
+            Some(t) => t,
+            None => {
+                let (name, dt, len) = (n.name.clone(), n.dtype, n.shape.numel());
+                let t = self.tensor(&name, dt, len, Class::Temp, None);
+                self.concat_tensor[c.index()] = Some(t);
+                t
+            }
+        };
+        (t, View::contiguous(&dims))
+    }
+
+    /// The store view for a value of node shape `shape` computed over phase shape `pshape`,
+    /// written through `view`: `None` when the view is dense from the tensor's start.
+    fn store_view(view: &View, shape: &[usize], pshape: &[usize]) -> Result<Option<View>> {
+        let v = adapt_view(view, shape, pshape).ok_or_else(|| {
+            OptError::Unsupported(format!(
+                "store view over {shape:?} does not fit phase shape {pshape:?}"
+            ))
+        })?;
+        Ok((!v.is_contiguous(pshape)).then_some(v))
     }
 
     fn new_group(&mut self, kind: GroupKind) -> usize {
@@ -328,17 +442,25 @@ impl Fuser<'_> {
         };
         for b in gr.stages.iter().map(|s| &s.0).chain([&gr.epi, &gr.bc]) {
             for n in &b.nodes {
-                if let Expr::Load { arg, .. } = n.expr {
+                if let Expr::Load { arg, .. } | Expr::Gather { arg, .. } = n.expr {
                     add(arg);
                 }
             }
         }
-        for (_, t, _) in &gr.stores {
+        for (_, t, _, _) in &gr.stores {
             add(*t);
         }
         if let GroupKind::MatMul { a, b, .. } = &gr.kind {
             add(a.tensor);
             add(b.tensor);
+        }
+        if let GroupKind::ScatterAdd {
+            index, src, dst, ..
+        } = &gr.kind
+        {
+            add(index.0);
+            add(src.0);
+            add(*dst);
         }
         v.retain(|&t| self.tensors[t as usize].class != Class::Temp);
         v
@@ -364,17 +486,28 @@ impl Fuser<'_> {
     /// and stores it densely into a new tensor of `class` named `name`; returns the tensor.
     fn copy_kernel(&mut self, id: NodeId, name: &str, class: Class) -> Result<TensorId> {
         let node = self.g.node(id).clone();
-        let shape = node.shape.dims().to_vec();
+        let t = self.tensor(name, node.dtype, node.shape.numel(), class, None);
+        self.copy_into(id, t, None)?;
+        Ok(t)
+    }
+
+    /// A new elementwise kernel that computes node `id` over its shape and stores it into
+    /// tensor `t` through `view` (`None`: dense).
+    fn copy_into(&mut self, id: NodeId, t: TensorId, view: Option<View>) -> Result<()> {
+        let shape = self.g.node(id).shape.dims().to_vec();
         let g = self.new_group(GroupKind::Elementwise {
             shape: shape.clone(),
         });
         let e = self.operand(id, g, Phase::Stage(0), &shape)?;
-        let t = self.tensor(name, node.dtype, node.shape.numel(), class, Some(g));
-        self.groups[g].stores.push((Phase::Stage(0), t, e));
+        let view = match view {
+            Some(v) => Self::store_view(&v, &shape, &shape)?,
+            None => None,
+        };
+        self.add_store(g, Phase::Stage(0), t, e, view);
         if !self.groups[g].nodes.contains(&id.0) {
             self.groups[g].nodes.push(id.0);
         }
-        Ok(t)
+        Ok(())
     }
 
     /// Stores register value `v` of node `id` to a new temp tensor (once) and returns it.
@@ -385,8 +518,16 @@ impl Fuser<'_> {
             Val::Mem { t, view } => Ok((t, view)),
             Val::Lazy => {
                 let name = node.name.clone();
-                let t = self.copy_kernel(id, &name, Class::Temp)?;
-                let view = View::contiguous(&shape);
+                let (t, view) = match self.region(id) {
+                    Some((t, view)) => {
+                        self.copy_into(id, t, Some(view.clone()))?;
+                        (t, view)
+                    }
+                    None => (
+                        self.copy_kernel(id, &name, Class::Temp)?,
+                        View::contiguous(&shape),
+                    ),
+                };
                 self.vals[id.index()] = Some(Val::Mem {
                     t,
                     view: view.clone(),
@@ -412,21 +553,41 @@ impl Fuser<'_> {
             }
             Val::Reg { g, phase, e, bcast } => {
                 let base = if bcast { self.reduced_source(id) } else { id };
+                let mut home_view = None;
                 let t = match self.stored[base.index()] {
                     Some(t) => t,
                     None => {
-                        let bn = self.g.node(base);
+                        let bn = self.g.node(base).clone();
                         let (ph, ex) = match self.val(base) {
                             Val::Reg { phase, e, .. } => (phase, e),
                             _ => (phase, e),
                         };
-                        let len = bn.shape.numel();
-                        let t = self.tensor(&bn.name, bn.dtype, len, Class::Temp, Some(g));
-                        self.groups[g].stores.push((ph, t, ex));
+                        let t = match (bcast, self.region(base)) {
+                            (false, Some((t, view))) => {
+                                let pshape = self.groups[g].phase_shape(ph);
+                                let sv = Self::store_view(&view, bn.shape.dims(), &pshape)?;
+                                self.add_store(g, ph, t, ex, sv);
+                                home_view = Some(view);
+                                t
+                            }
+                            _ => {
+                                let len = bn.shape.numel();
+                                let t = self.tensor(&bn.name, bn.dtype, len, Class::Temp, None);
+                                self.add_store(g, ph, t, ex, None);
+                                t
+                            }
+                        };
                         self.stored[base.index()] = Some(t);
                         t
                     }
                 };
+                if let Some(view) = home_view {
+                    self.vals[id.index()] = Some(Val::Mem {
+                        t,
+                        view: view.clone(),
+                    });
+                    return Ok((t, view));
+                }
                 let view = if bcast {
                     // the stored reduction output seen over the reduction's input shape
                     let out_shape = self.groups[g].phase_shape(Phase::Epi);
@@ -486,6 +647,7 @@ impl Fuser<'_> {
             }
             match &src.nodes[i].expr {
                 Expr::Unary(_, a) | Expr::Cast(a) => need[*a as usize] = true,
+                Expr::Gather { index, .. } => need[*index as usize] = true,
                 Expr::Binary(_, a, b) => {
                     need[*a as usize] = true;
                     need[*b as usize] = true;
@@ -506,24 +668,38 @@ impl Fuser<'_> {
             }
             let m = |x: &ExprId| map[*x as usize].expect("operands first");
             let n = &src.nodes[i];
-            if let Expr::Load { arg, .. } = &n.expr {
+            if let Expr::Load { arg, .. } | Expr::Gather { arg, .. } = &n.expr {
                 // a re-emitted load reads after this group's earlier-phase stores: it blocks
                 // in-place updates of that tensor in the earlier phase
                 reloads.push(*arg);
             }
+            // reduced axes have size 1 in the epilogue shape: index them with 0
+            let restride = |view: &View| View {
+                offset: view.offset,
+                strides: view
+                    .strides
+                    .iter()
+                    .zip(&fshape)
+                    .map(|(&s, &d)| if d == 1 { 0 } else { s })
+                    .collect(),
+            };
             let ex = match &n.expr {
                 Expr::Load { arg, view } => Expr::Load {
                     arg: *arg,
-                    view: View {
-                        offset: view.offset,
-                        // reduced axes have size 1 in the epilogue shape: index them with 0
-                        strides: view
-                            .strides
-                            .iter()
-                            .zip(&fshape)
-                            .map(|(&s, &d)| if d == 1 { 0 } else { s })
-                            .collect(),
-                    },
+                    view: restride(view),
+                },
+                Expr::Gather {
+                    arg,
+                    view,
+                    index,
+                    rows,
+                    row_stride,
+                } => Expr::Gather {
+                    arg: *arg,
+                    view: restride(view),
+                    index: m(index),
+                    rows: *rows,
+                    row_stride: *row_stride,
                 },
                 Expr::Const(c) => Expr::Const(*c),
                 Expr::Unary(op, a) => Expr::Unary(*op, m(a)),
@@ -546,7 +722,7 @@ impl Fuser<'_> {
         self.g.node(id).inputs.iter().all(|&i| match self.val(i) {
             Val::Fill(_) => true,
             Val::Lazy => self.lazy_ok(i, g),
-            Val::Mem { t, .. } => self.tensors[t as usize].producer.is_none_or(|pg| pg < g),
+            Val::Mem { t, .. } => self.tensors[t as usize].last_write.is_none_or(|pg| pg < g),
             Val::Reg { .. } => false,
         })
     }
@@ -556,7 +732,7 @@ impl Fuser<'_> {
         match v {
             Val::Fill(_) => true,
             Val::Lazy => self.lazy_ok(id, g),
-            Val::Mem { t, .. } => self.tensors[*t as usize].producer.is_none_or(|pg| pg < g),
+            Val::Mem { t, .. } => self.tensors[*t as usize].last_write.is_none_or(|pg| pg < g),
             Val::Reg {
                 g: g2,
                 phase,
@@ -696,7 +872,17 @@ impl Fuser<'_> {
         if let Some(c) = fold(&n.op, &ops, n.dtype) {
             return Ok(Val::Fill(c));
         }
-        if !ops.iter().any(|v| matches!(v, Val::Reg { .. })) {
+        let cost = 1 + n
+            .inputs
+            .iter()
+            .map(|&i| match self.val(i) {
+                Val::Lazy => self.lazy_cost[i.index()],
+                _ => 0,
+            })
+            .sum::<u32>();
+        let lazy_ok = self.home[id.index()].is_none() && cost <= MAX_LAZY_COST;
+        if lazy_ok && !ops.iter().any(|v| matches!(v, Val::Reg { .. })) {
+            self.lazy_cost[id.index()] = cost;
             // lazy, unless its cone would bind too many buffers: then store the operand with
             // the largest footprint first
             loop {
@@ -1003,6 +1189,10 @@ impl Fuser<'_> {
             Op::Reduce { op, axes } => self.reduce(id, *op, axes)?,
             Op::MatMul => self.matmul(id)?,
             Op::Reshape | Op::Permute { .. } | Op::Expand => self.movement(id)?,
+            Op::Slice { axis, start } => self.slice(id, *axis, *start)?,
+            Op::Concat { axis } => self.concat(id, *axis)?,
+            Op::Gather => self.gather(id)?,
+            Op::ScatterAdd => self.scatter_add(id)?,
             // the identity in every plan: gradients were already built
             Op::StopGradient => self.val(n.inputs[0]),
         })
@@ -1087,6 +1277,149 @@ impl Fuser<'_> {
         })
     }
 
+    /// Records that group `g` reads tensor `t` (liveness and in-place legality).
+    fn note_load(&mut self, t: TensorId, g: usize, p: Phase, contiguous: bool) {
+        self.loads[t as usize].push((g, p, contiguous));
+        let tl = &mut self.tensors[t as usize];
+        tl.last_use = Some(tl.last_use.map_or(g, |u| u.max(g)));
+    }
+
+    /// Operand `id` as a dense tensor (copied first when its view is not dense):
+    /// `(tensor, element offset)`.
+    fn dense_operand(&mut self, id: NodeId) -> Result<(TensorId, usize)> {
+        let dims = self.g.shape(id).dims().to_vec();
+        let (t, view) = self.materialize(id)?;
+        let dense = View {
+            offset: 0,
+            strides: view.strides.clone(),
+        }
+        .is_contiguous(&dims);
+        if dense {
+            return Ok((t, view.offset));
+        }
+        let name = self.g.node(id).name.clone();
+        Ok((self.copy_kernel(id, &name, Class::Temp)?, 0))
+    }
+
+    /// A gather is an elementwise group over its output whose body reads the table at the
+    /// row its index expression names.
+    fn gather(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let (table, idx) = (n.inputs[0], n.inputs[1]);
+        let shape = n.shape.dims().to_vec();
+        let irank = self.g.shape(idx).rank();
+        if let Val::Reg { .. } = self.val(idx) {
+            self.materialize(idx)?;
+        }
+        let (t, tview) = self.materialize(table)?;
+        let g = self.new_group(GroupKind::Elementwise {
+            shape: shape.clone(),
+        });
+        let p = Phase::Stage(0);
+        let map: Vec<Option<usize>> = (0..irank).map(Some).collect();
+        let index = self.value_in(idx, g, p, &map, shape.len())?;
+        let mut strides = vec![0; irank];
+        strides.extend_from_slice(&tview.strides[1..]);
+        self.note_load(t, g, p, false);
+        let e = self.groups[g].body(p).push(
+            Expr::Gather {
+                arg: t,
+                view: View {
+                    offset: tview.offset,
+                    strides,
+                },
+                index,
+                rows: self.g.shape(table).dims()[0],
+                row_stride: tview.strides[0],
+            },
+            n.dtype,
+        );
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Reg {
+            g,
+            phase: p,
+            e,
+            bcast: false,
+        })
+    }
+
+    /// A scatter-add is a kernel of its own writing a new tensor.
+    fn scatter_add(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let (idx, upd) = (n.inputs[0], n.inputs[1]);
+        let index = self.dense_operand(idx)?;
+        let src = self.dense_operand(upd)?;
+        let dims = n.shape.dims().to_vec();
+        let rows = dims[0];
+        let cols: usize = dims[1..].iter().product();
+        let count = self.g.shape(idx).numel();
+        let dst = self.tensor(&n.name, n.dtype, n.shape.numel(), Class::Temp, None);
+        let g = self.new_group(GroupKind::ScatterAdd {
+            rows,
+            cols,
+            count,
+            index,
+            src,
+            dst,
+        });
+        self.note_load(index.0, g, Phase::Epi, false);
+        self.note_load(src.0, g, Phase::Epi, false);
+        let ti = &mut self.tensors[dst as usize];
+        ti.producer = Some(g);
+        ti.last_write = Some(g);
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Mem {
+            t: dst,
+            view: View::contiguous(&dims),
+        })
+    }
+
+    /// A slice is a view: its operand in memory with the offset moved.
+    fn slice(&mut self, id: NodeId, axis: usize, start: usize) -> Result<Val> {
+        let x = self.g.node(id).inputs[0];
+        let (t, view) = match self.val(x) {
+            Val::Fill(c) => return Ok(Val::Fill(c)),
+            Val::Mem { t, view } => (t, view),
+            Val::Reg { .. } | Val::Lazy => self.materialize(x)?,
+        };
+        Ok(Val::Mem {
+            t,
+            view: View {
+                offset: view.offset + start * view.strides[axis],
+                strides: view.strides,
+            },
+        })
+    }
+
+    /// A concat is a tensor whose blocks its operands were stored into (or are copied into
+    /// now, when they could not be).
+    fn concat(&mut self, id: NodeId, axis: usize) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let (t, view) = self.concat_region(id);
+        let mut start = 0;
+        for &i in &n.inputs {
+            let block = View {
+                offset: view.offset + start * view.strides[axis],
+                strides: view.strides.clone(),
+            };
+            start += self.g.shape(i).dims()[axis];
+            if self.home[i.index()] == Some((id, start - self.g.shape(i).dims()[axis])) {
+                match self.val(i) {
+                    Val::Mem { t: ti, .. } if ti == t => continue, // already in place
+                    Val::Reg { bcast: false, .. } | Val::Lazy => {
+                        let (ti, _) = self.materialize(i)?;
+                        if ti == t {
+                            continue;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.copy_into(i, t, Some(block))?;
+        }
+        Ok(Val::Mem { t, view })
+    }
+
     /// A dense tensor of its own holding the value of `v` (the source of a param copy).
     fn standalone_copy(&mut self, v: NodeId) -> Result<TensorId> {
         let vn = self.g.node(v).clone();
@@ -1114,14 +1447,8 @@ impl Fuser<'_> {
                     e,
                     bcast: false,
                 } if self.stored[id.index()].is_none() => {
-                    let t = self.tensor(
-                        &name,
-                        n.dtype,
-                        n.shape.numel(),
-                        Class::Output(slot),
-                        Some(g),
-                    );
-                    self.groups[g].stores.push((phase, t, e));
+                    let t = self.tensor(&name, n.dtype, n.shape.numel(), Class::Output(slot), None);
+                    self.add_store(g, phase, t, e, None);
                     t
                 }
                 Val::Mem { t, view }
@@ -1181,17 +1508,12 @@ impl Fuser<'_> {
                 .all(|&(rg, rp, contiguous)| rg < g || (rg == g && rp == phase && contiguous));
             if phase_ok && readers_ok {
                 // in place: the group that computes the new value writes the param
-                self.groups[g].stores.push((phase, pt, e));
+                self.add_store(g, phase, pt, e, None);
             } else {
                 let vn = self.g.node(v);
-                let t = self.tensor(
-                    &vn.name,
-                    vn.dtype,
-                    vn.shape.numel(),
-                    Class::Standalone,
-                    Some(g),
-                );
-                self.groups[g].stores.push((phase, t, e));
+                let (name, dt, len) = (vn.name.clone(), vn.dtype, vn.shape.numel());
+                let t = self.tensor(&name, dt, len, Class::Standalone, None);
+                self.add_store(g, phase, t, e, None);
                 self.fused.copies.push((pt, t));
             }
         }

@@ -19,10 +19,11 @@
 use super::{arg_name, sanitize, scalar, CodegenError, ENTRY_POINT};
 use crate::wgsl::{
     BinOp, Binding, Builtin, BuiltinInput, Expr as W, Function, Module, Param, Scalar, Stmt,
-    StorageAccess, Type, UnOp,
+    StorageAccess, Type, UnOp, UniformArray,
 };
 use kiln_ir::{BinaryOp, DType, UnaryOp};
 use kiln_opt::kernel::{Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, Store, View};
+use std::cell::RefCell;
 
 /// State of one generated kernel: its statements and structural checks.
 struct Gen<'k> {
@@ -37,7 +38,14 @@ struct Gen<'k> {
     width: u32,
     /// The innermost axis of extent > 1 of a vectorized kernel.
     vector_axis: usize,
+    /// Element offsets the kernel reads from its uniform table `kp` (slot `i` is
+    /// `kp[i / 4][i % 4]`), so that kernels equal but for where their tensors live share
+    /// one shader and pipeline.
+    offsets: RefCell<Vec<u32>>,
 }
+
+/// Name of the uniform offset table of a kernel.
+pub(super) const OFFSETS: &str = "kp";
 
 /// Maps (expression index, view) of a load to its element index.
 type LoadIndex<'a> = dyn FnMut(&Gen<'_>, usize, &View) -> Result<W, CodegenError> + 'a;
@@ -50,7 +58,15 @@ impl<'k> Gen<'k> {
             vec4_args: vec![false; kernel.args.len()],
             width: 1,
             vector_axis: 0,
+            offsets: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The offset table: one `u32` per slot, padded to whole `vec4`s.
+    pub(super) fn offset_table(&self) -> Vec<u32> {
+        let mut v = self.offsets.borrow().clone();
+        v.resize(v.len().div_ceil(4) * 4, 0);
+        v
     }
 
     /// The type of a body value of dtype `dt`.
@@ -139,10 +155,40 @@ impl<'k> Gen<'k> {
         Ok(acc.unwrap_or(W::u32(0)))
     }
 
+    /// A nonzero element offset, read from the uniform offset table (equal values share a
+    /// slot); `None` for 0.
     fn offset(&self, offset: usize) -> Result<Option<W>, CodegenError> {
-        (offset != 0)
-            .then(|| self.lit_u32(offset as u64).map(W::u32))
-            .transpose()
+        if offset == 0 {
+            return Ok(None);
+        }
+        let v = self.lit_u32(offset as u64)?;
+        let mut table = self.offsets.borrow_mut();
+        let slot = match table.iter().position(|&x| x == v) {
+            Some(i) => i,
+            None => {
+                table.push(v);
+                table.len() - 1
+            }
+        };
+        Ok(Some(
+            W::ident(OFFSETS)
+                .index(W::u32(slot as u32 / 4))
+                .member(["x", "y", "z", "w"][slot % 4]),
+        ))
+    }
+
+    /// `@group(0) @binding(args.len())`: the offset table, when the kernel has offsets.
+    fn uniforms(&self) -> Vec<UniformArray> {
+        let n = self.offsets.borrow().len();
+        if n == 0 {
+            return vec![];
+        }
+        vec![UniformArray {
+            group: 0,
+            binding: self.kernel.args.len() as u32,
+            name: OFFSETS.into(),
+            len: n.div_ceil(4) as u32,
+        }]
     }
 
     fn check_rank(&self, view: &View, rank: usize) -> Result<(), CodegenError> {
@@ -217,6 +263,43 @@ impl<'k> Gen<'k> {
                         W::Construct(self.ty(dt), vec![self.element(a, index)])
                     }
                 }
+                Expr::Gather {
+                    arg,
+                    view,
+                    index,
+                    rows,
+                    row_stride,
+                } => {
+                    let a = *arg as usize;
+                    if self.width != 1 || self.kernel.args.get(a).map(|x| x.dtype) != Some(dt) {
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} gathers {dt} from arg {a} in a {}-wide body",
+                            self.width
+                        )));
+                    }
+                    let (ix, idt) = operand(*index)?;
+                    if idt != DType::I32 || *rows == 0 {
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} gathers with a {idt} index from {rows} rows"
+                        )));
+                    }
+                    // a negative index becomes a huge u32: out of range like a large one
+                    let r = W::Convert(Scalar::U32, Box::new(ix));
+                    let rows_lit = W::u32(self.lit_u32(*rows as u64)?);
+                    let clamped = W::call(
+                        Builtin::Min,
+                        vec![r.clone(), W::u32(self.lit_u32(*rows as u64 - 1)?)],
+                    );
+                    let base = load(self, i, view)?;
+                    let at = base.bin(
+                        BinOp::Add,
+                        clamped.bin(BinOp::Mul, W::u32(self.lit_u32(*row_stride as u64)?)),
+                    );
+                    W::call(
+                        Builtin::Select,
+                        vec![zero(dt), self.element(a, at), r.bin(BinOp::Lt, rows_lit)],
+                    )
+                }
                 Expr::Const(v) => splat(
                     match dt {
                         DType::F32 => W::f32(*v as f32),
@@ -282,6 +365,7 @@ impl<'k> Gen<'k> {
         body: &Body,
         prefix: &str,
         flat: &W,
+        idx: &[Option<W>],
     ) -> Result<(), CodegenError> {
         for st in stores {
             let v = st.value as usize;
@@ -302,9 +386,21 @@ impl<'k> Gen<'k> {
             if node.dtype != arg.dtype {
                 value = convert(value, arg.dtype, self.width);
             }
-            let index = match self.offset(st.offset)? {
-                Some(o) => flat.clone().bin(BinOp::Add, o),
-                None => flat.clone(),
+            let index = match &st.strides {
+                Some(strides) => {
+                    if strides.len() != idx.len() {
+                        return Err(self.malformed(format!(
+                            "a store has {} strides over a rank-{} phase",
+                            strides.len(),
+                            idx.len()
+                        )));
+                    }
+                    self.view_terms(self.offset(st.offset)?, strides, idx)?
+                }
+                None => match self.offset(st.offset)? {
+                    Some(o) => flat.clone().bin(BinOp::Add, o),
+                    None => flat.clone(),
+                },
             };
             let target = if self.width == 1 {
                 self.element(a, index)
@@ -326,7 +422,7 @@ impl<'k> Gen<'k> {
     ) -> Result<Vec<(usize, W)>, CodegenError> {
         let mut bases = Vec::new();
         for (i, node) in body.nodes.iter().enumerate() {
-            if let Expr::Load { view, .. } = &node.expr {
+            if let Expr::Load { view, .. } | Expr::Gather { view, .. } = &node.expr {
                 self.check_rank(view, kept.len())?;
                 let base = self.view_terms(self.offset(view.offset)?, &view.strides, kept)?;
                 bases.push((i, self.let_u32(format!("{prefix}base{i}"), base)));
@@ -482,7 +578,7 @@ fn u32_param(name: &str) -> Param {
 }
 
 /// Builds the module of an elementwise or reduce kernel.
-pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> {
+pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), CodegenError> {
     let mut g = Gen::new(kernel);
     let threads = u32::try_from(kernel.threads).map_err(|_| CodegenError::Unsupported {
         label: kernel.label.clone(),
@@ -567,7 +663,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
             g.body(body, "e", &[], &mut |g, _, view| {
                 g.view_index(view, shape, &idx, &flat)
             })?;
-            g.stores(stores, body, "e", &flat)?;
+            g.stores(stores, body, "e", &flat, &idx)?;
             format!(
                 "elementwise {shape:?} x{vector}, {} exprs, {} stores",
                 body.nodes.len(),
@@ -678,7 +774,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
             g.body(epilogue, "e", &accs, &mut |g, _, view| {
                 g.view_index(view, &out_shape, &out_idx, &gid)
             })?;
-            g.stores(stores, epilogue, "e", &gid)?;
+            g.stores(stores, epilogue, "e", &gid, &out_idx)?;
             // The broadcast body over the reduced elements again.
             if !broadcast_stores.is_empty() {
                 let b_bases = g.hoisted_bases(broadcast, "b", &kept)?;
@@ -708,10 +804,108 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
                 broadcast_stores.len()
             )
         }
+        KernelOp::ScatterAdd {
+            rows,
+            cols,
+            count,
+            index,
+            src,
+            dst,
+        } => {
+            if let Some(e) = too_many(&g, *cols as u64) {
+                return Err(e);
+            }
+            for (d, dt, write) in [
+                (index, DType::I32, false),
+                (src, DType::F32, false),
+                (dst, DType::F32, true),
+            ] {
+                match kernel.args.get(d.arg as usize) {
+                    Some(a) if a.dtype == dt && (!write || a.access.writes()) => {}
+                    _ => {
+                        return Err(g.malformed(format!(
+                            "scatter-add binds arg {} as {dt}{}",
+                            d.arg,
+                            if write { " (written)" } else { "" }
+                        )))
+                    }
+                }
+            }
+            let lit = |g: &Gen, v: usize| g.lit_u32(v as u64).map(W::u32);
+            let with_off = |g: &Gen, off: usize, e: W| -> Result<W, CodegenError> {
+                Ok(match g.offset(off)? {
+                    Some(o) => o.bin(BinOp::Add, e),
+                    None => e,
+                })
+            };
+            let c = gid.clone();
+            let (r, i) = (W::ident("r"), W::ident("i"));
+            // zero this thread's column
+            let zero_at = with_off(
+                &g,
+                dst.offset,
+                r.clone()
+                    .bin(BinOp::Mul, lit(&g, *cols)?)
+                    .bin(BinOp::Add, c.clone()),
+            )?;
+            g.stmts.push(Stmt::ForRange {
+                var: "r".into(),
+                start: W::u32(0),
+                end: lit(&g, *rows)?,
+                body: vec![Stmt::Assign(
+                    g.element(dst.arg as usize, zero_at),
+                    W::f32(0.0),
+                )],
+            });
+            // then add every position's value in order
+            let ix_at = with_off(&g, index.offset, i.clone())?;
+            let src_at = with_off(
+                &g,
+                src.offset,
+                i.clone()
+                    .bin(BinOp::Mul, lit(&g, *cols)?)
+                    .bin(BinOp::Add, c.clone()),
+            )?;
+            let dst_at = with_off(
+                &g,
+                dst.offset,
+                W::ident("ix")
+                    .bin(BinOp::Mul, lit(&g, *cols)?)
+                    .bin(BinOp::Add, c.clone()),
+            )?;
+            let at = W::ident("at");
+            let body = vec![
+                Stmt::Let(
+                    "ix".into(),
+                    Type::Scalar(Scalar::U32),
+                    W::Convert(Scalar::U32, Box::new(g.element(index.arg as usize, ix_at))),
+                ),
+                Stmt::If(
+                    W::ident("ix").bin(BinOp::Lt, lit(&g, *rows)?),
+                    vec![
+                        Stmt::Let("at".into(), Type::Scalar(Scalar::U32), dst_at),
+                        Stmt::Assign(
+                            g.element(dst.arg as usize, at.clone()),
+                            g.element(dst.arg as usize, at)
+                                .bin(BinOp::Add, g.element(src.arg as usize, src_at)),
+                        ),
+                    ],
+                    vec![],
+                ),
+            ];
+            g.stmts.push(Stmt::ForRange {
+                var: "i".into(),
+                start: W::u32(0),
+                end: lit(&g, *count)?,
+                body,
+            });
+            format!("scatter-add {count} positions into [{rows}, {cols}]")
+        }
         KernelOp::MatMul { .. } => unreachable!("matmul kernels use the library shader"),
     };
 
-    Ok(Module {
+    let table = g.offset_table();
+    let module = Module {
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
             sanitize(&format!(
@@ -722,6 +916,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
         consts: Vec::new(),
         overrides: Vec::new(),
         bindings: g.bindings(),
+        uniforms: g.uniforms(),
         functions: vec![Function {
             name: ENTRY_POINT.into(),
             workgroup_size: Some(kernel.workgroup_size),
@@ -740,7 +935,8 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<Module, CodegenError> 
             ret: None,
             body: g.stmts,
         }],
-    })
+    };
+    Ok((module, table))
 }
 
 /// One body evaluated over the reduced elements of a reduce kernel.
@@ -780,7 +976,7 @@ fn reduce_loop(
     if !phase.stores.is_empty() {
         let flat = g.view_terms(phase.flat_base.cloned(), in_strides, &full)?;
         let f = g.let_u32(format!("{}flat", phase.prefix), flat);
-        g.stores(phase.stores, phase.body, phase.prefix, &f)?;
+        g.stores(phase.stores, phase.body, phase.prefix, &f, &full)?;
     }
     let body = std::mem::replace(&mut g.stmts, outer);
     Ok(Stmt::ForRange {
@@ -831,7 +1027,7 @@ fn check_operand(
 /// the operand readers `load_a(e)` / `load_b(e)` (element `e` of A's / B's buffer), and
 /// `epilogue(acc, bi, i, j)`, which evaluates the kernel's epilogue at output `[bi, i, j]`
 /// with `Expr::Reduced = acc` and performs its stores at `(bi*m + i)*n + j`.
-pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
+pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<(Module, Vec<u32>), CodegenError> {
     let KernelOp::MatMul {
         batch,
         m,
@@ -892,7 +1088,7 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
         &[(acc.clone(), DType::F32)],
         &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
     )?;
-    g.stores(stores, epilogue, "e", &flat)?;
+    g.stores(stores, epilogue, "e", &flat, &idx)?;
     let e = || W::ident("e");
     let reader = |name: &str, ret: Type, value: W| Function {
         name: name.into(),
@@ -916,13 +1112,27 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
         }
         Ok(W::Construct(vec4_ty.clone(), parts))
     };
+    let u32_ty = Type::Scalar(Scalar::U32);
+    let off =
+        |g: &Gen, o: usize| -> Result<W, CodegenError> { Ok(g.offset(o)?.unwrap_or(W::u32(0))) };
+    let offset_fn = |name: &str, value: W| Function {
+        name: name.into(),
+        workgroup_size: None,
+        params: vec![],
+        ret: Some(u32_ty.clone()),
+        body: vec![Stmt::Return(Some(value))],
+    };
     let functions = vec![
+        offset_fn("a_off", off(&g, a.offset)?),
+        offset_fn("b_off", off(&g, b.offset)?),
         reader("load_a", f32_ty.clone(), g.element(a.arg as usize, e())),
         reader("load_b", f32_ty.clone(), g.element(b.arg as usize, e())),
         reader("load_a4", vec4_ty.clone(), read4(a, fast_a)?),
         reader("load_b4", vec4_ty.clone(), read4(b, fast_b)?),
     ];
-    Ok(Module {
+    let table = g.offset_table();
+    let uniforms = g.uniforms();
+    let module = Module {
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
             sanitize(&format!(
@@ -939,6 +1149,7 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
         consts: Vec::new(),
         overrides: Vec::new(),
         bindings: g.bindings(),
+        uniforms,
         functions: functions
             .into_iter()
             .chain([Function {
@@ -958,5 +1169,6 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<Module, CodegenError> {
                 body: g.stmts,
             }])
             .collect(),
-    })
+    };
+    Ok((module, table))
 }

@@ -117,6 +117,25 @@ pub struct KernelSource {
     pub constants: Vec<(&'static str, f64)>,
     /// Binding `i` of group 0 is `bindings[i]` (always kernel arg `i`).
     pub bindings: Vec<BindingSlot>,
+    /// The kernel's uniform offset table (`u32`s, whole `vec4`s), bound at binding
+    /// `bindings.len()` when not empty. Element offsets live here rather than in the text, so
+    /// kernels that differ only in where their tensors live share a shader and a pipeline.
+    pub offsets: Vec<u32>,
+}
+
+impl KernelSource {
+    /// The shader text without its leading comment lines (which name the kernel): the key
+    /// that shader modules and pipelines are shared by.
+    pub fn code(&self) -> &str {
+        let mut rest = self.wgsl.as_str();
+        while rest.starts_with("//") || rest.starts_with('\n') {
+            match rest.find('\n') {
+                Some(i) => rest = &rest[i + 1..],
+                None => return "",
+            }
+        }
+        rest
+    }
 }
 
 /// How to launch a matmul kernel: what `Kernel::{tile, workgroup_size, threads}` must hold.
@@ -234,11 +253,15 @@ pub fn kernel_source_for(kernel: &Kernel, target: &Target) -> Result<KernelSourc
         .collect();
     match &kernel.op {
         KernelOp::MatMul { .. } => matmul_source(kernel, bindings, target),
-        _ => Ok(KernelSource {
-            wgsl: generated_module(kernel)?.to_string(),
-            constants: Vec::new(),
-            bindings,
-        }),
+        _ => {
+            let (module, offsets) = generated_module(kernel)?;
+            Ok(KernelSource {
+                wgsl: module.to_string(),
+                constants: Vec::new(),
+                bindings,
+                offsets,
+            })
+        }
     }
 }
 
@@ -268,7 +291,7 @@ fn matmul_source(
         label: kernel.label.clone(),
         what,
     };
-    let prelude = matmul_prelude(kernel)?;
+    let (prelude, offsets) = matmul_prelude(kernel)?;
     let library = match variant {
         MatMulVariant::RegisterBlocked => {
             if *tile != MATMUL_REGISTER_TILE || kernel.workgroup_size == 0 {
@@ -300,11 +323,9 @@ fn matmul_source(
         ("N", *n),
         ("K", *k),
         ("BATCH", *batch),
-        ("A_OFF", a.offset),
         ("A_BS", a.batch_stride),
         ("A_RS", a.row_stride),
         ("A_CS", a.col_stride),
-        ("B_OFF", b.offset),
         ("B_BS", b.batch_stride),
         ("B_RS", b.row_stride),
         ("B_CS", b.col_stride),
@@ -321,6 +342,7 @@ fn matmul_source(
         wgsl: format!("{prelude}\n{library}"),
         constants: values.iter().map(|&(name, v)| (name, v as f64)).collect(),
         bindings,
+        offsets,
     })
 }
 

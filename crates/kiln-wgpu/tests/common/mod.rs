@@ -35,6 +35,7 @@ pub fn result_store(arg: u32, body: &Body) -> Vec<Store> {
         arg,
         offset: 0,
         value: body.result(),
+        strides: None,
     }]
 }
 
