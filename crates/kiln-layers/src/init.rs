@@ -13,6 +13,9 @@ pub enum Initializer {
     GlorotUniform,
     /// Uniform in `[lo, hi)`.
     Uniform(f64, f64),
+    /// An LSTM bias of `4 * units`: zeros with ones in the forget gate's block
+    /// `units .. 2 * units` (Keras `unit_forget_bias`).
+    UnitForgetBias(usize),
 }
 
 impl Initializer {
@@ -26,6 +29,9 @@ impl Initializer {
                 (0..n).map(|_| rng.uniform(-limit, limit) as f32).collect()
             }
             Initializer::Uniform(lo, hi) => (0..n).map(|_| rng.uniform(lo, hi) as f32).collect(),
+            Initializer::UnitForgetBias(u) => (0..n)
+                .map(|i| if (u..2 * u).contains(&i) { 1.0 } else { 0.0 })
+                .collect(),
         }
     }
 }

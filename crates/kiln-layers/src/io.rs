@@ -27,6 +27,11 @@ pub const MODEL_FORMAT: &str = "kiln-model-1";
 pub enum LayerConfig {
     /// [`Dense`]
     Dense(DenseConfig),
+    /// [`crate::Lstm`]
+    #[serde(rename = "LSTM")]
+    Lstm(crate::LstmConfig),
+    /// [`crate::Embedding`]
+    Embedding(crate::EmbeddingConfig),
 }
 
 /// The configuration of a [`Dense`] layer.
@@ -61,6 +66,8 @@ impl LayerConfig {
                 }
                 Box::new(d)
             }
+            LayerConfig::Lstm(c) => Box::new(crate::Lstm::from_config(c.clone())),
+            LayerConfig::Embedding(c) => Box::new(crate::Embedding::from_config(c.clone())),
         }
     }
 }

@@ -258,15 +258,16 @@ struct Fuser<'a> {
     groups: Vec<Group>,
     tensors: Vec<TensorInfo>,
     vals: Vec<Option<Val>>,
-    /// Tensor a node's register value was stored to.
-    stored: Vec<Option<TensorId>>,
+    /// Tensor a node's register value was stored to, and the view when that is a block of a
+    /// concat (`None`: dense).
+    stored: Vec<Option<(TensorId, Option<View>)>>,
     /// Non-temp tensors a lazy node's cone reads (its binding footprint).
     foot: Vec<Vec<TensorId>>,
     /// Loads per tensor: (group, phase, view contiguous over the phase shape).
     loads: Vec<Vec<(usize, Phase, bool)>>,
     /// For an operand of a concat: `(concat node, start on its axis)`: the node is stored
     /// straight into its block of the concat's tensor (no copy).
-    home: Vec<Option<(NodeId, usize)>>,
+    home: Vec<Option<(NodeId, usize, NodeId)>>,
     /// The tensor of a concat node that has no home itself (allocated on first use).
     concat_tensor: Vec<Option<TensorId>>,
     /// Expressions a lazy node's cone re-computes in each consumer.
@@ -307,8 +308,16 @@ pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
         if let Op::Concat { axis } = n.op {
             let mut start = 0;
             for &i in &n.inputs {
+                // through reshapes that only add or remove size-1 axes
+                let mut src = i;
+                while let (Op::Reshape, Some(&x)) = (&g.node(src).op, g.node(src).inputs.first()) {
+                    if squeeze(g.shape(x).dims()) != squeeze(g.shape(src).dims()) {
+                        break;
+                    }
+                    src = x;
+                }
                 let computed = matches!(
-                    g.node(i).op,
+                    g.node(src).op,
                     Op::Unary(_)
                         | Op::Binary(_)
                         | Op::Where
@@ -316,8 +325,8 @@ pub fn fuse(g: &Graph, limits: &DeviceLimits) -> Result<Fused> {
                         | Op::MatMul
                         | Op::Concat { .. }
                 );
-                if computed && f.home[i.index()].is_none() {
-                    f.home[i.index()] = Some((id, start));
+                if computed && f.home[src.index()].is_none() {
+                    f.home[src.index()] = Some((id, start, i));
                 }
                 start += g.shape(i).dims()[axis];
             }
@@ -374,18 +383,22 @@ impl Fuser<'_> {
     /// The tensor and view (over the node's shape) of the block of a concat that node `id`
     /// is stored into, when it has one.
     fn region(&mut self, id: NodeId) -> Option<(TensorId, View)> {
-        let (c, start) = self.home[id.index()]?;
+        let (c, start, operand) = self.home[id.index()]?;
         let Op::Concat { axis } = self.g.node(c).op else {
             return None;
         };
         let (t, view) = self.concat_region(c);
-        Some((
-            t,
-            View {
-                offset: view.offset + start * view.strides[axis],
-                strides: view.strides,
-            },
-        ))
+        let block = View {
+            offset: view.offset + start * view.strides[axis],
+            strides: view.strides,
+        };
+        // seen over the node's own shape (it may differ from the operand's by size-1 axes)
+        let view = adapt_view(
+            &block,
+            self.g.shape(operand).dims(),
+            self.g.shape(id).dims(),
+        )?;
+        Some((t, view))
     }
 
     /// The tensor and view of concat node `c`: its block of an enclosing concat, or a tensor
@@ -552,36 +565,44 @@ impl Fuser<'_> {
                 ))
             }
             Val::Reg { g, phase, e, bcast } => {
-                let base = if bcast { self.reduced_source(id) } else { id };
-                let mut home_view = None;
-                let t = match self.stored[base.index()] {
-                    Some(t) => t,
+                let base = if bcast {
+                    self.reduced_source(id)
+                } else {
+                    self.reg_source(id)
+                };
+                let (t, home_view) = match self.stored[base.index()].clone() {
+                    Some(s) => s,
                     None => {
                         let bn = self.g.node(base).clone();
                         let (ph, ex) = match self.val(base) {
                             Val::Reg { phase, e, .. } => (phase, e),
                             _ => (phase, e),
                         };
-                        let t = match (bcast, self.region(base)) {
+                        let s = match (bcast, self.region(base)) {
                             (false, Some((t, view))) => {
                                 let pshape = self.groups[g].phase_shape(ph);
                                 let sv = Self::store_view(&view, bn.shape.dims(), &pshape)?;
                                 self.add_store(g, ph, t, ex, sv);
-                                home_view = Some(view);
-                                t
+                                (t, Some(view))
                             }
                             _ => {
                                 let len = bn.shape.numel();
                                 let t = self.tensor(&bn.name, bn.dtype, len, Class::Temp, None);
                                 self.add_store(g, ph, t, ex, None);
-                                t
+                                (t, None)
                             }
                         };
-                        self.stored[base.index()] = Some(t);
-                        t
+                        self.stored[base.index()] = Some(s.clone());
+                        s
                     }
                 };
-                if let Some(view) = home_view {
+                if let (Some(hv), false) = (home_view, bcast) {
+                    let bshape = self.g.shape(base).dims().to_vec();
+                    let view = adapt_view(&hv, &bshape, &shape).ok_or_else(|| {
+                        OptError::Unsupported(format!(
+                            "block view over {bshape:?} does not fit {shape:?}"
+                        ))
+                    })?;
                     self.vals[id.index()] = Some(Val::Mem {
                         t,
                         view: view.clone(),
@@ -617,6 +638,24 @@ impl Fuser<'_> {
                     self.vals[id.index()] = Some(v);
                 }
                 Ok((t, view))
+            }
+        }
+    }
+
+    /// The node that computes a (non-broadcast) register value: through reshapes that only
+    /// add or remove size-1 axes, which share their operand's register value.
+    fn reg_source(&self, id: NodeId) -> NodeId {
+        let mut cur = id;
+        loop {
+            let n = self.g.node(cur);
+            match (&n.op, n.inputs.first()) {
+                (Op::Reshape, Some(&x))
+                    if matches!(self.val(x), Val::Reg { bcast: false, .. })
+                        && self.val(x) == self.val(cur) =>
+                {
+                    cur = x
+                }
+                _ => return cur,
             }
         }
     }
@@ -1232,6 +1271,9 @@ impl Fuser<'_> {
             Val::Mem { t, view } => (t, view),
             Val::Reg { .. } | Val::Lazy => self.materialize(x)?,
         };
+        if let (Op::Reshape, Some(v)) = (&n.op, adapt_view(&view, &src, &dims)) {
+            return Ok(Val::Mem { t, view: v });
+        }
         Ok(match &n.op {
             Op::Reshape => {
                 let dense = View {
@@ -1402,8 +1444,10 @@ impl Fuser<'_> {
                 offset: view.offset + start * view.strides[axis],
                 strides: view.strides.clone(),
             };
+            let at = start;
             start += self.g.shape(i).dims()[axis];
-            if self.home[i.index()] == Some((id, start - self.g.shape(i).dims()[axis])) {
+            let homed = self.home.iter().any(|h| *h == Some((id, at, i)));
+            if homed {
                 match self.val(i) {
                     Val::Mem { t: ti, .. } if ti == t => continue, // already in place
                     Val::Reg { bcast: false, .. } | Val::Lazy => {

@@ -1,0 +1,408 @@
+//! Sequence layers: [`Lstm`] and [`Embedding`].
+//!
+//! Both are ordinary graph builders: an LSTM is unrolled over its (static) time axis into the
+//! same graph as every other layer, so autodiff, fusion and the plan treat it like any other
+//! computation (no eager side path). The unrolling is shaped for the compiler:
+//! - the input projection of all timesteps is one matmul, `x·W + b` over `[batch·T, F]`;
+//! - each step is the recurrent product `h·U` with that step's projection added in its
+//!   epilogue, then one elementwise kernel for the cell (gates, `c`, `h`): two dispatches;
+//! - the gates are slices of the step's `[batch, 4·units]` pre-activation (Keras's order
+//!   i, f, c, o), so their gradients join back into one concat stored in place.
+//!
+//! Weights use Keras's layout and names: `kernel [F, 4U]`, `recurrent_kernel [U, 4U]`,
+//! `bias [4U]` (forget-gate part initialised to 1, `unit_forget_bias`).
+
+use crate::{Activation, Initializer, LayerError, ParamSpec, Result};
+use kiln_ir::{DType, Graph, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// A long short-term memory layer (Keras `LSTM`): input `[batch, T, F]`, output
+/// `[batch, units]` (the last hidden state) or `[batch, T, units]` with
+/// `return_sequences`.
+#[derive(Clone, Debug)]
+pub struct Lstm {
+    cfg: LstmConfig,
+    steps: usize,
+    features: usize,
+}
+
+/// The configuration of an [`Lstm`] layer (Keras's names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LstmConfig {
+    /// Hidden units.
+    pub units: usize,
+    /// Output the hidden state of every step (`[T, units]` per sample) instead of the last.
+    pub return_sequences: bool,
+    /// Cell activation (Keras default tanh).
+    pub activation: Activation,
+    /// Gate activation (Keras default sigmoid).
+    pub recurrent_activation: Activation,
+    /// Initializer of `kernel`.
+    pub kernel_initializer: Initializer,
+    /// Initializer of `recurrent_kernel`.
+    pub recurrent_initializer: Initializer,
+    /// Forget-gate bias initialised to 1 (Keras default true).
+    pub unit_forget_bias: bool,
+    /// Declared per-sample input shape `[T, F]` (first layer).
+    pub input_shape: Option<Vec<usize>>,
+    /// Fraction of the inputs dropped while training (must be 0: not supported yet).
+    pub dropout: f64,
+    /// Fraction of the recurrent state dropped while training (must be 0: not supported yet).
+    pub recurrent_dropout: f64,
+}
+
+impl Lstm {
+    /// An LSTM with `units` hidden units and Keras's defaults.
+    pub fn new(units: usize) -> Self {
+        Lstm {
+            cfg: LstmConfig {
+                units,
+                return_sequences: false,
+                activation: Activation::Tanh,
+                recurrent_activation: Activation::Sigmoid,
+                kernel_initializer: Initializer::GlorotUniform,
+                recurrent_initializer: Initializer::GlorotUniform,
+                unit_forget_bias: true,
+                input_shape: None,
+                dropout: 0.0,
+                recurrent_dropout: 0.0,
+            },
+            steps: 0,
+            features: 0,
+        }
+    }
+    /// The layer described by `cfg`.
+    pub fn from_config(cfg: LstmConfig) -> Self {
+        Lstm {
+            cfg,
+            steps: 0,
+            features: 0,
+        }
+    }
+    /// Returns the hidden state of every step.
+    pub fn return_sequences(mut self, on: bool) -> Self {
+        self.cfg.return_sequences = on;
+        self
+    }
+    /// Declares the per-sample input shape `[T, F]` (needed on the first layer).
+    pub fn input_shape(mut self, steps: usize, features: usize) -> Self {
+        self.cfg.input_shape = Some(vec![steps, features]);
+        self
+    }
+    /// Sets the cell activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.cfg.activation = a;
+        self
+    }
+    /// Sets the gate activation.
+    pub fn recurrent_activation(mut self, a: Activation) -> Self {
+        self.cfg.recurrent_activation = a;
+        self
+    }
+    /// Sets the kernel initializer.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.kernel_initializer = i;
+        self
+    }
+    /// Sets the recurrent-kernel initializer.
+    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.recurrent_initializer = i;
+        self
+    }
+    /// Input dropout rate (Keras `dropout`).
+    pub fn dropout(mut self, rate: f64) -> Self {
+        self.cfg.dropout = rate;
+        self
+    }
+    /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
+    pub fn recurrent_dropout(mut self, rate: f64) -> Self {
+        self.cfg.recurrent_dropout = rate;
+        self
+    }
+    /// The configuration.
+    pub fn config(&self) -> &LstmConfig {
+        &self.cfg
+    }
+}
+
+impl crate::Layer for Lstm {
+    fn kind(&self) -> &'static str {
+        "LSTM"
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Lstm(self.cfg.clone())
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.cfg.input_shape.clone()
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        let err = |message: String| LayerError::Shape {
+            layer: name.into(),
+            message,
+        };
+        let u = self.cfg.units;
+        if u == 0 {
+            return Err(err("LSTM(0): units must be at least 1".into()));
+        }
+        if self.cfg.dropout != 0.0 || self.cfg.recurrent_dropout != 0.0 {
+            return Err(err(format!(
+                "LSTM({u}) with dropout {} / recurrent_dropout {}: dropout inside LSTM is not supported yet",
+                self.cfg.dropout, self.cfg.recurrent_dropout
+            )));
+        }
+        if input.len() != 2 || input[0] == 0 || input[1] == 0 {
+            return Err(err(format!(
+                "LSTM({u}) expects a per-sample input [timesteps, features], got {input:?}; hint: Embedding gives [T, D]; reshape flat inputs to [T, F]"
+            )));
+        }
+        if let Some(d) = &self.cfg.input_shape {
+            if d.as_slice() != input {
+                return Err(err(format!(
+                    "LSTM({u}) declares input_shape {d:?} but receives {input:?}"
+                )));
+            }
+        }
+        self.steps = input[0];
+        self.features = input[1];
+        Ok(if self.cfg.return_sequences {
+            vec![self.steps, u]
+        } else {
+            vec![u]
+        })
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        let u = self.cfg.units;
+        vec![
+            ParamSpec {
+                name: "kernel".into(),
+                shape: vec![self.features, 4 * u],
+                init: self.cfg.kernel_initializer,
+                fan_in: self.features,
+                fan_out: 4 * u,
+            },
+            ParamSpec {
+                name: "recurrent_kernel".into(),
+                shape: vec![u, 4 * u],
+                init: self.cfg.recurrent_initializer,
+                fan_in: u,
+                fan_out: 4 * u,
+            },
+            ParamSpec {
+                name: "bias".into(),
+                shape: vec![4 * u],
+                init: if self.cfg.unit_forget_bias {
+                    Initializer::UnitForgetBias(u)
+                } else {
+                    Initializer::Zeros
+                },
+                fan_in: u,
+                fan_out: 4 * u,
+            },
+        ]
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
+        Ok(lstm_forward(
+            g,
+            x,
+            params,
+            self.cfg.units,
+            self.cfg.return_sequences,
+            (self.cfg.activation, self.cfg.recurrent_activation),
+        )?)
+    }
+}
+
+/// The unrolled LSTM over `x: [B, T, F]` with `[kernel, recurrent_kernel, bias]`.
+fn lstm_forward(
+    g: &mut Graph,
+    x: NodeId,
+    params: &[NodeId],
+    units: usize,
+    return_sequences: bool,
+    (act, gate): (Activation, Activation),
+) -> kiln_ir::Result<NodeId> {
+    let dims = g.shape(x).dims().to_vec();
+    let (b, t, f) = (dims[0], dims[1], dims[2]);
+    let u = units;
+    let (w, r, bias) = (params[0], params[1], params[2]);
+    // every step's input projection at once: [B*T, F] x [F, 4U] + b  ->  [B, T, 4U]
+    let x2 = g.reshape(x, [b * t, f])?;
+    let xw = g.matmul(x2, w)?;
+    let xp = g.add(xw, bias)?;
+    let xp = g.reshape(xp, [b, t, 4 * u])?;
+    let mut h: Option<NodeId> = None;
+    let mut c: Option<NodeId> = None;
+    let mut hs = Vec::with_capacity(if return_sequences { t } else { 0 });
+    for step in 0..t {
+        let (h_new, c_new) = g.scoped(&format!("step_{step}"), |g| {
+            lstm_step(g, xp, step, (h, c), (r, u), (act, gate))
+        })?;
+        if return_sequences {
+            hs.push(g.reshape(h_new, [b, 1, u])?);
+        }
+        h = Some(h_new);
+        c = Some(c_new);
+    }
+    match (return_sequences, h) {
+        (true, _) => g.concat(&hs, 1),
+        (false, Some(h)) => Ok(h),
+        (false, None) => unreachable!("build checks T >= 1"),
+    }
+}
+
+/// One step: `(h, c)` from the step's projection and the previous state (`None`: zero).
+fn lstm_step(
+    g: &mut Graph,
+    xp: NodeId,
+    step: usize,
+    (h, c): (Option<NodeId>, Option<NodeId>),
+    (r, u): (NodeId, usize),
+    (act, gate): (Activation, Activation),
+) -> kiln_ir::Result<(NodeId, NodeId)> {
+    let b = g.shape(xp).dims()[0];
+    let xs = g.slice(xp, 1, step, 1)?;
+    let xs = g.reshape(xs, [b, 4 * u])?;
+    // z = x_t W + b + h_{t-1} U
+    let z = match h {
+        Some(h) => {
+            let hr = g.matmul(h, r)?;
+            g.add(hr, xs)?
+        }
+        None => xs,
+    };
+    let zi = g.slice(z, 1, 0, u)?;
+    let zf = g.slice(z, 1, u, u)?;
+    let zc = g.slice(z, 1, 2 * u, u)?;
+    let zo = g.slice(z, 1, 3 * u, u)?;
+    let i = gate.apply(g, zi)?;
+    let o = gate.apply(g, zo)?;
+    let cand = act.apply(g, zc)?;
+    let ic = g.mul(i, cand)?;
+    // c = f c_{t-1} + i g
+    let c_new = match c {
+        Some(c) => {
+            let fg = gate.apply(g, zf)?;
+            let fc = g.mul(fg, c)?;
+            g.add(fc, ic)?
+        }
+        None => ic,
+    };
+    let ac = act.apply(g, c_new)?;
+    let h_new = g.mul(o, ac)?;
+    Ok((h_new, c_new))
+}
+
+/// Turns positive integers (word indices) into dense vectors (Keras `Embedding`): input
+/// `[batch, input_length]` of indices (fed as f32 or i32), output
+/// `[batch, input_length, output_dim]`. Indices outside `0..input_dim` give zero vectors.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    cfg: EmbeddingConfig,
+}
+
+/// The configuration of an [`Embedding`] layer (Keras's names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingConfig {
+    /// Vocabulary size (largest index + 1).
+    pub input_dim: usize,
+    /// Vector width.
+    pub output_dim: usize,
+    /// Sequence length (declares the input shape on the first layer).
+    pub input_length: Option<usize>,
+    /// Initializer of the table (Keras default uniform ±0.05).
+    pub embeddings_initializer: Initializer,
+}
+
+impl Embedding {
+    /// `Embedding(input_dim, output_dim)` with Keras's uniform(±0.05) initializer.
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        Embedding {
+            cfg: EmbeddingConfig {
+                input_dim,
+                output_dim,
+                input_length: None,
+                embeddings_initializer: Initializer::Uniform(-0.05, 0.05),
+            },
+        }
+    }
+    /// The layer described by `cfg`.
+    pub fn from_config(cfg: EmbeddingConfig) -> Self {
+        Embedding { cfg }
+    }
+    /// Declares the sequence length (needed on the first layer).
+    pub fn input_length(mut self, n: usize) -> Self {
+        self.cfg.input_length = Some(n);
+        self
+    }
+    /// Sets the table initializer.
+    pub fn embeddings_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.embeddings_initializer = i;
+        self
+    }
+}
+
+impl crate::Layer for Embedding {
+    fn kind(&self) -> &'static str {
+        "Embedding"
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Embedding(self.cfg.clone())
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.cfg.input_length.map(|n| vec![n])
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        let c = &self.cfg;
+        let err = |message: String| LayerError::Shape {
+            layer: name.into(),
+            message,
+        };
+        if c.input_dim == 0 || c.output_dim == 0 {
+            return Err(err(format!(
+                "Embedding({}, {}): both sizes must be at least 1",
+                c.input_dim, c.output_dim
+            )));
+        }
+        if input.len() != 1 {
+            return Err(err(format!(
+                "Embedding expects a per-sample input [input_length] of indices, got {input:?}"
+            )));
+        }
+        if let Some(n) = c.input_length {
+            if n != input[0] {
+                return Err(err(format!(
+                    "Embedding declares input_length {n} but receives sequences of {}",
+                    input[0]
+                )));
+            }
+        }
+        Ok(vec![input[0], c.output_dim])
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec {
+            name: "embeddings".into(),
+            shape: vec![self.cfg.input_dim, self.cfg.output_dim],
+            init: self.cfg.embeddings_initializer,
+            fan_in: self.cfg.input_dim,
+            fan_out: self.cfg.output_dim,
+        }]
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
+        let idx = if g.dtype(x) == DType::I32 {
+            x
+        } else {
+            g.cast(x, DType::I32)?
+        };
+        Ok(g.gather(params[0], idx)?)
+    }
+}

