@@ -1446,7 +1446,7 @@ impl Fuser<'_> {
             };
             let at = start;
             start += self.g.shape(i).dims()[axis];
-            let homed = self.home.iter().any(|h| *h == Some((id, at, i)));
+            let homed = self.home.contains(&Some((id, at, i)));
             if homed {
                 match self.val(i) {
                     Val::Mem { t: ti, .. } if ti == t => continue, // already in place
