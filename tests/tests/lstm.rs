@@ -129,3 +129,37 @@ fn compiled_plan_matches_on_the_gpu() {
     let (g, _, _) = graph();
     kiln_opt::testing::check_graph(&mut gpu, &g, &feeds(), Tolerance::f32_sum(4 * U)).unwrap();
 }
+
+/// The char-LSTM training step (40 steps, vocab 57, LSTM(128), RMSprop): per timestep 2
+/// forward dispatches (recurrent matmul with the projection in its epilogue; the cell) and 2
+/// backward (`dz·Uᵀ` with the cell's backward in its epilogue; `hᵀ·dz` accumulating the
+/// recurrent kernel's gradient), plus a constant for the projection, the dense layer, the
+/// loss and the updates. (The budget is 2 forward and 4 backward.)
+#[test]
+fn train_step_dispatch_counts() {
+    use kiln::{Dense, Loss, Metric, Mode, OneHot, RmsProp, Sequential};
+    let t = 40;
+    let count = |mode: Mode| {
+        let mut m = Sequential::new(Box::new(kiln_opt::interp::CpuBackend::new()));
+        m.add(OneHot::new(57).input_length(t)).unwrap();
+        m.add(Lstm::new(128)).unwrap();
+        m.add(Dense::new(57).activation(kiln::Activation::Softmax))
+            .unwrap();
+        m.compile(
+            Loss::CategoricalCrossentropy,
+            RmsProp::new(0.01),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        let plan = m.plan_for(mode, 128).unwrap();
+        if std::env::var("KILN_SHOW").is_ok() {
+            println!("{}", plan.summary());
+        }
+        plan.stats.dispatches
+    };
+    let predict = count(Mode::Predict);
+    let train = count(Mode::Train);
+    println!("predict {predict} dispatches, train {train} dispatches for T = {t}");
+    assert!(predict <= 2 * t + 4, "predict: {predict} dispatches");
+    assert!(train <= 4 * t + 20, "train: {train} dispatches");
+}

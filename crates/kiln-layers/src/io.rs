@@ -32,6 +32,8 @@ pub enum LayerConfig {
     Lstm(crate::LstmConfig),
     /// [`crate::Embedding`]
     Embedding(crate::EmbeddingConfig),
+    /// [`crate::OneHot`]
+    OneHot(crate::OneHotConfig),
 }
 
 /// The configuration of a [`Dense`] layer.
@@ -68,6 +70,7 @@ impl LayerConfig {
             }
             LayerConfig::Lstm(c) => Box::new(crate::Lstm::from_config(c.clone())),
             LayerConfig::Embedding(c) => Box::new(crate::Embedding::from_config(c.clone())),
+            LayerConfig::OneHot(c) => Box::new(crate::OneHot::from_config(c.clone())),
         }
     }
 }

@@ -51,4 +51,4 @@ pub use optimizers::{
 };
 pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
 pub use progress::{ProgressBar, Verbosity};
-pub use recurrent::{Embedding, EmbeddingConfig, Lstm, LstmConfig};
+pub use recurrent::{Embedding, EmbeddingConfig, Lstm, LstmConfig, OneHot, OneHotConfig};

@@ -406,3 +406,87 @@ impl crate::Layer for Embedding {
         Ok(g.gather(params[0], idx)?)
     }
 }
+
+/// One-hot encodes integer indices inside the model (no weights): input `[n]` of indices
+/// (f32 or i32), output `[n, depth]`. Equivalent to feeding `to_categorical` vectors, without
+/// holding them in host memory (the char-LSTM tutorial's one-hot `[N, 40, 57]` array is
+/// 1.8 GB in f32; its indices are 32 MB). An index outside `0..depth` gives a zero vector.
+#[derive(Clone, Debug)]
+pub struct OneHot {
+    cfg: OneHotConfig,
+}
+
+/// The configuration of a [`OneHot`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneHotConfig {
+    /// Number of classes (vector width).
+    pub depth: usize,
+    /// Declared per-sample input length (first layer).
+    pub input_length: Option<usize>,
+}
+
+impl OneHot {
+    /// One-hot vectors of width `depth`.
+    pub fn new(depth: usize) -> Self {
+        OneHot {
+            cfg: OneHotConfig {
+                depth,
+                input_length: None,
+            },
+        }
+    }
+    /// The layer described by `cfg`.
+    pub fn from_config(cfg: OneHotConfig) -> Self {
+        OneHot { cfg }
+    }
+    /// Declares the sequence length (needed on the first layer).
+    pub fn input_length(mut self, n: usize) -> Self {
+        self.cfg.input_length = Some(n);
+        self
+    }
+}
+
+impl crate::Layer for OneHot {
+    fn kind(&self) -> &'static str {
+        "OneHot"
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::OneHot(self.cfg.clone())
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.cfg.input_length.map(|n| vec![n])
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        if self.cfg.depth == 0 || input.len() != 1 {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "OneHot({}) expects depth >= 1 and a per-sample input [length] of indices, got {input:?}",
+                    self.cfg.depth
+                ),
+            });
+        }
+        Ok(vec![input[0], self.cfg.depth])
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, _params: &[NodeId]) -> Result<NodeId> {
+        let d = self.cfg.depth;
+        let eye: Vec<f64> = (0..d * d)
+            .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
+            .collect();
+        let table = g.constant(eye, [d, d], DType::F32)?;
+        let idx = if g.dtype(x) == DType::I32 {
+            x
+        } else {
+            g.cast(x, DType::I32)?
+        };
+        Ok(g.gather(table, idx)?)
+    }
+}
