@@ -42,7 +42,9 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = num("--seed")? as u64,
             "--cpu" => a.cpu = true,
             "-h" | "--help" => {
-                println!("usage: imdb_lstm [--epochs N] [--maxlen N] [--reviews N] [--seed N] [--cpu]");
+                println!(
+                    "usage: imdb_lstm [--epochs N] [--maxlen N] [--reviews N] [--seed N] [--cpu]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument `{other}` (try --help)")),
@@ -67,7 +69,11 @@ pub struct Split {
 }
 
 /// Tokenizes the reviews (vocabulary from the training half only), pads, splits 50/50.
-pub fn prepare(reviews: Option<usize>, maxlen: usize, seed: u64) -> Result<Split, Box<dyn std::error::Error>> {
+pub fn prepare(
+    reviews: Option<usize>,
+    maxlen: usize,
+    seed: u64,
+) -> Result<Split, Box<dyn std::error::Error>> {
     let mut data = kiln::datasets::imdb_5k()?;
     if let Some(n) = reviews {
         let idx: Vec<usize> = (0..n.min(data.len())).collect();
@@ -85,7 +91,8 @@ pub fn prepare(reviews: Option<usize>, maxlen: usize, seed: u64) -> Result<Split
     let half = data.len() / 2;
     let train = data.select(&order[..half])?;
     let test = data.select(&order[half..])?;
-    let clean = |t: &[String]| -> Vec<String> { t.iter().map(|r| r.replace("<br />", " ")).collect() };
+    let clean =
+        |t: &[String]| -> Vec<String> { t.iter().map(|r| r.replace("<br />", " ")).collect() };
     let (train_texts, test_texts) = (clean(&train.texts), clean(&test.texts));
     let mut tok = Tokenizer::new().with_num_words(5000);
     tok.fit_on_texts(&train_texts);
@@ -113,7 +120,11 @@ pub fn model(device: Box<dyn kiln::Backend>, maxlen: usize, seed: u64) -> kiln::
     m.add(Embedding::new(5000, 32).input_length(maxlen))?;
     m.add(Lstm::new(100))?;
     m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))?;
-    m.compile(Loss::BinaryCrossentropy, Adam::new(0.001), &[Metric::Accuracy])?;
+    m.compile(
+        Loss::BinaryCrossentropy,
+        Adam::new(0.001),
+        &[Metric::Accuracy],
+    )?;
     Ok(m)
 }
 
@@ -144,8 +155,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", m.summary());
     let t0 = std::time::Instant::now();
     let mut stamps = vec![];
-    let mut timer = kiln::LambdaCallback::new()
-        .on_epoch_end(|_, _| stamps.push(t0.elapsed().as_secs_f64()));
+    let mut timer =
+        kiln::LambdaCallback::new().on_epoch_end(|_, _| stamps.push(t0.elapsed().as_secs_f64()));
     m.fit_with_callbacks(
         &split.x_train,
         &split.y_train,
@@ -159,11 +170,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     drop(timer);
     let logs = m.evaluate(&split.x_test, &split.y_test, 64)?;
     let acc = logs.get("accuracy").copied().unwrap_or(f64::NAN);
-    println!("\nresult: test accuracy {:.2} % (loss {:.4})", acc * 100.0, logs.get("loss").copied().unwrap_or(f64::NAN));
+    println!(
+        "\nresult: test accuracy {:.2} % (loss {:.4})",
+        acc * 100.0,
+        logs.get("loss").copied().unwrap_or(f64::NAN)
+    );
     let n = split.x_train.shape.dims()[0] as f64;
     let mut prev = 0.0;
     for (e, t) in stamps.iter().enumerate() {
-        println!("  epoch {} {:.1} s ({:.1} samples/s)", e + 1, t - prev, n / (t - prev));
+        println!(
+            "  epoch {} {:.1} s ({:.1} samples/s)",
+            e + 1,
+            t - prev,
+            n / (t - prev)
+        );
         prev = *t;
     }
     Ok(())

@@ -335,6 +335,8 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
             let rows = g.shape(x(0)).0[0];
             vec![Some(g.scatter_add(x(1), dy, rows)?), None]
         }
+        // noise: no gradient
+        Op::RandomUniform { .. } => vec![None],
         // d scatter_add = gather of dy at the indices
         Op::ScatterAdd => vec![None, Some(g.gather(dy, x(0))?)],
         // d cast = cast back (float sources only; integer sources get no gradient)

@@ -264,6 +264,12 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
             }
             out
         }
+        Op::RandomUniform { seed } => {
+            let counter = args[0].data[0] as i32 as u32;
+            (0..numel)
+                .map(|i| crate::random::device_uniform(*seed, counter, i as u32) as f64)
+                .collect()
+        }
         Op::Gather => {
             let rows = args[0].shape.0[0];
             let row: usize = args[0].shape.0[1..].iter().product();

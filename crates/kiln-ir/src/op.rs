@@ -176,6 +176,14 @@ pub enum Op {
     /// picked by operand 1 (i32 indices of any shape). An index outside `0..rows` reads a
     /// row of zeros.
     Gather,
+    /// Uniform `[0, 1)` noise of the node's shape: element `i` is
+    /// [`crate::random::device_uniform`]`(seed, counter, i)` where `counter` is the value of
+    /// the operand (one i32 element, e.g. the training step), so a new step draws new noise
+    /// and the same step the same bits on every device. No gradient.
+    RandomUniform {
+        /// Stream key.
+        seed: u32,
+    },
     /// `out[r, d..] = Σ_{i: idx[i] = r} upd[i, d..]`: the adjoint of [`Op::Gather`].
     /// Operand 0 are i32 indices, operand 1 the updates `[idx.., d..]`; the node's shape is
     /// `[rows, d..]`. Indices outside `0..rows` are ignored. Sums run in index order
@@ -220,6 +228,8 @@ pub enum OpKind {
     Gather,
     /// [`Op::ScatterAdd`]
     ScatterAdd,
+    /// [`Op::RandomUniform`]
+    RandomUniform,
 }
 
 impl OpKind {
@@ -241,6 +251,7 @@ impl OpKind {
             OpKind::Concat,
             OpKind::Gather,
             OpKind::ScatterAdd,
+            OpKind::RandomUniform,
         ]);
         v
     }
@@ -267,6 +278,7 @@ impl Op {
             Op::Concat { .. } => OpKind::Concat,
             Op::Gather => OpKind::Gather,
             Op::ScatterAdd => OpKind::ScatterAdd,
+            Op::RandomUniform { .. } => OpKind::RandomUniform,
         }
     }
 
@@ -290,6 +302,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Gather => "gather",
             Op::ScatterAdd => "scatter_add",
+            Op::RandomUniform { .. } => "random_uniform",
         }
     }
 

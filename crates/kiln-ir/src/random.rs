@@ -56,3 +56,19 @@ impl Rng {
         }
     }
 }
+
+/// A 32-bit integer hash (PCG's RXS-M-XS output function): the building block of the
+/// in-graph [`crate::Op::RandomUniform`], written with wrapping `u32` arithmetic only so that
+/// every backend (the f64 evaluator, the CPU interpreter, WGSL) computes the same bits.
+pub fn hash32(x: u32) -> u32 {
+    let v = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((v >> ((v >> 28) + 4)) ^ v).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}
+
+/// Element `index` of `RandomUniform { seed }` at step `counter`: uniform in `[0, 1)` with 24
+/// random bits (exactly representable in f32).
+pub fn device_uniform(seed: u32, counter: u32, index: u32) -> f32 {
+    let h = hash32(index ^ hash32(counter ^ hash32(seed)));
+    (h >> 8) as f32 * (1.0 / 16_777_216.0)
+}

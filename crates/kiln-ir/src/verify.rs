@@ -98,6 +98,11 @@ pub fn verify(g: &Graph) -> Result<()> {
                     && n.shape.0[..i.rank()] == i.0[..]
                     && n.shape.0[i.rank()..] == t.0[1..]
             }
+            Op::RandomUniform { .. } => {
+                s(0).numel() == 1
+                    && g.dtype(n.inputs[0]) == crate::DType::I32
+                    && n.dtype == crate::DType::F32
+            }
             Op::ScatterAdd => {
                 let (i, u) = (s(0), s(1));
                 g.dtype(n.inputs[0]) == crate::DType::I32

@@ -272,6 +272,14 @@ fn check_body(
                     return Err(format!("{what}: gather from arg {arg} of {nargs}"));
                 }
             }
+            Expr::Random {
+                counter, strides, ..
+            } => {
+                before(*counter)?;
+                if strides.len() != rank {
+                    return Err(format!("{what}: random strides of rank {}", strides.len()));
+                }
+            }
             Expr::Const(_) => {}
             Expr::Unary(_, a) | Expr::Cast(a) => before(*a)?,
             Expr::Binary(_, a, b) => {

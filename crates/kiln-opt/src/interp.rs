@@ -101,6 +101,15 @@ fn eval_body(body: &Body, bufs: &[Buf], idx: &[usize], accs: &[V], scratch: &mut
                     V::of(n.dtype, 0.0)
                 }
             }
+            Expr::Random {
+                seed,
+                counter,
+                strides,
+            } => {
+                let i: usize = idx.iter().zip(strides).map(|(i, s)| i * s).sum();
+                let c = scratch[*counter as usize].i() as u32;
+                V::F(kiln_ir::random::device_uniform(*seed, c, i as u32))
+            }
             Expr::Const(c) => V::of(n.dtype, *c),
             Expr::Unary(op, a) => match (n.dtype, scratch[*a as usize]) {
                 (DType::F32, x) => V::F(apply_unary(*op, x.f() as f64) as f32),

@@ -89,6 +89,17 @@ pub enum Expr {
         /// Elements between rows.
         row_stride: usize,
     },
+    /// Uniform `[0, 1)` noise: `kiln_ir::random::device_uniform(seed, counter, i)` with
+    /// `counter` an i32 expression and `i = Σ idx[d] * strides[d]` (the row-major index of
+    /// the noise tensor's element).
+    Random {
+        /// Stream key.
+        seed: u32,
+        /// The step counter (i32).
+        counter: ExprId,
+        /// Element index strides over the iteration shape.
+        strides: Vec<usize>,
+    },
     /// Accumulator `j` of a reduce kernel (numbered across its stages, in order): readable
     /// in the stages after the one that folds it, in the epilogue and in the broadcast body.
     /// In a matmul epilogue, `Acc(0)` is the dot product.
@@ -433,7 +444,7 @@ pub fn elementwise_vector(shape: &[usize], body: &Body, stores: &[Store]) -> u32
         return 1;
     }
     let loads_ok = body.nodes.iter().all(|n| match &n.expr {
-        Expr::Gather { .. } => false,
+        Expr::Gather { .. } | Expr::Random { .. } => false,
         Expr::Load { view, .. } => match view.strides.get(inner) {
             Some(0) => true,
             Some(1) => {

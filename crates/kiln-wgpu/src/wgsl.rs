@@ -94,6 +94,10 @@ pub enum BinOp {
     And,
     /// `||`
     Or,
+    /// `^` (integers)
+    Xor,
+    /// `>>` (integers)
+    Shr,
 }
 
 /// Builtin functions the kernels call.
@@ -158,6 +162,8 @@ pub enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     /// A builtin function call.
     Call(Builtin, Vec<Expr>),
+    /// A call of a function defined in the module.
+    CallFn(String, Vec<Expr>),
     /// A value conversion `T(x)`.
     Convert(Scalar, Box<Expr>),
     /// `bitcast<T>(x)`
@@ -419,6 +425,8 @@ impl Display for BinOp {
             BinOp::Ne => "!=",
             BinOp::And => "&&",
             BinOp::Or => "||",
+            BinOp::Xor => "^",
+            BinOp::Shr => ">>",
         })
     }
 }
@@ -433,6 +441,16 @@ impl Display for Expr {
             Expr::Unary(UnOp::Neg, x) => write!(f, "(-{x})"),
             Expr::Unary(UnOp::Not, x) => write!(f, "(!{x})"),
             Expr::Binary(op, a, b) => write!(f, "({a} {op} {b})"),
+            Expr::CallFn(name, args) => {
+                write!(f, "{name}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
             Expr::Call(func, args) => {
                 write!(f, "{}(", func.name())?;
                 for (i, a) in args.iter().enumerate() {

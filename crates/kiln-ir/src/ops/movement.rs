@@ -203,3 +203,33 @@ impl Graph {
         Ok(self.emit(Op::ScatterAdd, vec![indices, updates], Shape(out), dt))
     }
 }
+
+impl Graph {
+    /// Uniform `[0, 1)` noise of `shape` from stream `seed` at step `counter` (a one-element
+    /// i32 tensor): see [`Op::RandomUniform`].
+    pub fn random_uniform(
+        &mut self,
+        seed: u32,
+        counter: NodeId,
+        shape: impl Into<Shape>,
+    ) -> Result<NodeId> {
+        let shape = shape.into();
+        let (cs, cdt) = self.operands("random_uniform", &[counter])?.remove(0);
+        if cs.numel() != 1 || cdt != crate::DType::I32 || shape.numel() > u32::MAX as usize {
+            return Err(self.shape_err(
+                "random_uniform",
+                format!(
+                    "needs a one-element i32 counter (got {cdt} {cs}) and at most 2^32 elements"
+                ),
+                vec![cs],
+                Some("cast the step counter with cast(x, DType::I32)".into()),
+            ));
+        }
+        Ok(self.emit(
+            Op::RandomUniform { seed },
+            vec![counter],
+            shape,
+            crate::DType::F32,
+        ))
+    }
+}

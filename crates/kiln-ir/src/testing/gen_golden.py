@@ -111,6 +111,24 @@ for p, i in enumerate(GI):
 cases.append(("scatter_add", [("a", [2, 2, 2], U8)], [3, 2], SA))
 
 
+# random_uniform: PCG's RXS-M-XS hash on wrapping u32, 24 bits -> [0, 1)
+def hash32(x):
+    M = 0xFFFFFFFF
+    v = (x * 747796405 + 2891336453) & M
+    w = (((v >> ((v >> 28) + 4)) ^ v) * 277803737) & M
+    return (w >> 22) ^ w
+
+
+def device_uniform(seed, counter, index):
+    h = hash32(index ^ hash32(counter ^ hash32(seed)))
+    return (h >> 8) / 16777216.0
+
+
+# a [2,3] + noise(seed 7, step 3); the sum rounded to f32 as the evaluator's inputs are not
+cases.append(("random_uniform", [("a", [2, 3], A)], [2, 3],
+              [A[i] + device_uniform(7, 3, i) for i in range(6)]))
+
+
 def lit(v):
     r = repr(float(v))
     return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"

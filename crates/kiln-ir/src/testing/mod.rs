@@ -87,6 +87,7 @@ pub fn case_names(kind: OpKind) -> &'static [&'static str] {
         OpKind::Concat => &["concat", "concat_rows"],
         OpKind::Gather => &["gather"],
         OpKind::ScatterAdd => &["scatter_add"],
+        OpKind::RandomUniform => &["random_uniform"],
     }
 }
 
@@ -147,6 +148,12 @@ impl OpCase {
             "slice" => g.slice(l(0), 1, 1, 2)?,
             "concat" => g.concat(&[l(0), l(1)], 1)?,
             "concat_rows" => g.concat(&[l(0), l(1)], 0)?,
+            "random_uniform" => {
+                // noise at step 3, added to the input (so the case has a float leaf)
+                let step = g.constant(vec![3.0], [1], DType::I32)?;
+                let r = g.random_uniform(7, step, [2, 3])?;
+                g.add(l(0), r)?
+            }
             "gather" | "scatter_add" => {
                 let idx = g.constant(vec![2.0, 0.0, 2.0, 3.0], [2, 2], DType::I32)?;
                 if self.golden.name == "gather" {

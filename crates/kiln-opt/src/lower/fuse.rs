@@ -687,6 +687,7 @@ impl Fuser<'_> {
             match &src.nodes[i].expr {
                 Expr::Unary(_, a) | Expr::Cast(a) => need[*a as usize] = true,
                 Expr::Gather { index, .. } => need[*index as usize] = true,
+                Expr::Random { counter, .. } => need[*counter as usize] = true,
                 Expr::Binary(_, a, b) => {
                     need[*a as usize] = true;
                     need[*b as usize] = true;
@@ -739,6 +740,19 @@ impl Fuser<'_> {
                     index: m(index),
                     rows: *rows,
                     row_stride: *row_stride,
+                },
+                Expr::Random {
+                    seed,
+                    counter,
+                    strides,
+                } => Expr::Random {
+                    seed: *seed,
+                    counter: m(counter),
+                    strides: restride(&View {
+                        offset: 0,
+                        strides: strides.clone(),
+                    })
+                    .strides,
                 },
                 Expr::Const(c) => Expr::Const(*c),
                 Expr::Unary(op, a) => Expr::Unary(*op, m(a)),
@@ -1231,6 +1245,7 @@ impl Fuser<'_> {
             Op::Slice { axis, start } => self.slice(id, *axis, *start)?,
             Op::Concat { axis } => self.concat(id, *axis)?,
             Op::Gather => self.gather(id)?,
+            Op::RandomUniform { seed } => self.random(id, *seed)?,
             Op::ScatterAdd => self.scatter_add(id)?,
             // the identity in every plan: gradients were already built
             Op::StopGradient => self.val(n.inputs[0]),
@@ -1375,6 +1390,37 @@ impl Fuser<'_> {
                 row_stride: tview.strides[0],
             },
             n.dtype,
+        );
+        self.groups[g].nodes.push(id.0);
+        Ok(Val::Reg {
+            g,
+            phase: p,
+            e,
+            bcast: false,
+        })
+    }
+
+    /// Noise is computed in an elementwise group over its shape (consumers may join it).
+    fn random(&mut self, id: NodeId, seed: u32) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let counter = n.inputs[0];
+        let shape = n.shape.dims().to_vec();
+        if let Val::Reg { .. } = self.val(counter) {
+            self.materialize(counter)?;
+        }
+        let g = self.new_group(GroupKind::Elementwise {
+            shape: shape.clone(),
+        });
+        let p = Phase::Stage(0);
+        let map = vec![None; self.g.shape(counter).rank()];
+        let c = self.value_in(counter, g, p, &map, shape.len())?;
+        let e = self.groups[g].body(p).push(
+            Expr::Random {
+                seed,
+                counter: c,
+                strides: Shape::new(shape).strides(),
+            },
+            DType::F32,
         );
         self.groups[g].nodes.push(id.0);
         Ok(Val::Reg {

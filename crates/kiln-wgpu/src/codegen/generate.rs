@@ -42,6 +42,8 @@ struct Gen<'k> {
     /// `kp[i / 4][i % 4]`), so that kernels equal but for where their tensors live share
     /// one shader and pipeline.
     offsets: RefCell<Vec<u32>>,
+    /// Whether a body uses `kiln_hash` (the module then defines it).
+    hash: std::cell::Cell<bool>,
 }
 
 /// Name of the uniform offset table of a kernel.
@@ -59,7 +61,45 @@ impl<'k> Gen<'k> {
             width: 1,
             vector_axis: 0,
             offsets: RefCell::new(Vec::new()),
+            hash: std::cell::Cell::new(false),
         }
+    }
+
+    /// The helper functions the bodies call (`kiln_hash` when noise is drawn).
+    fn helpers(&self) -> Vec<Function> {
+        if !self.hash.get() {
+            return vec![];
+        }
+        // PCG's RXS-M-XS output function on wrapping u32 (kiln_ir::random::hash32)
+        let x = || W::ident("x");
+        let v = || W::ident("v");
+        let w = || W::ident("w");
+        let u = Type::Scalar(Scalar::U32);
+        vec![Function {
+            name: "kiln_hash".into(),
+            workgroup_size: None,
+            params: vec![u32_param("x")],
+            ret: Some(u.clone()),
+            body: vec![
+                Stmt::Let(
+                    "v".into(),
+                    u.clone(),
+                    x().bin(BinOp::Mul, W::u32(747_796_405))
+                        .bin(BinOp::Add, W::u32(2_891_336_453)),
+                ),
+                Stmt::Let(
+                    "w".into(),
+                    u,
+                    v().bin(
+                        BinOp::Shr,
+                        v().bin(BinOp::Shr, W::u32(28)).bin(BinOp::Add, W::u32(4)),
+                    )
+                    .bin(BinOp::Xor, v())
+                    .bin(BinOp::Mul, W::u32(277_803_737)),
+                ),
+                Stmt::Return(Some(w().bin(BinOp::Shr, W::u32(22)).bin(BinOp::Xor, w()))),
+            ],
+        }]
     }
 
     /// The offset table: one `u32` per slot, padded to whole `vec4`s.
@@ -299,6 +339,40 @@ impl<'k> Gen<'k> {
                         Builtin::Select,
                         vec![zero(dt), self.element(a, at), r.bin(BinOp::Lt, rows_lit)],
                     )
+                }
+                Expr::Random {
+                    seed,
+                    counter,
+                    strides,
+                } => {
+                    let (c, cdt) = operand(*counter)?;
+                    if self.width != 1 || cdt != DType::I32 || dt != DType::F32 {
+                        return Err(self.malformed(format!(
+                            "{prefix}{i} draws {dt} noise with a {cdt} counter in a {}-wide body",
+                            self.width
+                        )));
+                    }
+                    let index = load(
+                        self,
+                        i,
+                        &kiln_opt::kernel::View {
+                            offset: 0,
+                            strides: strides.clone(),
+                        },
+                    )?;
+                    self.hash.set(true);
+                    let hash = |e: W| W::CallFn("kiln_hash".into(), vec![e]);
+                    let h = hash(
+                        index.bin(
+                            BinOp::Xor,
+                            hash(
+                                W::Convert(Scalar::U32, Box::new(c))
+                                    .bin(BinOp::Xor, hash(W::u32(*seed))),
+                            ),
+                        ),
+                    );
+                    W::Convert(Scalar::F32, Box::new(h.bin(BinOp::Shr, W::u32(8))))
+                        .bin(BinOp::Mul, W::f32(1.0 / 16_777_216.0))
                 }
                 Expr::Const(v) => splat(
                     match dt {
@@ -917,24 +991,28 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
         overrides: Vec::new(),
         bindings: g.bindings(),
         uniforms: g.uniforms(),
-        functions: vec![Function {
-            name: ENTRY_POINT.into(),
-            workgroup_size: Some(kernel.workgroup_size),
-            params: vec![
-                Param {
-                    builtin: Some(BuiltinInput::GlobalInvocationId),
-                    name: "global_id".into(),
-                    ty: Type::Vec(3, Scalar::U32),
-                },
-                Param {
-                    builtin: Some(BuiltinInput::NumWorkgroups),
-                    name: "num_wg".into(),
-                    ty: Type::Vec(3, Scalar::U32),
-                },
-            ],
-            ret: None,
-            body: g.stmts,
-        }],
+        functions: g
+            .helpers()
+            .into_iter()
+            .chain([Function {
+                name: ENTRY_POINT.into(),
+                workgroup_size: Some(kernel.workgroup_size),
+                params: vec![
+                    Param {
+                        builtin: Some(BuiltinInput::GlobalInvocationId),
+                        name: "global_id".into(),
+                        ty: Type::Vec(3, Scalar::U32),
+                    },
+                    Param {
+                        builtin: Some(BuiltinInput::NumWorkgroups),
+                        name: "num_wg".into(),
+                        ty: Type::Vec(3, Scalar::U32),
+                    },
+                ],
+                ret: None,
+                body: g.stmts,
+            }])
+            .collect(),
     };
     Ok((module, table))
 }
@@ -1150,8 +1228,10 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<(Module, Vec<u32>), Code
         overrides: Vec::new(),
         bindings: g.bindings(),
         uniforms,
-        functions: functions
+        functions: g
+            .helpers()
             .into_iter()
+            .chain(functions)
             .chain([Function {
                 name: "epilogue".into(),
                 workgroup_size: None,
