@@ -13,7 +13,13 @@
 //!   device-resident (x, w variables; y assigned to a variable; nothing read back but a wait).
 //! - `elementwise`: `a * b + c` over 16M f32: GB/s counting 16 bytes per element (3 reads, 1
 //!   write), end to end and device-resident.
-//! - compile times of the two train-step plans are part of `unit_circle` and `mlp`.
+//! - `char_lstm`: OneHot(57) → LSTM(128) → Dense(57, softmax), 40 steps, RMSprop, batch 128,
+//!   1024 random sequences: training samples/s (issue 4's recurrent target).
+//! - `imdb_lstm`: Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid), 500 steps, Adam,
+//!   batch 64, 128 random sequences: training samples/s.
+//! - compile times of the train-step plans are part of each model workload.
+//! - `--profile` also times every kernel of one recurrent train step (each in its own
+//!   submit; the table groups the unrolled timesteps by kernel label).
 //!
 //! Every figure comes from wall-clock time around whole plan runs (there is no kernel-only
 //! timer yet). Each workload is warmed up once (plans compile and load on first use) and then
@@ -31,17 +37,27 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 type Res<T> = std::result::Result<T, Box<dyn Error>>;
 
-const WORKLOADS: [&str; 4] = ["unit_circle", "mlp", "matmul", "elementwise"];
+const WORKLOADS: [&str; 6] = [
+    "unit_circle",
+    "mlp",
+    "matmul",
+    "elementwise",
+    "char_lstm",
+    "imdb_lstm",
+];
 
 struct Args {
     only: Option<Vec<String>>,
     json: String,
     cpu: bool,
     quick: bool,
+    profile: bool,
 }
 
-const USAGE: &str = "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick]
-  workloads: unit_circle, mlp, matmul, elementwise
+const USAGE: &str =
+    "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick] [--profile]
+  workloads: unit_circle, mlp, matmul, elementwise, char_lstm, imdb_lstm
+  --profile    also time every kernel of each recurrent train step once (GPU; one submit each)
   --json FILE  where to write the JSON report (default target/kiln-bench.json)
   --cpu        run on the CPU plan interpreter instead of the wgpu adapter
   --quick      smaller repetition budgets and matmul sizes up to 1024 (a smoke run)";
@@ -52,6 +68,7 @@ fn parse_args() -> Res<Args> {
         json: "target/kiln-bench.json".into(),
         cpu: false,
         quick: false,
+        profile: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +89,7 @@ fn parse_args() -> Res<Args> {
             }
             "--json" => a.json = it.next().ok_or("--json needs a file name")?,
             "--cpu" => a.cpu = true,
+            "--profile" => a.profile = true,
             "--quick" => a.quick = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -103,6 +121,7 @@ struct Budget {
     mlp: f64,
     matmul: f64,
     elementwise: f64,
+    recurrent: f64,
 }
 
 /// Runs `f` once (warm-up), then as many times as fit in `budget` seconds judging by the
@@ -226,6 +245,181 @@ fn fit_opts(batch: usize) -> Fit {
         verbose: false,
         ..Fit::default()
     }
+}
+
+/// Times every step of one run of model `m`'s train plan at `batch` on a fresh GPU backend
+/// (params zero, inputs `x`/`y`), then prints the kernels that take most of the time.
+fn profile_train_step(m: &Sequential, batch: usize, x: &HostTensor, y: &HostTensor) -> Res<()> {
+    use kiln::Backend as _;
+    let g = m.graph(Mode::Train, batch)?;
+    let mut gpu = kiln::gpu::WgpuBackend::new()?;
+    let plan = std::sync::Arc::new(compile(&g, &CompileOptions::default(), &gpu.limits())?);
+    for slot in &plan.params {
+        let n = slot.shape.numel();
+        let t = match slot.dtype {
+            kiln::ir::DType::F32 => HostTensor::f32(slot.shape.clone(), vec![0.0; n])?,
+            kiln::ir::DType::I32 => HostTensor::i32(slot.shape.clone(), vec![0; n])?,
+        };
+        gpu.write_param(&slot.name, &t)?;
+    }
+    let mut exe = gpu.load_wgpu(plan.clone())?;
+    let first = |t: &HostTensor, n: usize| -> Res<HostTensor> {
+        let d = t.shape.dims();
+        let row: usize = d[1..].iter().product();
+        let mut dims = d.to_vec();
+        dims[0] = n;
+        Ok(HostTensor::f32(dims, t.to_f32()[..n * row].to_vec())?)
+    };
+    let (xb, yb) = (first(x, batch)?, first(y, batch)?);
+    let inputs: Vec<&HostTensor> = plan
+        .inputs
+        .iter()
+        .map(|s| {
+            if s.name.contains('y') || s.name.contains("target") {
+                &yb
+            } else {
+                &xb
+            }
+        })
+        .collect();
+    exe.profile(&inputs)?; // first dispatch of each pipeline compiles it
+    let steps = exe.profile(&inputs)?;
+    let total: f64 = steps.iter().map(|s| s.1).sum();
+    let mut by_label: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+    for (l, t) in &steps {
+        // strip the timestep scope so the steps of an unrolled loop add up
+        let key: String = l
+            .split('/')
+            .filter(|p| !p.starts_with("step_"))
+            .collect::<Vec<_>>()
+            .join("/");
+        let e = by_label.entry(key).or_default();
+        e.0 += 1;
+        e.1 += t;
+    }
+    let mut v: Vec<_> = by_label.into_iter().collect();
+    v.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+    println!(
+        "profile: {} steps, {:.1} ms in total (one submit + wait each)",
+        steps.len(),
+        total * 1e3
+    );
+    for (l, (n, t)) in v.iter().take(12) {
+        println!(
+            "  {:>7.1} ms {:>5.1} % {n:>4}x  {l}",
+            t * 1e3,
+            100.0 * t / total
+        );
+    }
+    Ok(())
+}
+
+/// Random integer sequences `[n, len]` below `vocab` (as f32) and labels.
+fn sequences(n: usize, len: usize, vocab: usize, seed: u64) -> Res<HostTensor> {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..n * len).map(|_| rng.below(vocab) as f32).collect();
+    Ok(HostTensor::f32([n, len], x)?)
+}
+
+/// The char-LSTM of issue 4: 40 steps, vocab 57, OneHot → LSTM(128) → Dense(57, softmax),
+/// RMSprop, batch 128.
+fn bench_char_lstm(
+    kind: DeviceKind,
+    budget: f64,
+    profile: bool,
+    rows: &mut Vec<Row>,
+) -> Res<Value> {
+    const N: usize = 1024;
+    const BATCH: usize = 128;
+    const V: usize = 57;
+    let device = make_device(kind)?;
+    let limits = device.limits();
+    let mut m = Sequential::new(device).seed(3);
+    m.add(kiln::OneHot::new(V).input_length(40))?;
+    m.add(kiln::Lstm::new(128))?;
+    m.add(Dense::new(V).activation(Activation::Softmax))?;
+    m.compile(
+        Loss::CategoricalCrossentropy,
+        kiln::RmsProp::new(0.01),
+        &[Metric::Accuracy],
+    )?;
+    let (comp, _) = train_plan_figures(&mut m, &limits, BATCH)?;
+    let x = sequences(N, 40, V, 5)?;
+    let mut rng = Rng::new(6);
+    let mut y = vec![0f32; N * V];
+    for r in 0..N {
+        y[r * V + rng.below(V)] = 1.0;
+    }
+    let y = HostTensor::f32([N, V], y)?;
+    let (warm, runs) = timed(budget, 1, 10, || {
+        m.fit(&x, &y, fit_opts(BATCH))?;
+        Ok(())
+    })?;
+    let sps = N as f64 / mean(&runs);
+    rows.push(row(
+        "char_lstm",
+        "training throughput (T 40, LSTM(128), batch 128, RMSprop)",
+        format!("{sps:.0} samples/s"),
+        &format!("{:.0} ms/step", mean(&runs) * 1e3 / (N / BATCH) as f64),
+    ));
+    compile_rows("char_lstm", &comp, rows);
+    if profile && kind == DeviceKind::Gpu {
+        profile_train_step(&m, BATCH, &x, &y)?;
+    }
+    Ok(json!({
+        "model": "OneHot(57) -> LSTM(128) -> Dense(57, softmax), 40 steps, RMSprop(0.01), categorical crossentropy",
+        "samples": N, "batch": BATCH, "warmup_epoch_ms": warm * 1e3,
+        "epochs_timed": runs.len(), "epoch_ms_mean": mean(&runs) * 1e3,
+        "samples_per_s": sps, "train_plan": comp,
+    }))
+}
+
+/// The IMDB LSTM of issue 4: Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid) over 500
+/// steps, Adam, batch 64.
+fn bench_imdb_lstm(
+    kind: DeviceKind,
+    budget: f64,
+    profile: bool,
+    rows: &mut Vec<Row>,
+) -> Res<Value> {
+    const N: usize = 128;
+    const BATCH: usize = 64;
+    let device = make_device(kind)?;
+    let limits = device.limits();
+    let mut m = Sequential::new(device).seed(4);
+    m.add(kiln::Embedding::new(5000, 32).input_length(500))?;
+    m.add(kiln::Lstm::new(100))?;
+    m.add(Dense::new(1).activation(Activation::Sigmoid))?;
+    m.compile(
+        Loss::BinaryCrossentropy,
+        Adam::default(),
+        &[Metric::Accuracy],
+    )?;
+    let (comp, _) = train_plan_figures(&mut m, &limits, BATCH)?;
+    let x = sequences(N, 500, 5000, 8)?;
+    let mut rng = Rng::new(9);
+    let y = HostTensor::f32([N, 1], (0..N).map(|_| rng.below(2) as f32).collect())?;
+    let (warm, runs) = timed(budget, 1, 5, || {
+        m.fit(&x, &y, fit_opts(BATCH))?;
+        Ok(())
+    })?;
+    let sps = N as f64 / mean(&runs);
+    rows.push(row(
+        "imdb_lstm",
+        "training throughput (T 500, Embedding 5000x32, LSTM(100), batch 64, Adam)",
+        format!("{sps:.1} samples/s"),
+        &format!("{:.0} ms/step", mean(&runs) * 1e3 / (N / BATCH) as f64),
+    ));
+    compile_rows("imdb_lstm", &comp, rows);
+    if profile && kind == DeviceKind::Gpu {
+        profile_train_step(&m, BATCH, &x, &y)?;
+    }
+    Ok(json!({
+        "model": "Embedding(5000, 32) -> LSTM(100) -> Dense(1, sigmoid), 500 steps, Adam, binary crossentropy",
+        "samples": N, "batch": BATCH, "warmup_epoch_ms": warm * 1e3,
+        "epochs_timed": runs.len(), "epoch_ms_mean": mean(&runs) * 1e3,
+        "samples_per_s": sps, "train_plan": comp,
+    }))
 }
 
 /// (a) + (e): the unit-circle MLP.
@@ -562,6 +756,7 @@ fn run() -> Res<()> {
             mlp: 2.0,
             matmul: 1.0,
             elementwise: 1.0,
+            recurrent: 2.0,
         }
     } else {
         Budget {
@@ -569,6 +764,7 @@ fn run() -> Res<()> {
             mlp: 15.0,
             matmul: 8.0,
             elementwise: 6.0,
+            recurrent: 20.0,
         }
     };
     let sizes: &[usize] = if args.quick {
@@ -595,6 +791,8 @@ fn run() -> Res<()> {
             "unit_circle" => bench_unit_circle(kind, budget.unit_circle, &mut rows),
             "mlp" => bench_mlp(kind, budget.mlp, &mut rows),
             "matmul" => bench_matmul(kind, sizes, budget.matmul, &mut rows),
+            "char_lstm" => bench_char_lstm(kind, budget.recurrent, args.profile, &mut rows),
+            "imdb_lstm" => bench_imdb_lstm(kind, budget.recurrent, args.profile, &mut rows),
             _ => bench_elementwise(kind, budget.elementwise, &mut rows),
         }));
         let v = match r {

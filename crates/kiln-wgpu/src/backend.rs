@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     params: BTreeMap<String, Variable>,
     modules: HashMap<String, wgpu::ShaderModule>,
     pipelines: PipelineCache,
+    /// The driver's pipeline cache, persisted (Vulkan adapters with `PIPELINE_CACHE`).
+    disk: Option<crate::pipeline_cache::DiskPipelineCache>,
 }
 
 impl Shared {
@@ -84,7 +86,8 @@ impl Shared {
                 m
             }
         };
-        let p = executor::create_pipeline(&self.gpu, label, &module, src)?;
+        let cache = self.disk.as_ref().map(|d| &d.cache);
+        let p = executor::create_pipeline(&self.gpu, label, &module, src, cache)?;
         self.pipelines.insert(key, p.clone());
         Ok(p)
     }
@@ -98,12 +101,15 @@ pub struct WgpuBackend {
 impl WgpuBackend {
     /// Opens the preferred adapter (see [`Gpu::open`]).
     pub fn new() -> std::result::Result<WgpuBackend, WgpuError> {
+        let gpu = Arc::new(Gpu::open()?);
+        let disk = crate::pipeline_cache::DiskPipelineCache::open(&gpu.device, &gpu.info);
         Ok(WgpuBackend {
             shared: Shared {
-                gpu: Arc::new(Gpu::open()?),
+                gpu,
                 params: BTreeMap::new(),
                 modules: HashMap::new(),
                 pipelines: HashMap::new(),
+                disk,
             },
         })
     }
@@ -130,8 +136,23 @@ impl WgpuBackend {
     }
 
     /// Loads `plan` and returns the concrete executable (for callers that want its type).
+    /// When the load created pipelines and the device keeps a driver pipeline cache, the
+    /// cache is written back to disk.
     pub fn load_wgpu(&mut self, plan: Arc<Plan>) -> Result<WgpuExecutable> {
-        executor::load(&mut self.shared, plan)
+        let before = self.shared.pipelines.len();
+        let exe = executor::load(&mut self.shared, plan)?;
+        if self.shared.pipelines.len() != before {
+            if let Some(d) = self.shared.disk.as_mut() {
+                d.save();
+            }
+        }
+        Ok(exe)
+    }
+
+    /// The file the driver pipeline cache persists to, when this device keeps one
+    /// (Vulkan adapters with `Features::PIPELINE_CACHE`, plan cache enabled).
+    pub fn pipeline_cache_path(&self) -> Option<std::path::PathBuf> {
+        self.shared.disk.as_ref().map(|d| d.path().to_path_buf())
     }
 }
 

@@ -152,7 +152,10 @@ impl Gpu {
             label: Some("kiln"),
             // Subgroup operations where the adapter has them (the register-blocked matmul
             // shares loads through subgroup broadcasts; see `Gpu::codegen_target`).
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            // and the driver pipeline cache where the adapter has one (persisted beside the
+            // plan cache; see `pipeline_cache.rs`).
+            required_features: adapter.features()
+                & (wgpu::Features::SUBGROUP | wgpu::Features::PIPELINE_CACHE),
             required_limits: limits.clone(),
             ..Default::default()
         }))

@@ -358,6 +358,7 @@ pub(crate) fn create_pipeline(
     label: &str,
     module: &wgpu::ShaderModule,
     src: &KernelSource,
+    cache: Option<&wgpu::PipelineCache>,
 ) -> Result<wgpu::ComputePipeline> {
     gpu.scoped(
         &format!("creating the pipeline of `{label}`"),
@@ -418,7 +419,7 @@ pub(crate) fn create_pipeline(
                         constants: &src.constants,
                         zero_initialize_workgroup_memory: false,
                     },
-                    cache: None,
+                    cache,
                 })
         },
     )
@@ -445,6 +446,80 @@ pub(crate) fn create_module(
 }
 
 impl WgpuExecutable {
+    /// Runs the plan once with every step in its own submission, waiting for each, and
+    /// returns the wall-clock seconds of each step with its kernel label (`copy` for copies).
+    /// A profiling aid: the figures include one submit + wait per step (≈ 100 µs on
+    /// lavapipe), which a normal run pays once. Params are updated as by a normal run.
+    pub fn profile(&mut self, inputs: &[&HostTensor]) -> Result<Vec<(String, f64)>> {
+        check_inputs(&self.plan, inputs)?;
+        let gpu = self.gpu.clone();
+        let wait = |s: wgpu::SubmissionIndex| {
+            gpu.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(s),
+                    timeout: Some(crate::device::RUN_TIMEOUT),
+                })
+                .map(|_| ())
+                .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))
+        };
+        if let Some(prev) = self.in_flight.take() {
+            wait(prev)?;
+        }
+        for (t, &b) in inputs.iter().zip(&self.inputs) {
+            let words = t.to_bits();
+            if !words.is_empty() {
+                gpu.queue
+                    .write_buffer(&self.buffers[b], 0, bytemuck::cast_slice(&words));
+            }
+        }
+        let mut out = Vec::with_capacity(self.steps.len());
+        for (si, step) in self.steps.iter().enumerate() {
+            let mut enc = gpu
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("kiln profile"),
+                });
+            let label = match step {
+                Prepared::Copy { src, dst, bytes } => {
+                    enc.copy_buffer_to_buffer(
+                        &self.buffers[*src],
+                        0,
+                        &self.buffers[*dst],
+                        0,
+                        *bytes,
+                    );
+                    "copy".to_string()
+                }
+                Prepared::Dispatch {
+                    pipeline,
+                    bind_group,
+                    groups,
+                } => {
+                    if groups.iter().all(|&g| g > 0) {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(pipeline);
+                        pass.set_bind_group(0, bind_group, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                    }
+                    match &self.plan.steps[si] {
+                        Step::Dispatch { kernel, .. } => {
+                            self.plan.kernels[*kernel as usize].label.clone()
+                        }
+                        Step::Copy { .. } => "copy".into(),
+                    }
+                }
+            };
+            let t0 = std::time::Instant::now();
+            let s = gpu.queue.submit([enc.finish()]);
+            wait(s)?;
+            out.push((label, t0.elapsed().as_secs_f64()));
+        }
+        Ok(out)
+    }
+
     /// Records the whole schedule plus the output copies into one command buffer.
     fn encode(&self) -> wgpu::CommandBuffer {
         let mut enc = self

@@ -64,6 +64,7 @@ mod backend;
 pub mod codegen;
 pub mod device;
 mod executor;
+mod pipeline_cache;
 pub mod validate;
 pub mod wgsl;
 
