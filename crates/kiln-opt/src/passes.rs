@@ -319,26 +319,38 @@ fn split_reduce(
     }
     let a = count / b;
     let kept: Vec<usize> = (0..r).filter(|d| !axes.contains(d)).collect();
-    let mut perm = kept.clone();
-    perm.extend_from_slice(axes);
-    let xp = g.permute(x, &perm)?;
-    let mut dims: Vec<usize> = kept.iter().map(|&d| xs.0[d]).collect();
-    let k = dims.len();
-    dims.extend([a, b]);
-    let x3 = g.reshape(xp, dims)?;
+    let consecutive = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    // Consecutive reduced axes merge and split in place: [.., count, ..] -> [.., a, b, ..]
+    // is a dense reshape (no copy). Otherwise the kept axes move first (a permute, which the
+    // reshape after it must copy).
+    let (x3, outer, inner) = if consecutive {
+        let f = axes[0];
+        let mut dims: Vec<usize> = xs.0[..f].to_vec();
+        dims.extend([a, b]);
+        dims.extend_from_slice(&xs.0[axes[axes.len() - 1] + 1..]);
+        (g.reshape(x, dims)?, f, f + 1)
+    } else {
+        let mut perm = kept.clone();
+        perm.extend_from_slice(axes);
+        let xp = g.permute(x, &perm)?;
+        let mut dims: Vec<usize> = kept.iter().map(|&d| xs.0[d]).collect();
+        let k = dims.len();
+        dims.extend([a, b]);
+        (g.reshape(xp, dims)?, k, k + 1)
+    };
     let kind = if op == ReduceOp::Max {
         ReduceOp::Max
     } else {
         ReduceOp::Sum
     };
-    let r1 = g.reduce(kind, x3, &[k + 1], true)?;
+    let r1 = g.reduce(kind, x3, &[inner], true)?;
     let r2 = if a > max {
-        match split_reduce(g, r1, kind, &[k], max)? {
+        match split_reduce(g, r1, kind, &[outer], max)? {
             Some(id) => id,
             None => return Ok(None),
         }
     } else {
-        g.reduce(kind, r1, &[k], true)?
+        g.reduce(kind, r1, &[outer], true)?
     };
     let r2 = if op == ReduceOp::Mean {
         g.mul_scalar(r2, 1.0 / count as f64)?
