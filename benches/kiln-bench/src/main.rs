@@ -56,6 +56,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick] [--profile]
+       kiln-bench --startup [--json FILE]   (cold vs warm start of three train-step plans)
   workloads: unit_circle, mlp, matmul, elementwise, char_lstm, imdb_lstm
   --profile    also time every kernel of each recurrent train step once (GPU; one submit each)
   --json FILE  where to write the JSON report (default target/kiln-bench.json)
@@ -245,6 +246,141 @@ fn fit_opts(batch: usize) -> Fit {
         verbose: false,
         ..Fit::default()
     }
+}
+
+/// The models of the start-up measurement (issue 5).
+const STARTUP_MODELS: [&str; 3] = ["unit_circle", "mnist_mlp", "char_lstm"];
+
+/// A start-up model, compiled, with one batch of random data.
+fn startup_model(name: &str) -> Res<(Sequential, HostTensor, HostTensor, usize)> {
+    let device = make_device(DeviceKind::Gpu)?;
+    let mut m = Sequential::new(device).seed(1);
+    let mut rng = Rng::new(11);
+    let (batch, x, classes) = match name {
+        "unit_circle" => {
+            m.add(Dense::new(3).activation(Activation::Tanh).input_dim(2))?;
+            m.add(Dense::new(3).activation(Activation::Tanh))?;
+            m.add(Dense::new(2).activation(Activation::Softmax))?;
+            m.compile(Loss::BinaryCrossentropy, kiln::Sgd::new(0.01), &[Metric::Accuracy])?;
+            let x: Vec<f32> = (0..10).map(|_| rng.uniform(-2.0, 2.0) as f32).collect();
+            (5, HostTensor::f32([5, 2], x)?, 2)
+        }
+        "mnist_mlp" => {
+            m.add(Dense::new(512).activation(Activation::Relu).input_dim(784))?;
+            m.add(Dense::new(512).activation(Activation::Relu))?;
+            m.add(Dense::new(10).activation(Activation::Softmax))?;
+            m.compile(Loss::CategoricalCrossentropy, Adam::default(), &[Metric::Accuracy])?;
+            let x: Vec<f32> = (0..128 * 784).map(|_| rng.next_f64() as f32).collect();
+            (128, HostTensor::f32([128, 784], x)?, 10)
+        }
+        _ => {
+            m.add(kiln::OneHot::new(57).input_length(40))?;
+            m.add(kiln::Lstm::new(128))?;
+            m.add(Dense::new(57).activation(Activation::Softmax))?;
+            m.compile(Loss::CategoricalCrossentropy, kiln::RmsProp::new(0.01), &[Metric::Accuracy])?;
+            (128, sequences(128, 40, 57, 12)?, 57)
+        }
+    };
+    let mut y = vec![0f32; batch * classes];
+    for r in 0..batch {
+        y[r * classes + rng.below(classes)] = 1.0;
+    }
+    let y = HostTensor::f32([batch, classes], y)?;
+    Ok((m, x, y, batch))
+}
+
+/// The child process of `--startup`: builds one model and times its path to the first
+/// training-step result, printing one JSON line.
+fn startup_child(name: &str) -> Res<()> {
+    let t0 = Instant::now();
+    let (mut m, x, y, batch) = startup_model(name)?;
+    let built = t0.elapsed().as_secs_f64();
+    let t = Instant::now();
+    m.plan_for(Mode::Train, batch)?;
+    let plan = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let logs = m.train_on_batch(&x, &y)?;
+    let step = t.elapsed().as_secs_f64();
+    let cache = match m.plan_cache_log().last().map(|l| &l.2) {
+        Some(kiln::opt::cache::CacheOutcome::Hit) => "hit".to_string(),
+        Some(kiln::opt::cache::CacheOutcome::Miss(r)) => format!("miss: {r}"),
+        _ => "disabled".into(),
+    };
+    println!(
+        "{}",
+        json!({
+            "model": name,
+            "build_ms": built * 1e3,
+            "plan_ms": plan * 1e3,
+            "first_step_ms": step * 1e3,
+            "to_first_result_ms": t0.elapsed().as_secs_f64() * 1e3,
+            "plan_cache": cache,
+            "loss": logs.get("loss"),
+        })
+    );
+    Ok(())
+}
+
+/// `--startup`: for each model, a cold start (empty plan cache, empty Mesa shader cache) and
+/// a warm start (both as the cold run left them), each in a fresh process; the time from
+/// process start to the first training-step result.
+fn startup(json_path: &str) -> Res<()> {
+    let exe = std::env::current_exe()?;
+    let root = std::env::temp_dir().join(format!("kiln-startup-{}", std::process::id()));
+    let mut results = vec![];
+    println!("start-up: process start to the first training-step result (ms)");
+    println!(
+        "{:<12} {:>10} {:>10} {:>22} {:>8}",
+        "model", "cold", "warm", "warm driver, no plan", "ratio"
+    );
+    for name in STARTUP_MODELS {
+        let dir = root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("mesa"))?;
+        let mesa = dir.join("mesa");
+        let plans = dir.join("plans");
+        let run = || -> Res<Value> {
+            let out = std::process::Command::new(&exe)
+                .args(["--startup-child", name])
+                .env("KILN_CACHE_DIR", &plans)
+                .env("MESA_SHADER_CACHE_DIR", &mesa)
+                .env_remove("MESA_SHADER_CACHE_DISABLE")
+                .output()?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{name}: child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+                .into());
+            }
+            let line = String::from_utf8_lossy(&out.stdout);
+            Ok(serde_json::from_str(line.trim())?)
+        };
+        let cold = run()?;
+        let warm = run()?;
+        // the plan cache emptied, the driver's caches kept: what the plan cache alone saves
+        let _ = std::fs::remove_dir_all(&plans);
+        let warm_driver_only = run()?;
+        let f = |v: &Value| v["to_first_result_ms"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<12} {:>10.0} {:>10.0} {:>22.0} {:>7.1}x",
+            name,
+            f(&cold),
+            f(&warm),
+            f(&warm_driver_only),
+            f(&cold) / f(&warm)
+        );
+        results.push(json!({"model": name, "cold": cold, "warm": warm, "warm_driver_cache_only": warm_driver_only}));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let report = json!({
+        "date": now_utc(),
+        "what": "process start to first train-step result; cold = empty plan cache and empty Mesa shader cache; warm = both as the cold run left them; warm_driver_cache_only = plan recompiled, driver caches warm",
+        "startup": results,
+    });
+    std::fs::write(json_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("\nJSON written to {json_path}");
+    Ok(())
 }
 
 /// Times every step of one run of model `m`'s train plan at `batch` on a fresh GPU backend
@@ -733,6 +869,17 @@ fn print_table(rows: &[Row]) {
 }
 
 fn run() -> Res<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if let (Some("--startup-child"), Some(name)) = (argv.get(1).map(String::as_str), argv.get(2)) {
+        return startup_child(name);
+    }
+    if argv.get(1).map(String::as_str) == Some("--startup") {
+        let json = match (argv.get(2).map(String::as_str), argv.get(3)) {
+            (Some("--json"), Some(f)) => f.clone(),
+            _ => "target/kiln-startup.json".into(),
+        };
+        return startup(&json);
+    }
     let args = parse_args()?;
     let mut kind = if args.cpu {
         DeviceKind::Cpu
