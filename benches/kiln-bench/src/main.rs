@@ -261,7 +261,11 @@ fn startup_model(name: &str) -> Res<(Sequential, HostTensor, HostTensor, usize)>
             m.add(Dense::new(3).activation(Activation::Tanh).input_dim(2))?;
             m.add(Dense::new(3).activation(Activation::Tanh))?;
             m.add(Dense::new(2).activation(Activation::Softmax))?;
-            m.compile(Loss::BinaryCrossentropy, kiln::Sgd::new(0.01), &[Metric::Accuracy])?;
+            m.compile(
+                Loss::BinaryCrossentropy,
+                kiln::Sgd::new(0.01),
+                &[Metric::Accuracy],
+            )?;
             let x: Vec<f32> = (0..10).map(|_| rng.uniform(-2.0, 2.0) as f32).collect();
             (5, HostTensor::f32([5, 2], x)?, 2)
         }
@@ -269,7 +273,11 @@ fn startup_model(name: &str) -> Res<(Sequential, HostTensor, HostTensor, usize)>
             m.add(Dense::new(512).activation(Activation::Relu).input_dim(784))?;
             m.add(Dense::new(512).activation(Activation::Relu))?;
             m.add(Dense::new(10).activation(Activation::Softmax))?;
-            m.compile(Loss::CategoricalCrossentropy, Adam::default(), &[Metric::Accuracy])?;
+            m.compile(
+                Loss::CategoricalCrossentropy,
+                Adam::default(),
+                &[Metric::Accuracy],
+            )?;
             let x: Vec<f32> = (0..128 * 784).map(|_| rng.next_f64() as f32).collect();
             (128, HostTensor::f32([128, 784], x)?, 10)
         }
@@ -277,7 +285,11 @@ fn startup_model(name: &str) -> Res<(Sequential, HostTensor, HostTensor, usize)>
             m.add(kiln::OneHot::new(57).input_length(40))?;
             m.add(kiln::Lstm::new(128))?;
             m.add(Dense::new(57).activation(Activation::Softmax))?;
-            m.compile(Loss::CategoricalCrossentropy, kiln::RmsProp::new(0.01), &[Metric::Accuracy])?;
+            m.compile(
+                Loss::CategoricalCrossentropy,
+                kiln::RmsProp::new(0.01),
+                &[Metric::Accuracy],
+            )?;
             (128, sequences(128, 40, 57, 12)?, 57)
         }
     };

@@ -168,3 +168,124 @@ fn npy_round_trip() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Resuming training from plan files alone: `kiln train` on a train-step plan and a saved
+/// model gives bit-for-bit the weights and optimizer state of `fit` on the model itself
+/// (same device, same batches in order).
+#[test]
+fn train_from_a_plan_file_matches_fit() {
+    let dir = workdir("train");
+    let cache = dir.join("cache");
+    let build = || {
+        let mut m = Sequential::new(Box::new(CpuBackend::new())).seed(5);
+        m.add(Dense::new(4).activation(Activation::Tanh).input_dim(3))
+            .unwrap();
+        m.add(Dense::new(2).activation(Activation::Softmax))
+            .unwrap();
+        m.compile(
+            Loss::CategoricalCrossentropy,
+            kiln::Adam::new(0.05),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        m
+    };
+    let mut m = build();
+    let model = dir.join("model.safetensors");
+    m.save(&model).unwrap();
+    let x = HostTensor::f32(
+        [8, 3],
+        (0..24).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect(),
+    )
+    .unwrap();
+    let y = HostTensor::f32(
+        [8, 2],
+        (0..8)
+            .flat_map(|i| if i % 3 == 0 { [1.0, 0.0] } else { [0.0, 1.0] })
+            .collect(),
+    )
+    .unwrap();
+    kiln::npy::write(&dir.join("x.npy"), &x).unwrap();
+    kiln::npy::write(&dir.join("y.npy"), &y).unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let plan = dir.join("train.kplan");
+    let (ok, out, err) = kiln(
+        &[
+            "--cpu",
+            "compile",
+            &p(&model),
+            "--batch",
+            "4",
+            "--mode",
+            "train",
+            "-o",
+            &p(&plan),
+        ],
+        &cache,
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = kiln(&["inspect", &p(&plan)], &cache);
+    assert!(ok, "{out}{err}");
+    let names: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("input  "))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{out}");
+    let trained = dir.join("trained.safetensors");
+    let (ok, out, err) = kiln(
+        &[
+            "--cpu",
+            "train",
+            &p(&plan),
+            "--weights",
+            &p(&model),
+            "--input",
+            &format!("{}={}", names[0], p(&dir.join("x.npy"))),
+            "--input",
+            &format!("{}={}", names[1], p(&dir.join("y.npy"))),
+            "--epochs",
+            "3",
+            "-o",
+            &p(&trained),
+        ],
+        &cache,
+    );
+    assert!(ok && out.contains("epoch 3/3: 2 steps of 4"), "{out}{err}");
+
+    // the same training in-process, batches in order
+    let mut r = kiln::load_model(&model, Box::new(CpuBackend::new())).unwrap();
+    r.fit(
+        &x,
+        &y,
+        kiln::Fit {
+            epochs: 3,
+            batch_size: 4,
+            shuffle: false,
+            verbose: false,
+            ..kiln::Fit::default()
+        },
+    )
+    .unwrap();
+    let mut t = kiln::load_model(&trained, Box::new(CpuBackend::new())).unwrap();
+    assert_eq!(t.get_weights().unwrap(), r.get_weights().unwrap());
+    let (a, b) = (
+        t.read_variable("optimizer/iterations").unwrap(),
+        r.read_variable("optimizer/iterations").unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a.to_f32(), vec![6.0]);
+    // every saved variable (weights, Adam's slots, hyper-parameters) equals fit's
+    let saved = kiln::saved_variables(&std::fs::read(&trained).unwrap()).unwrap();
+    assert!(
+        saved
+            .iter()
+            .any(|(n, _)| n.contains("adam") || n.contains("slot") || n.contains("/m")),
+        "{:?}",
+        saved.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
+    for (name, t) in saved {
+        assert_eq!(t, r.read_variable(&name).unwrap(), "variable {name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

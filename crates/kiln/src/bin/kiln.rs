@@ -5,6 +5,7 @@
 //! kiln compile MODEL --batch N --mode predict|train|evaluate -o FILE   # MODEL: saved model or JSON
 //! kiln inspect FILE [--dot]
 //! kiln run FILE [--weights MODEL] --input NAME=x.npy ... --output y.npy ...
+//! kiln train FILE --weights MODEL --input x=X.npy --input y=Y.npy [--epochs N] -o OUT
 //! kiln cache list|clear|verify
 //! kiln devices
 //! ```
@@ -75,6 +76,26 @@ enum Command {
         /// `FILE.npy` per plan output, in plan order (or `NAME=FILE.npy`).
         #[arg(long = "output")]
         outputs: Vec<String>,
+    },
+    /// Resume training from a train-step plan file and a saved model's variables alone (no
+    /// layer definitions): the data sets are cut into the plan's batch size in order (a
+    /// short remainder is skipped), and the updated variables — weights, optimizer state,
+    /// step counter — are written to a new model file with the original structure.
+    Train {
+        /// A train-step plan (`kiln compile --mode train`).
+        file: PathBuf,
+        /// The saved model whose variables the training starts from.
+        #[arg(long)]
+        weights: PathBuf,
+        /// `NAME=FILE.npy` per plan input: whole data sets, batched along the first axis.
+        #[arg(long = "input")]
+        inputs: Vec<String>,
+        /// Passes over the data.
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        /// The updated model file (safetensors, written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Manage the on-disk plan cache (`KILN_CACHE_DIR`).
     Cache {
@@ -232,6 +253,141 @@ fn named<'a>(
     }
 }
 
+fn train(
+    cpu: bool,
+    file: &Path,
+    weights: &Path,
+    inputs: &[String],
+    epochs: usize,
+    output: &Path,
+) -> Res<()> {
+    let (_, plan) = read_plan(file)?;
+    if plan.inputs.is_empty() || plan.params.is_empty() {
+        return Err(format!("{}: not a train-step plan", file.display()));
+    }
+    let wbytes = std::fs::read(weights).map_err(|e| format!("{}: {e}", weights.display()))?;
+    let vars = kiln::saved_variables(&wbytes).map_err(|e| format!("{}: {e}", weights.display()))?;
+    let mut dev = device(cpu);
+    for (name, t) in &vars {
+        dev.write_param(name, t)
+            .map_err(|e| format!("{}: {e}", weights.display()))?;
+    }
+    // whole data sets per input slot
+    let mut data: Vec<Option<HostTensor>> = vec![None; plan.inputs.len()];
+    for (i, a) in inputs.iter().enumerate() {
+        let (slot, path) = named(a, &plan.inputs, i, "input")?;
+        let t = kiln::npy::read(Path::new(path)).map_err(|e| e.to_string())?;
+        let s = &plan.inputs[slot];
+        let (td, sd) = (t.shape.dims(), s.shape.dims());
+        if td.len() != sd.len() || td.is_empty() || td[1..] != sd[1..] {
+            return Err(format!(
+                "{path}: input `{}` takes batches of {} ({}); the file holds {}",
+                s.name, s.shape, s.dtype, t.shape
+            ));
+        }
+        data[slot] = Some(t);
+    }
+    let missing: Vec<&str> = plan
+        .inputs
+        .iter()
+        .zip(&data)
+        .filter(|(_, d)| d.is_none())
+        .map(|(s, _)| s.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("missing --input for: {}", missing.join(", ")));
+    }
+    let data: Vec<HostTensor> = data.into_iter().flatten().collect();
+    let n = data[0].shape.dims()[0];
+    if data.iter().any(|d| d.shape.dims()[0] != n) {
+        return Err("every --input must hold the same number of samples".into());
+    }
+    let batch = plan.inputs[0]
+        .shape
+        .dims()
+        .first()
+        .copied()
+        .unwrap_or(1)
+        .max(1);
+    let steps = n / batch;
+    if steps == 0 {
+        return Err(format!(
+            "{n} samples are fewer than the plan's batch of {batch}"
+        ));
+    }
+    let slots = plan.inputs.clone();
+    let params = plan.params.clone();
+    let mut exe = dev.load(Arc::new(plan)).map_err(|e| e.to_string())?;
+    for epoch in 0..epochs {
+        for s in 0..steps {
+            let feeds: Vec<HostTensor> = data
+                .iter()
+                .zip(&slots)
+                .map(|(d, slot)| {
+                    let row: usize = d.shape.dims()[1..].iter().product();
+                    let v = d.to_f32()[s * batch * row..(s + 1) * batch * row].to_vec();
+                    match slot.dtype {
+                        kiln::ir::DType::F32 => HostTensor::f32(slot.shape.clone(), v),
+                        kiln::ir::DType::I32 => HostTensor::i32(
+                            slot.shape.clone(),
+                            v.into_iter().map(|x| x as i32).collect(),
+                        ),
+                    }
+                    .map_err(|e| e.to_string())
+                })
+                .collect::<Res<_>>()?;
+            let refs: Vec<&HostTensor> = feeds.iter().collect();
+            exe.run(&refs).map_err(|e| e.to_string())?;
+        }
+        println!(
+            "epoch {}/{epochs}: {steps} steps of {batch}{}",
+            epoch + 1,
+            if n % batch != 0 {
+                format!(" ({} samples left over)", n % batch)
+            } else {
+                String::new()
+            }
+        );
+    }
+    drop(exe);
+    // every variable of the input file, updated where the plan changed it, plus the state
+    // the plan created (optimizer slots of a model that had not trained yet); not the
+    // metric accumulators
+    let mut all: Vec<(String, Option<HostTensor>)> = vars
+        .iter()
+        .map(|(n, t)| (n.clone(), Some(t.clone())))
+        .collect();
+    for p in &params {
+        if !p.name.starts_with("metrics/") && !all.iter().any(|(n, _)| n == &p.name) {
+            all.push((p.name.clone(), None));
+        }
+    }
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
+    for (name, saved) in &all {
+        let t = match saved {
+            Some(t) if !params.iter().any(|p| &p.name == name) => t.clone(),
+            _ => dev.read_param(name).map_err(|e| e.to_string())?,
+        };
+        let bytes = t.to_f32().iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name.clone(), t.shape.dims().to_vec(), bytes));
+    }
+    let views = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Res<Vec<_>>>()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&wbytes).map_err(|e| e.to_string())?;
+    let bytes =
+        safetensors::serialize(views, meta.metadata().clone()).map_err(|e| e.to_string())?;
+    kiln::opt::cache::write_atomic(output, &bytes)
+        .map_err(|e| format!("{}: {e}", output.display()))?;
+    println!("wrote {}", output.display());
+    Ok(())
+}
+
 fn run(
     cpu: bool,
     file: &Path,
@@ -369,6 +525,13 @@ fn main() -> ExitCode {
             inputs,
             outputs,
         } => run(cli.cpu, &file, weights.as_deref(), &inputs, &outputs),
+        Command::Train {
+            file,
+            weights,
+            inputs,
+            epochs,
+            output,
+        } => train(cli.cpu, &file, &weights, &inputs, epochs, &output),
         Command::Cache { action } => cache(action),
         Command::Devices => devices(),
     };
