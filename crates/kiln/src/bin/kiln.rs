@@ -342,7 +342,7 @@ fn train(
         println!(
             "epoch {}/{epochs}: {steps} steps of {batch}{}",
             epoch + 1,
-            if n % batch != 0 {
+            if !n.is_multiple_of(batch) {
                 format!(" ({} samples left over)", n % batch)
             } else {
                 String::new()
