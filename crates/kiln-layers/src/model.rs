@@ -203,6 +203,14 @@ impl Sequential {
         };
         let output = layer.build(&name, &input)?;
         let params = layer.params();
+        for p in &params {
+            p.init
+                .check(&p.shape)
+                .map_err(|message| LayerError::Shape {
+                    layer: name.clone(),
+                    message: format!("weight `{}`: {message}", p.name),
+                })?;
+        }
         self.name_counts.insert(kind, count);
         self.layers.push(Entry {
             name,
@@ -278,9 +286,8 @@ impl Sequential {
         }
         for (li, e) in self.layers.iter().enumerate() {
             for (pi, p) in e.params.iter().enumerate() {
-                let n = p.shape.iter().product();
                 let seed = kiln_ir::random::mix64(self.seed ^ ((li as u64) << 32 | pi as u64));
-                let v = p.init.values(n, p.fan_in, p.fan_out, seed);
+                let v = p.init.values_for(&p.shape, p.fan_in, p.fan_out, seed);
                 self.device.write_param(
                     &format!("{}/{}", e.name, p.name),
                     &HostTensor::f32(p.shape.clone(), v)?,
