@@ -259,6 +259,29 @@ impl Sequential {
             })?
             .iter()
             .product();
+        let resolved: Vec<(&'static str, Metric)> = metrics
+            .iter()
+            .map(|m| (m.name(), m.resolve(loss, outputs)))
+            .collect();
+        for (name, m) in &resolved {
+            if m.sparse_labels() != loss.sparse_labels() {
+                return Err(LayerError::Usage(if loss.sparse_labels() {
+                    format!(
+                        "compile: metric `{name}` compares predictions with labels of their \
+                         shape, but {} takes class ids [batch, 1]; hint: use \
+                         `sparse_categorical_accuracy` (or `accuracy`)",
+                        loss.name()
+                    )
+                } else {
+                    format!(
+                        "compile: metric `{name}` takes class-id labels [batch, 1], but {} \
+                         takes labels shaped like the output; hint: use \
+                         sparse_categorical_crossentropy, or `accuracy`",
+                        loss.name()
+                    )
+                }));
+            }
+        }
         self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device
@@ -271,10 +294,7 @@ impl Sequential {
             loss,
             optimizer,
             requested: metrics.to_vec(),
-            metrics: metrics
-                .iter()
-                .map(|m| (m.name(), m.resolve(loss, outputs)))
-                .collect(),
+            metrics: resolved,
         });
         self.plans.clear();
         self.init_weights()
@@ -342,7 +362,8 @@ impl Sequential {
         let cfg = self.compiled.as_ref().ok_or_else(|| {
             LayerError::Usage("call compile(loss, optimizer, metrics) before fit/evaluate".into())
         })?;
-        let yd = g.shape(h).dims().to_vec();
+        let mut yd = vec![batch];
+        yd.extend(cfg.loss.label_shape(&g.shape(h).dims()[1..]));
         let y = g.input("y", yd, DType::F32)?;
         let loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
         // Loss and metrics accumulate on the device (sample-weighted sums), so a step reads
@@ -406,19 +427,90 @@ impl Sequential {
         }
         if let Some(y) = y {
             let out = self.output_shape().unwrap_or(&[]);
-            if y.shape.rank() < 1 || &y.shape.dims()[1..] != out || rows(y) != rows(x) {
-                return Err(LayerError::Data(format!(
-                    "y has shape {}, expected [{}, {}] to match x and the model output",
-                    y.shape,
-                    rows(x),
-                    out.iter()
-                        .map(|d| d.to_string())
+            let sparse = self.sparse_labels();
+            let want = self.label_shape();
+            let fits = y.shape.rank() >= 1
+                && rows(y) == rows(x)
+                && (y.shape.dims()[1..] == want[..]
+                    // sparse labels may drop their trailing 1: [n] for [n, 1]
+                    || (sparse && y.shape.dims()[1..] == want[..want.len() - 1]));
+            if !fits {
+                let dims = |d: &[usize]| {
+                    std::iter::once(rows(x).to_string())
+                        .chain(d.iter().map(|d| d.to_string()))
                         .collect::<Vec<_>>()
                         .join(", ")
-                )));
+                };
+                return Err(LayerError::Data(if sparse {
+                    format!(
+                        "y has shape {}, expected [{}] or [{}]: one integer class id per \
+                         sample for sparse_categorical_crossentropy (the model outputs {} \
+                         classes); hint: for one-hot labels use categorical_crossentropy",
+                        y.shape,
+                        dims(&want[..want.len() - 1]),
+                        dims(&want),
+                        out.last().copied().unwrap_or(0)
+                    )
+                } else {
+                    format!(
+                        "y has shape {}, expected [{}] to match x and the model output",
+                        y.shape,
+                        dims(out)
+                    )
+                }));
             }
         }
         Ok(())
+    }
+
+    /// Whether the compiled loss takes class-id labels.
+    fn sparse_labels(&self) -> bool {
+        self.compiled
+            .as_ref()
+            .is_some_and(|c| c.loss.sparse_labels())
+    }
+
+    /// The per-sample label shape (the output's, or `[.., 1]` for class ids).
+    fn label_shape(&self) -> Vec<usize> {
+        let out = self.output_shape().unwrap_or(&[]);
+        match &self.compiled {
+            Some(c) => c.loss.label_shape(out),
+            None => out.to_vec(),
+        }
+    }
+
+    /// Labels as the plans take them: f32, and for sparse crossentropy `[n, .., 1]` with
+    /// every value checked to be a class id in `0..k` (after [`Sequential::check_xy`]).
+    fn prepare_y<'a>(&self, y: &'a HostTensor) -> Result<std::borrow::Cow<'a, HostTensor>> {
+        use std::borrow::Cow;
+        if !self.sparse_labels() {
+            return Ok(match y.data {
+                kiln_opt::HostData::F32(_) => Cow::Borrowed(y),
+                _ => Cow::Owned(HostTensor::f32(y.shape.dims().to_vec(), y.to_f32())?),
+            });
+        }
+        let k = self
+            .output_shape()
+            .and_then(|o| o.last())
+            .copied()
+            .unwrap_or(0);
+        let v = y.to_f64();
+        if let Some((i, bad)) = v
+            .iter()
+            .enumerate()
+            .find(|(_, &c)| !(c >= 0.0 && c < k as f64 && c.fract() == 0.0))
+        {
+            return Err(LayerError::Data(format!(
+                "y[{i}] = {bad} is not a class id in 0..{k}: sparse_categorical_crossentropy \
+                 takes integer labels below the model's {k} outputs"
+            )));
+        }
+        let mut dims = vec![rows(y)];
+        dims.extend(self.label_shape());
+        Ok(Cow::Owned(HostTensor::f32(
+            dims,
+            v.into_iter().map(|c| c as f32).collect(),
+        )?))
     }
 
     /// Zeroes the loss and metric accumulators on the device.
@@ -552,8 +644,9 @@ impl Sequential {
         if rows(x) == 0 {
             return Err(LayerError::Data("empty batch".into()));
         }
+        let y = self.prepare_y(y)?;
         self.reset_accumulators()?;
-        self.run_step(mode, x, y, None)?;
+        self.run_step(mode, x, &y, None)?;
         self.read_accumulators(rows(x))
     }
 
@@ -596,13 +689,12 @@ impl Sequential {
         if opts.batch_size == 0 {
             return Err(LayerError::Data("batch_size must be at least 1".into()));
         }
+        let y = &*self.prepare_y(y)?;
         let n = rows(x);
         let (n_train, val) = if let Some((vx, vy)) = &opts.validation_data {
             self.check_xy(vx, Some(vy))?;
-            (
-                n,
-                Some((vx.clone(), vy.clone(), (0..rows(vx)).collect::<Vec<_>>())),
-            )
+            let vy = self.prepare_y(vy)?.into_owned();
+            (n, Some((vx.clone(), vy, (0..rows(vx)).collect::<Vec<_>>())))
         } else if opts.validation_split > 0.0 {
             let nv = ((n as f64) * opts.validation_split.min(1.0)) as usize;
             (n - nv, Some((x.clone(), y.clone(), (n - nv..n).collect())))
@@ -704,6 +796,7 @@ impl Sequential {
     pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
         self.check_xy(x, Some(y))?;
         self.check_compiled("evaluate")?;
+        let y = &*self.prepare_y(y)?;
         let idx: Vec<usize> = (0..rows(x)).collect();
         self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
     }
