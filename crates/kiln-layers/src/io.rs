@@ -10,8 +10,8 @@
 //! exactly where it stopped. Files are written atomically (temp file, fsync, rename).
 
 use crate::{
-    Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Result,
-    Sequential,
+    Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Regularizer,
+    Result, Sequential,
 };
 use kiln_opt::{Backend, HostTensor};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,12 @@ pub struct DenseConfig {
     pub kernel_initializer: Initializer,
     /// Bias initializer.
     pub bias_initializer: Initializer,
+    /// Kernel penalty (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Bias penalty (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_regularizer: Option<Regularizer>,
 }
 
 impl LayerConfig {
@@ -58,6 +64,12 @@ impl LayerConfig {
                     .bias_initializer(c.bias_initializer);
                 if let Some(i) = c.input_dim {
                     d = d.input_dim(i);
+                }
+                if let Some(r) = c.kernel_regularizer {
+                    d = d.kernel_regularizer(r);
+                }
+                if let Some(r) = c.bias_regularizer {
+                    d = d.bias_regularizer(r);
                 }
                 Box::new(d)
             }

@@ -1,6 +1,6 @@
 //! Layers: the `Layer` trait and `Dense`.
 
-use crate::{Activation, Initializer, LayerError, Result};
+use crate::{Activation, Initializer, LayerError, Regularizer, Result};
 use kiln_ir::{Graph, NodeId};
 
 /// A weight tensor a layer owns.
@@ -39,6 +39,11 @@ pub trait Layer {
     }
     /// The layer as a serializable configuration (its hyper-parameters, not its weights).
     fn config(&self) -> crate::io::LayerConfig;
+    /// Penalized weights as `(index, regularizer)` pairs, the index into [`Layer::params`].
+    /// The model adds each penalty ([`Regularizer::penalty`]) to the loss (none by default).
+    fn regularizers(&self) -> Vec<(usize, Regularizer)> {
+        vec![]
+    }
     /// The layer's output before its final activation, and that activation: losses on
     /// softmax/sigmoid outputs use the logits directly (numerically stable, as Keras does).
     fn forward_logits(
@@ -60,6 +65,8 @@ pub struct Dense {
     use_bias: bool,
     kernel_initializer: Initializer,
     bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
     in_features: usize,
 }
 
@@ -73,6 +80,8 @@ impl Dense {
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
             in_features: 0,
         }
     }
@@ -101,6 +110,16 @@ impl Dense {
         self.bias_initializer = i;
         self
     }
+    /// Penalizes the kernel (Keras `kernel_regularizer`), e.g. `Regularizer::l2()`.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.kernel_regularizer = Some(r);
+        self
+    }
+    /// Penalizes the bias (Keras `bias_regularizer`).
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.bias_regularizer = Some(r);
+        self
+    }
 }
 
 impl Layer for Dense {
@@ -116,7 +135,20 @@ impl Layer for Dense {
             input_dim: self.input_dim,
             kernel_initializer: self.kernel_initializer,
             bias_initializer: self.bias_initializer,
+            kernel_regularizer: self.kernel_regularizer,
+            bias_regularizer: self.bias_regularizer,
         })
+    }
+
+    fn regularizers(&self) -> Vec<(usize, Regularizer)> {
+        let mut v = vec![];
+        if let Some(r) = self.kernel_regularizer {
+            v.push((0, r));
+        }
+        if let (true, Some(r)) = (self.use_bias, self.bias_regularizer) {
+            v.push((1, r));
+        }
+        v
     }
 
     fn declared_input(&self) -> Option<Vec<usize>> {

@@ -30,6 +30,7 @@ mod model;
 mod optimizers;
 pub mod preprocessing;
 pub mod progress;
+pub mod regularizers;
 
 pub use activation::Activation;
 pub use callbacks::{
@@ -50,3 +51,4 @@ pub use optimizers::{
 };
 pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
 pub use progress::{ProgressBar, Verbosity};
+pub use regularizers::Regularizer;

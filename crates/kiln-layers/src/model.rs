@@ -211,6 +211,13 @@ impl Sequential {
                     message: format!("weight `{}`: {message}", p.name),
                 })?;
         }
+        for (i, r) in layer.regularizers() {
+            let weight = params.get(i).map(|p| p.name.as_str()).unwrap_or("?");
+            r.check().map_err(|message| LayerError::Shape {
+                layer: name.clone(),
+                message: format!("weight `{weight}`: {message}"),
+            })?;
+        }
         self.name_counts.insert(kind, count);
         self.layers.push(Entry {
             name,
@@ -282,6 +289,9 @@ impl Sequential {
                 }));
             }
         }
+        optimizer.config().check().map_err(|e| {
+            LayerError::Usage(format!("compile: {} optimizer: {e}", optimizer.name()))
+        })?;
         self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device
@@ -331,6 +341,7 @@ impl Sequential {
         let mut h = x;
         let mut logits = None;
         let mut trainable: Vec<NodeId> = vec![];
+        let mut penalties: Vec<NodeId> = vec![];
         let n_layers = self.layers.len();
         for (li, e) in self.layers.iter().enumerate() {
             let ids = e
@@ -345,6 +356,15 @@ impl Sequential {
                 })
                 .collect::<kiln_ir::Result<Vec<_>>>()?;
             trainable.extend(&ids);
+            if mode != Mode::Predict {
+                for (i, r) in e.layer.regularizers() {
+                    let w = *ids.get(i).ok_or_else(|| LayerError::Shape {
+                        layer: e.name.clone(),
+                        message: format!("regularizer of weight #{i}, the layer has {}", ids.len()),
+                    })?;
+                    penalties.push(g.scoped(&e.name, |g| r.penalty(g, w))?);
+                }
+            }
             h = g.scoped(&e.name, |g| -> Result<NodeId> {
                 if li + 1 == n_layers {
                     let (z, a) = e.layer.forward_logits(g, h, &ids)?;
@@ -365,7 +385,11 @@ impl Sequential {
         let mut yd = vec![batch];
         yd.extend(cfg.loss.label_shape(&g.shape(h).dims()[1..]));
         let y = g.input("y", yd, DType::F32)?;
-        let loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
+        let mut loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
+        // Keras adds the weight penalties to the loss it minimizes and reports.
+        for p in penalties {
+            loss = g.add(loss, p)?;
+        }
         // Loss and metrics accumulate on the device (sample-weighted sums), so a step reads
         // nothing back; the host reads the accumulators once per pass.
         let acc = g.param(LOSS_ACCUMULATOR, [], DType::F32)?;

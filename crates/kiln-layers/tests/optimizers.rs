@@ -397,7 +397,9 @@ fn keras_defaults() {
         Sgd {
             learning_rate: 0.01,
             momentum: 0.0,
-            nesterov: false
+            nesterov: false,
+            clipnorm: None,
+            clipvalue: None,
         }
     );
     let r = RmsProp::default();
