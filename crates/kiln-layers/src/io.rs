@@ -9,6 +9,7 @@
 //! tag. Any safetensors reader sees the weights; kiln restores the model and resumes training
 //! exactly where it stopped. Files are written atomically (temp file, fsync, rename).
 
+use crate::layers::{ActivationLayer, Flatten, InputLayer};
 use crate::{
     Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Regularizer,
     Result, Sequential,
@@ -27,6 +28,37 @@ pub const MODEL_FORMAT: &str = "kiln-model-1";
 pub enum LayerConfig {
     /// [`Dense`]
     Dense(DenseConfig),
+    /// [`Flatten`]
+    Flatten(FlattenConfig),
+    /// [`ActivationLayer`] (Keras's `Activation` layer)
+    Activation(ActivationConfig),
+    /// [`InputLayer`]
+    InputLayer(InputLayerConfig),
+}
+
+/// The configuration of a [`Flatten`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlattenConfig {
+    /// Declared per-sample input shape (first layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// The configuration of an [`ActivationLayer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivationConfig {
+    /// The activation.
+    pub activation: Activation,
+    /// Declared per-sample input shape (first layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// The configuration of an [`InputLayer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputLayerConfig {
+    /// Per-sample input shape.
+    pub input_shape: Vec<usize>,
 }
 
 /// The configuration of a [`Dense`] layer.
@@ -73,6 +105,21 @@ impl LayerConfig {
                 }
                 Box::new(d)
             }
+            LayerConfig::Flatten(c) => {
+                let mut f = Flatten::new();
+                if let Some(s) = &c.input_shape {
+                    f = f.input_shape(s);
+                }
+                Box::new(f)
+            }
+            LayerConfig::Activation(c) => {
+                let mut a = ActivationLayer::new(c.activation);
+                if let Some(s) = &c.input_shape {
+                    a = a.input_shape(s);
+                }
+                Box::new(a)
+            }
+            LayerConfig::InputLayer(c) => Box::new(InputLayer::new(&c.input_shape)),
         }
     }
 }

@@ -31,6 +31,7 @@ mod optimizers;
 pub mod preprocessing;
 pub mod progress;
 pub mod regularizers;
+mod visualize;
 
 pub use activation::Activation;
 pub use callbacks::{
@@ -40,9 +41,12 @@ pub use callbacks::{
 pub use datasets::{Dataset, DatasetError, TextDataset};
 pub use error::{LayerError, Result};
 pub use init::Initializer;
-pub use io::{load_model, saved_variables, CompileConfig, DenseConfig, LayerConfig, ModelConfig};
+pub use io::{
+    load_model, saved_variables, ActivationConfig, CompileConfig, DenseConfig, FlattenConfig,
+    InputLayerConfig, LayerConfig, ModelConfig,
+};
 pub use kiln_opt::HostTensor;
-pub use layers::{Dense, Layer, ParamSpec};
+pub use layers::{ActivationLayer, Dense, Flatten, Input, InputLayer, Layer, ParamSpec};
 pub use losses::{Loss, Metric, EPSILON};
 pub use model::{Fit, History, Logs, Mode, Sequential};
 pub use optimizers::{

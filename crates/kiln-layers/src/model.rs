@@ -191,13 +191,31 @@ impl Sequential {
     pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
         let kind = layer.kind();
         let count = self.name_counts.get(kind).copied().unwrap_or(0) + 1;
-        let name = format!("{}_{}", kind.to_lowercase(), count);
+        let base = if layer.is_input() {
+            "input".to_string()
+        } else {
+            kind.to_lowercase()
+        };
+        let name = format!("{base}_{count}");
+        if layer.is_input() && !self.layers.is_empty() {
+            return Err(LayerError::Shape {
+                layer: name,
+                message: format!(
+                    "an InputLayer must be the first layer, the model already has {} \
+                     (input {:?}); hint: add it before every other layer",
+                    self.layers.len(),
+                    self.input_shape().unwrap_or(&[])
+                ),
+            });
+        }
         let input = match self.layers.last() {
             Some(prev) => prev.output.clone(),
             None => layer.declared_input().ok_or_else(|| LayerError::Shape {
                 layer: name.clone(),
                 message: format!(
-                    "the first layer needs its input shape; hint: {kind}(..).input_dim(n)"
+                    "{kind} is the first layer and the model's input shape is unknown; hint: \
+                     add(InputLayer::new(&[..])) first, or declare it on the first layer \
+                     (Dense(..).input_dim(n), Flatten::new().input_shape(&[..]))"
                 ),
             })?,
         };
@@ -314,7 +332,13 @@ impl Sequential {
         if self.weights_ready {
             return Ok(());
         }
+        // An InputLayer (no weights) does not shift the other layers' seeds.
+        let offset = self
+            .layers
+            .first()
+            .map_or(0, |e| usize::from(e.layer.is_input()));
         for (li, e) in self.layers.iter().enumerate() {
+            let li = li.saturating_sub(offset);
             for (pi, p) in e.params.iter().enumerate() {
                 let seed = kiln_ir::random::mix64(self.seed ^ ((li as u64) << 32 | pi as u64));
                 let v = p.init.values_for(&p.shape, p.fan_in, p.fan_out, seed);
@@ -905,21 +929,16 @@ impl Sequential {
         );
         let _ = writeln!(s, "{}", "=".repeat(65));
         let mut total = 0;
-        for (i, e) in self.layers.iter().enumerate() {
+        // Keras shows no row for an InputLayer
+        let shown: Vec<&Entry> = self.layers.iter().filter(|e| !e.layer.is_input()).collect();
+        for (i, e) in shown.iter().enumerate() {
             let n: usize = e
                 .params
                 .iter()
                 .map(|p| p.shape.iter().product::<usize>())
                 .sum();
             total += n;
-            let shape = format!(
-                "(None, {})",
-                e.output
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let shape = crate::layers::keras_shape(&e.output);
             let _ = writeln!(
                 s,
                 "{:<29}{:<26}{:>10}",
@@ -930,7 +949,7 @@ impl Sequential {
             let _ = writeln!(
                 s,
                 "{}",
-                if i + 1 == self.layers.len() {
+                if i + 1 == shown.len() {
                     "=".repeat(65)
                 } else {
                     rule.clone()
