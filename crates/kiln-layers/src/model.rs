@@ -182,6 +182,42 @@ impl Sequential {
         self.device.describe()
     }
 
+    /// Gives the device back with everything on it — weights, optimizer state and the device
+    /// code of the loaded plans — e.g. to build the next model of a hyper-parameter search
+    /// on it without compiling device code again (a model of the same structure reuses the
+    /// plans' pipelines). A model built on it later gets fresh weights at `compile`; call
+    /// [`Sequential::reset_optimizer_state`] for a fresh optimizer too.
+    pub fn into_device(self) -> Box<dyn Backend> {
+        self.device
+    }
+
+    /// Puts the optimizer state on the device (slots, step counter, Nadam's schedule) back to
+    /// its initial values, as a new Keras optimizer starts: kiln otherwise keeps it across
+    /// `compile` calls on the same device. Hyper-parameters (the learning rate...) keep their
+    /// values.
+    pub fn reset_optimizer_state(&mut self) -> Result<()> {
+        let keep: Vec<String> = self
+            .compiled
+            .as_ref()
+            .map(|c| {
+                c.optimizer
+                    .hyper_params()
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in self.device.param_names() {
+            // every state variable starts at zero (non-zero starts are stored offset)
+            if name.starts_with("optimizer/") && !keep.contains(&name) {
+                let t = self.device.read_param(&name)?;
+                let zero = HostTensor::zeros(t.shape.clone(), t.dtype());
+                self.device.write_param(&name, &zero)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends a layer, checking that it fits the previous layer's output.
     pub fn add(&mut self, layer: impl Layer + 'static) -> Result<()> {
         self.add_boxed(Box::new(layer))
