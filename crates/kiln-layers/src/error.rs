@@ -17,6 +17,9 @@ pub enum LayerError {
     /// Training data does not fit the model.
     #[error("data: {0}")]
     Data(String),
+    /// Graphviz (`dot`), needed by `plot_model`, is missing or failed.
+    #[error("plot_model: {0}")]
+    Graphviz(String),
     /// Graph construction failed.
     #[error(transparent)]
     Ir(#[from] kiln_ir::IrError),

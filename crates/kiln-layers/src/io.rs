@@ -9,9 +9,10 @@
 //! tag. Any safetensors reader sees the weights; kiln restores the model and resumes training
 //! exactly where it stopped. Files are written atomically (temp file, fsync, rename).
 
+use crate::layers::{ActivationLayer, Flatten, InputLayer};
 use crate::{
-    Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Result,
-    Sequential,
+    Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Regularizer,
+    Result, Sequential,
 };
 use kiln_opt::{Backend, HostTensor};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,37 @@ pub enum LayerConfig {
     Embedding(crate::EmbeddingConfig),
     /// [`crate::OneHot`]
     OneHot(crate::OneHotConfig),
+    /// [`Flatten`]
+    Flatten(FlattenConfig),
+    /// [`ActivationLayer`] (Keras's `Activation` layer)
+    Activation(ActivationConfig),
+    /// [`InputLayer`]
+    InputLayer(InputLayerConfig),
+}
+
+/// The configuration of a [`Flatten`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlattenConfig {
+    /// Declared per-sample input shape (first layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// The configuration of an [`ActivationLayer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActivationConfig {
+    /// The activation.
+    pub activation: Activation,
+    /// Declared per-sample input shape (first layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// The configuration of an [`InputLayer`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputLayerConfig {
+    /// Per-sample input shape.
+    pub input_shape: Vec<usize>,
 }
 
 /// The configuration of a [`Dense`] layer.
@@ -51,6 +83,12 @@ pub struct DenseConfig {
     pub kernel_initializer: Initializer,
     /// Bias initializer.
     pub bias_initializer: Initializer,
+    /// Kernel penalty (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Bias penalty (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_regularizer: Option<Regularizer>,
 }
 
 impl LayerConfig {
@@ -66,11 +104,32 @@ impl LayerConfig {
                 if let Some(i) = c.input_dim {
                     d = d.input_dim(i);
                 }
+                if let Some(r) = c.kernel_regularizer {
+                    d = d.kernel_regularizer(r);
+                }
+                if let Some(r) = c.bias_regularizer {
+                    d = d.bias_regularizer(r);
+                }
                 Box::new(d)
             }
             LayerConfig::Lstm(c) => Box::new(crate::Lstm::from_config(c.clone())),
             LayerConfig::Embedding(c) => Box::new(crate::Embedding::from_config(c.clone())),
             LayerConfig::OneHot(c) => Box::new(crate::OneHot::from_config(c.clone())),
+            LayerConfig::Flatten(c) => {
+                let mut f = Flatten::new();
+                if let Some(s) = &c.input_shape {
+                    f = f.input_shape(s);
+                }
+                Box::new(f)
+            }
+            LayerConfig::Activation(c) => {
+                let mut a = ActivationLayer::new(c.activation);
+                if let Some(s) = &c.input_shape {
+                    a = a.input_shape(s);
+                }
+                Box::new(a)
+            }
+            LayerConfig::InputLayer(c) => Box::new(InputLayer::new(&c.input_shape)),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Layers: the `Layer` trait and `Dense`.
+//! Layers: the `Layer` trait, `Dense`, `Flatten`, `ActivationLayer` (Keras `Activation`) and
+//! `InputLayer` (Keras `Input` / `InputLayer`).
 
-use crate::{Activation, Initializer, LayerError, Result};
+use crate::{Activation, Initializer, LayerError, Regularizer, Result};
 use kiln_ir::{Graph, NodeId};
 
 /// A weight tensor a layer owns.
@@ -26,6 +27,11 @@ pub trait Layer {
     fn declared_input(&self) -> Option<Vec<usize>> {
         None
     }
+    /// Whether this is an [`InputLayer`]: it only declares the model's input shape, must
+    /// come first, and has no row in `summary()` (as in Keras).
+    fn is_input(&self) -> bool {
+        false
+    }
     /// Fixes the layer to `input` (per sample) and returns its output shape. `name` is the
     /// layer's unique name, used in errors.
     fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>>;
@@ -39,6 +45,11 @@ pub trait Layer {
     }
     /// The layer as a serializable configuration (its hyper-parameters, not its weights).
     fn config(&self) -> crate::io::LayerConfig;
+    /// Penalized weights as `(index, regularizer)` pairs, the index into [`Layer::params`].
+    /// The model adds each penalty ([`Regularizer::penalty`]) to the loss (none by default).
+    fn regularizers(&self) -> Vec<(usize, Regularizer)> {
+        vec![]
+    }
     /// The layer's output before its final activation, and that activation: losses on
     /// softmax/sigmoid outputs use the logits directly (numerically stable, as Keras does).
     fn forward_logits(
@@ -60,6 +71,8 @@ pub struct Dense {
     use_bias: bool,
     kernel_initializer: Initializer,
     bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
     in_features: usize,
 }
 
@@ -73,6 +86,8 @@ impl Dense {
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
             in_features: 0,
         }
     }
@@ -101,6 +116,16 @@ impl Dense {
         self.bias_initializer = i;
         self
     }
+    /// Penalizes the kernel (Keras `kernel_regularizer`), e.g. `Regularizer::l2()`.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.kernel_regularizer = Some(r);
+        self
+    }
+    /// Penalizes the bias (Keras `bias_regularizer`).
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.bias_regularizer = Some(r);
+        self
+    }
 }
 
 impl Layer for Dense {
@@ -116,7 +141,20 @@ impl Layer for Dense {
             input_dim: self.input_dim,
             kernel_initializer: self.kernel_initializer,
             bias_initializer: self.bias_initializer,
+            kernel_regularizer: self.kernel_regularizer,
+            bias_regularizer: self.bias_regularizer,
         })
+    }
+
+    fn regularizers(&self) -> Vec<(usize, Regularizer)> {
+        let mut v = vec![];
+        if let Some(r) = self.kernel_regularizer {
+            v.push((0, r));
+        }
+        if let (true, Some(r)) = (self.use_bias, self.bias_regularizer) {
+            v.push((1, r));
+        }
+        v
     }
 
     fn declared_input(&self) -> Option<Vec<usize>> {
@@ -194,5 +232,253 @@ impl Layer for Dense {
 
     fn activation(&self) -> Activation {
         self.activation
+    }
+}
+
+/// Shape as Keras prints it with the batch axis: `(None, 4)`, `(None,)` for scalars.
+pub(crate) fn keras_shape(dims: &[usize]) -> String {
+    if dims.is_empty() {
+        return "(None,)".into();
+    }
+    let mut s = String::from("(None");
+    for d in dims {
+        s.push_str(&format!(", {d}"));
+    }
+    s.push(')');
+    s
+}
+
+/// Checks a layer's declared `input_shape` (if any) against what it receives.
+fn check_declared(
+    name: &str,
+    what: &str,
+    declared: &Option<Vec<usize>>,
+    input: &[usize],
+) -> Result<()> {
+    match declared {
+        Some(d) if d.as_slice() != input => Err(LayerError::Shape {
+            layer: name.into(),
+            message: format!(
+                "{what} declares input_shape {d:?} but receives {input:?} from the previous \
+                 layer; hint: declare the input shape on the first layer only"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Keras `Flatten`: each sample `[d1, d2, …]` becomes `[d1 · d2 · …]` (a reshape, no copy
+/// for dense data, no weights).
+#[derive(Clone, Debug, Default)]
+pub struct Flatten {
+    input_shape: Option<Vec<usize>>,
+    features: usize,
+}
+
+impl Flatten {
+    /// A flatten layer.
+    pub fn new() -> Self {
+        Flatten::default()
+    }
+    /// Declares the per-sample input shape (Keras `input_shape=`; first layer only).
+    pub fn input_shape(mut self, shape: &[usize]) -> Self {
+        self.input_shape = Some(shape.to_vec());
+        self
+    }
+}
+
+impl Layer for Flatten {
+    fn kind(&self) -> &'static str {
+        "Flatten"
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.input_shape.clone()
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        check_declared(name, "Flatten()", &self.input_shape, input)?;
+        let features: usize = input.iter().product();
+        if features == 0 {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "Flatten() receives samples of shape {input:?}, which hold no values; \
+                     hint: every axis needs a size of at least 1"
+                ),
+            });
+        }
+        self.features = features;
+        Ok(vec![features])
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, _params: &[NodeId]) -> Result<NodeId> {
+        let batch = g.shape(x).dims().first().copied().unwrap_or(1);
+        Ok(g.reshape(x, [batch, self.features])?)
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Flatten(crate::io::FlattenConfig {
+            input_shape: self.input_shape.clone(),
+        })
+    }
+}
+
+/// Keras's `Activation` layer: applies an [`Activation`] elementwise (softmax over the last
+/// axis), no weights. Named `ActivationLayer` in Rust because [`Activation`] is the function
+/// enum; its class name in `summary()`, JSON and plots is `Activation`, as in Keras. A final
+/// `ActivationLayer::new(Activation::Softmax)` gives the losses its input as logits, like a
+/// `Dense(.., softmax)` does.
+#[derive(Clone, Debug)]
+pub struct ActivationLayer {
+    activation: Activation,
+    input_shape: Option<Vec<usize>>,
+}
+
+impl ActivationLayer {
+    /// A layer applying `activation`.
+    pub fn new(activation: Activation) -> Self {
+        ActivationLayer {
+            activation,
+            input_shape: None,
+        }
+    }
+    /// Declares the per-sample input shape (Keras `input_shape=`; first layer only).
+    pub fn input_shape(mut self, shape: &[usize]) -> Self {
+        self.input_shape = Some(shape.to_vec());
+        self
+    }
+}
+
+impl Layer for ActivationLayer {
+    fn kind(&self) -> &'static str {
+        "Activation"
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.input_shape.clone()
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        let what = format!("Activation({})", self.activation.name());
+        check_declared(name, &what, &self.input_shape, input)?;
+        if self.activation == Activation::Softmax && input.is_empty() {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "{what} normalizes over the last axis, but each sample is a scalar \
+                     (shape []); hint: give it samples with a class axis"
+                ),
+            });
+        }
+        Ok(input.to_vec())
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn forward(&self, g: &mut Graph, x: NodeId, _params: &[NodeId]) -> Result<NodeId> {
+        Ok(self.activation.apply(g, x)?)
+    }
+
+    fn forward_logits(
+        &self,
+        _g: &mut Graph,
+        x: NodeId,
+        _params: &[NodeId],
+    ) -> Result<(NodeId, Activation)> {
+        Ok((x, self.activation))
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Activation(crate::io::ActivationConfig {
+            activation: self.activation,
+            input_shape: self.input_shape.clone(),
+        })
+    }
+}
+
+/// Keras `Input(shape=…)` / `InputLayer`: declares the per-sample input shape of a model.
+/// No weights, no computation; it must be the first layer, and like Keras `summary()` shows
+/// no row for it (plots do). Named `input_1` in the model.
+#[derive(Clone, Debug)]
+pub struct InputLayer {
+    shape: Vec<usize>,
+}
+
+/// Keras's spelling: `Input::new(&[4])` is `InputLayer::new(&[4])`.
+pub type Input = InputLayer;
+
+impl InputLayer {
+    /// Declares samples of `shape` (no batch axis): `InputLayer::new(&[28, 28])`.
+    pub fn new(shape: &[usize]) -> Self {
+        InputLayer {
+            shape: shape.to_vec(),
+        }
+    }
+    /// The declared per-sample shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
+impl Layer for InputLayer {
+    fn kind(&self) -> &'static str {
+        "InputLayer"
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        Some(self.shape.clone())
+    }
+
+    fn is_input(&self) -> bool {
+        true
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        if input != self.shape.as_slice() {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "InputLayer({:?}) receives {input:?}; hint: an InputLayer must be the \
+                     first layer",
+                    self.shape
+                ),
+            });
+        }
+        if self.shape.contains(&0) {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!(
+                    "InputLayer shape {:?} has an axis of size 0; hint: every axis needs a \
+                     size of at least 1",
+                    self.shape
+                ),
+            });
+        }
+        Ok(self.shape.clone())
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn forward(&self, _g: &mut Graph, x: NodeId, _params: &[NodeId]) -> Result<NodeId> {
+        Ok(x)
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::InputLayer(crate::io::InputLayerConfig {
+            input_shape: self.shape.clone(),
+        })
     }
 }

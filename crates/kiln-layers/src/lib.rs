@@ -17,6 +17,32 @@
 //!   of that size would.
 //! - This crate never names a GPU API; it reaches devices only through the `Backend` trait.
 //! - Errors name the layer and the shapes, with a hint; user input never panics.
+//!
+//! ## What is supported (Keras names, defaults and formulas)
+//! - **Layers**: [`Dense`] (with `kernel_regularizer` / `bias_regularizer`), [`Flatten`],
+//!   [`ActivationLayer`] (Keras's `Activation` layer), [`InputLayer`] / [`Input`] (declares
+//!   the input shape; no `summary()` row).
+//! - **Activations** ([`Activation`]): `linear`, `relu`, `tanh`, `sigmoid`, `softmax`,
+//!   `softplus` (stable `max(x, 0) + log1p(e^-|x|)`), `softsign`, `hard_sigmoid` (Keras 2's
+//!   `clip(0.2 x + 0.5, 0, 1)`), `elu` (alpha 1), `selu`, `gelu` (exact erf form, Keras's
+//!   default `approximate=False`, through a Chebyshev fit of `erfc` with relative error
+//!   < 1.2e-7), `exponential`.
+//! - **Initializers** ([`Initializer`]): `zeros`, `ones`, `constant`, `uniform`
+//!   (`RandomUniform(-0.05, 0.05)`), `normal` (`RandomNormal(0, 0.05)`), `truncated_normal`,
+//!   `glorot_uniform` (default for kernels), `glorot_normal`, `lecun_uniform`,
+//!   `lecun_normal`, `he_uniform`, `he_normal` (the normal ones truncated as Keras's
+//!   `VarianceScaling`), `orthogonal` (sign-corrected QR, gain 1).
+//! - **Losses** ([`Loss`]): `mse`, `mae`, `binary_crossentropy`, `categorical_crossentropy`,
+//!   `sparse_categorical_crossentropy` (integer labels `[batch]` or `[batch, 1]`, f32 or
+//!   i32); crossentropies after a softmax/sigmoid are computed from the logits.
+//! - **Metrics** ([`Metric`]): `accuracy` (resolved as Keras does: binary, sparse categorical
+//!   or categorical), `binary_accuracy`, `categorical_accuracy`,
+//!   `sparse_categorical_accuracy`, `mse`, `mae`.
+//! - **Regularizers** ([`Regularizer`]): `L1`, `L2`, `L1L2` (Keras default factor 0.01),
+//!   added to the loss that is minimized and reported.
+//! - **Optimizers**: [`Sgd`] (momentum, Nesterov), [`RmsProp`], [`Adam`], [`Adagrad`],
+//!   [`Adadelta`], [`Adamax`], [`Nadam`], each with Keras 2's `clipnorm` / `clipvalue`.
+//! - **Diagrams**: [`Sequential::to_dot`] and [`Sequential::plot_model`] (Graphviz).
 
 mod activation;
 pub mod callbacks;
@@ -31,18 +57,23 @@ mod optimizers;
 pub mod preprocessing;
 pub mod progress;
 mod recurrent;
+pub mod regularizers;
+mod visualize;
 
-pub use activation::Activation;
+pub use activation::{Activation, SELU_ALPHA, SELU_SCALE};
 pub use callbacks::{
     Callback, CallbackContext, CsvLogger, EarlyStopping, FitParams, LambdaCallback,
     ModelCheckpoint, MonitorMode, ReduceLrOnPlateau, TerminateOnNan,
 };
 pub use datasets::{Dataset, DatasetError, TextDataset};
 pub use error::{LayerError, Result};
-pub use init::Initializer;
-pub use io::{load_model, saved_variables, CompileConfig, DenseConfig, LayerConfig, ModelConfig};
+pub use init::{Initializer, TRUNCATED_NORMAL_STDDEV};
+pub use io::{
+    load_model, saved_variables, ActivationConfig, CompileConfig, DenseConfig, FlattenConfig,
+    InputLayerConfig, LayerConfig, ModelConfig,
+};
 pub use kiln_opt::HostTensor;
-pub use layers::{Dense, Layer, ParamSpec};
+pub use layers::{ActivationLayer, Dense, Flatten, Input, InputLayer, Layer, ParamSpec};
 pub use losses::{Loss, Metric, EPSILON};
 pub use model::{Fit, History, Logs, Mode, Sequential};
 pub use optimizers::{
@@ -52,3 +83,4 @@ pub use optimizers::{
 pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
 pub use progress::{ProgressBar, Verbosity};
 pub use recurrent::{Embedding, EmbeddingConfig, Lstm, LstmConfig, OneHot, OneHotConfig};
+pub use regularizers::Regularizer;

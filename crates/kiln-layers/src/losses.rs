@@ -11,14 +11,23 @@ pub const EPSILON: f64 = 1e-7;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Loss {
     /// `mean((y - p)², axis=-1)`
-    #[serde(rename = "mse")]
+    #[serde(rename = "mse", alias = "mean_squared_error")]
     MeanSquaredError,
+    /// `mean(|y - p|, axis=-1)` (Keras `mae` / `mean_absolute_error`).
+    #[serde(rename = "mae", alias = "mean_absolute_error")]
+    MeanAbsoluteError,
     /// `-mean(y log p + (1 - y) log(1 - p), axis=-1)`, `p` clipped.
     #[serde(rename = "binary_crossentropy")]
     BinaryCrossentropy,
     /// `-sum(y log p, axis=-1)`, `p` normalized to sum 1 and clipped.
     #[serde(rename = "categorical_crossentropy")]
     CategoricalCrossentropy,
+    /// Categorical crossentropy against integer class ids: the labels are `[batch, 1]` (or
+    /// `[batch]`) class indices `0..k` — f32 or i32 — instead of one-hot rows; one-hot rows
+    /// are built in-graph by comparing the labels with `0..k`. From the logits when the last
+    /// layer is a softmax, like [`Loss::CategoricalCrossentropy`].
+    #[serde(rename = "sparse_categorical_crossentropy")]
+    SparseCategoricalCrossentropy,
 }
 
 impl Loss {
@@ -26,9 +35,28 @@ impl Loss {
     pub fn name(self) -> &'static str {
         match self {
             Loss::MeanSquaredError => "mse",
+            Loss::MeanAbsoluteError => "mae",
             Loss::BinaryCrossentropy => "binary_crossentropy",
             Loss::CategoricalCrossentropy => "categorical_crossentropy",
+            Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
         }
+    }
+
+    /// Whether the labels are class ids (`[batch, 1]`) rather than the prediction's shape.
+    pub fn sparse_labels(self) -> bool {
+        self == Loss::SparseCategoricalCrossentropy
+    }
+
+    /// The per-sample label shape for a model whose per-sample output is `output`: the
+    /// output's shape, or for sparse crossentropy the output's with the class axis of size 1.
+    pub fn label_shape(self, output: &[usize]) -> Vec<usize> {
+        let mut s = output.to_vec();
+        if self.sparse_labels() {
+            if let Some(last) = s.last_mut() {
+                *last = 1;
+            }
+        }
+        s
     }
 
     /// The batch loss (mean over samples of the per-sample loss) as a scalar. When the model's
@@ -46,7 +74,13 @@ impl Loss {
         let last = g.shape(p).rank() - 1;
         let batch = g.shape(p).dims().first().copied().unwrap_or(1).max(1);
         Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
-            match (self, logits) {
+            let (loss, y) = match self {
+                Loss::SparseCategoricalCrossentropy => {
+                    (Loss::CategoricalCrossentropy, one_hot(g, y, p)?)
+                }
+                l => (l, y),
+            };
+            match (loss, logits) {
                 (Loss::CategoricalCrossentropy, Some((z, Activation::Softmax))) => {
                     // -sum(y * log_softmax(z)) / batch
                     let ls = g.log_softmax(z, last)?;
@@ -69,12 +103,12 @@ impl Loss {
                     g.mean_all(t)
                 }
                 (Loss::CategoricalCrossentropy, _) => {
-                    let per = self.per_sample_inner(g, p, y, last)?;
+                    let per = loss.per_sample_inner(g, p, y, last)?;
                     let s = g.sum_all(per)?;
                     g.mul_scalar(s, 1.0 / batch as f64)
                 }
                 // mean over the last axis, then over the batch = mean over everything
-                _ => self.elementwise_mean(g, p, y),
+                _ => loss.elementwise_mean(g, p, y),
             }
         })?)
     }
@@ -85,6 +119,10 @@ impl Loss {
             Loss::MeanSquaredError => {
                 let d = g.sub(y, p)?;
                 g.square(d)?
+            }
+            Loss::MeanAbsoluteError => {
+                let d = g.sub(y, p)?;
+                g.abs(d)?
             }
             _ => {
                 let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
@@ -119,15 +157,27 @@ impl Loss {
         g.neg(a)
     }
 
-    /// Per-sample loss `[batch]` of predictions `p` against targets `y` (both `[batch, k]`).
+    /// Per-sample loss `[batch]` of predictions `p` against targets `y` (both `[batch, k]`;
+    /// `y` is `[batch, 1]` class ids for sparse crossentropy).
     pub fn per_sample(self, g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
         let last = g.shape(p).rank() - 1;
         Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
-            match self {
+            let (loss, y) = match self {
+                Loss::SparseCategoricalCrossentropy => {
+                    (Loss::CategoricalCrossentropy, one_hot(g, y, p)?)
+                }
+                l => (l, y),
+            };
+            match loss {
                 Loss::MeanSquaredError => {
                     let d = g.sub(y, p)?;
                     let d2 = g.square(d)?;
                     g.mean(d2, &[last], false)
+                }
+                Loss::MeanAbsoluteError => {
+                    let d = g.sub(y, p)?;
+                    let a = g.abs(d)?;
+                    g.mean(a, &[last], false)
                 }
                 Loss::BinaryCrossentropy => {
                     let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
@@ -142,7 +192,7 @@ impl Loss {
                     let m = g.mean(s, &[last], false)?;
                     g.neg(m)
                 }
-                Loss::CategoricalCrossentropy => {
+                Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
                     let tot = g.sum(p, &[last], true)?;
                     let pn = g.div(p, tot)?;
                     let pc = g.clip(pn, EPSILON, 1.0 - EPSILON)?;
@@ -156,6 +206,14 @@ impl Loss {
     }
 }
 
+/// One-hot rows `[batch, k]` from class ids `y` (`[batch, 1]`) for predictions `p`
+/// (`[batch, k]`): `y == [0, 1, …, k-1]`, broadcast (a constant iota, no gather).
+fn one_hot(g: &mut Graph, y: NodeId, p: NodeId) -> kiln_ir::Result<NodeId> {
+    let k = g.shape(p).dims().last().copied().unwrap_or(1);
+    let iota = g.constant((0..k).map(|i| i as f64).collect(), [k], kiln_ir::DType::F32)?;
+    g.binary(BinaryOp::Eq, y, iota)
+}
+
 /// A metric reported during training and evaluation.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -167,6 +225,15 @@ pub enum Metric {
     BinaryAccuracy,
     /// `argmax(p) == argmax(y)`.
     CategoricalAccuracy,
+    /// `argmax(p) == y` for class-id labels `[batch, 1]` (with
+    /// [`Loss::SparseCategoricalCrossentropy`]).
+    SparseCategoricalAccuracy,
+    /// `mean((y - p)², axis=-1)` (Keras `mse` / `mean_squared_error`).
+    #[serde(rename = "mse", alias = "mean_squared_error")]
+    MeanSquaredError,
+    /// `mean(|y - p|, axis=-1)` (Keras `mae` / `mean_absolute_error`).
+    #[serde(rename = "mae", alias = "mean_absolute_error")]
+    MeanAbsoluteError,
 }
 
 impl Metric {
@@ -176,14 +243,27 @@ impl Metric {
             Metric::Accuracy => "accuracy",
             Metric::BinaryAccuracy => "binary_accuracy",
             Metric::CategoricalAccuracy => "categorical_accuracy",
+            Metric::SparseCategoricalAccuracy => "sparse_categorical_accuracy",
+            Metric::MeanSquaredError => "mse",
+            Metric::MeanAbsoluteError => "mae",
         }
     }
 
-    /// The concrete metric Keras would pick for `accuracy` given the loss and output width.
+    /// Whether the (resolved) metric reads class-id labels `[batch, 1]`.
+    pub fn sparse_labels(self) -> bool {
+        self == Metric::SparseCategoricalAccuracy
+    }
+
+    /// The concrete metric Keras would pick for `accuracy` given the loss and output width:
+    /// binary accuracy for binary crossentropy or one output, sparse categorical accuracy
+    /// for sparse crossentropy, else categorical accuracy.
     pub fn resolve(self, loss: Loss, outputs: usize) -> Metric {
         match self {
             Metric::Accuracy if loss == Loss::BinaryCrossentropy || outputs == 1 => {
                 Metric::BinaryAccuracy
+            }
+            Metric::Accuracy if loss == Loss::SparseCategoricalCrossentropy => {
+                Metric::SparseCategoricalAccuracy
             }
             Metric::Accuracy => Metric::CategoricalAccuracy,
             m => m,
@@ -211,13 +291,26 @@ impl Metric {
                     g.mul_scalar(s, 1.0 / k as f64)
                 })?)
             }
-            Metric::CategoricalAccuracy => {
+            Metric::CategoricalAccuracy | Metric::SparseCategoricalAccuracy => {
                 let src = match logits {
                     Some((z, Activation::Softmax)) => z,
                     _ => p,
                 };
                 let v = self.per_sample(g, src, y)?;
                 Ok(g.sum_all(v)?)
+            }
+            Metric::MeanSquaredError | Metric::MeanAbsoluteError => {
+                // sum over the batch of the per-sample mean over the last axis
+                Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
+                    let d = g.sub(y, p)?;
+                    let t = if self == Metric::MeanSquaredError {
+                        g.square(d)?
+                    } else {
+                        g.abs(d)?
+                    };
+                    let s = g.sum_all(t)?;
+                    g.mul_scalar(s, 1.0 / k as f64)
+                })?)
             }
         }
     }
@@ -241,6 +334,23 @@ impl Metric {
                     let both = g.mul(is_max, is_true)?;
                     let any = g.max(both, &[last], false)?;
                     Ok(any)
+                }
+                Metric::SparseCategoricalAccuracy => {
+                    let m = g.max(p, &[last], true)?;
+                    let is_max = g.binary(BinaryOp::Eq, p, m)?;
+                    let is_true = one_hot(g, y, p)?;
+                    let both = g.mul(is_max, is_true)?;
+                    g.max(both, &[last], false)
+                }
+                Metric::MeanSquaredError => {
+                    let d = g.sub(y, p)?;
+                    let d2 = g.square(d)?;
+                    g.mean(d2, &[last], false)
+                }
+                Metric::MeanAbsoluteError => {
+                    let d = g.sub(y, p)?;
+                    let a = g.abs(d)?;
+                    g.mean(a, &[last], false)
                 }
             }
         })?)

@@ -182,6 +182,42 @@ impl Sequential {
         self.device.describe()
     }
 
+    /// Gives the device back with everything on it — weights, optimizer state and the device
+    /// code of the loaded plans — e.g. to build the next model of a hyper-parameter search
+    /// on it without compiling device code again (a model of the same structure reuses the
+    /// plans' pipelines). A model built on it later gets fresh weights at `compile`; call
+    /// [`Sequential::reset_optimizer_state`] for a fresh optimizer too.
+    pub fn into_device(self) -> Box<dyn Backend> {
+        self.device
+    }
+
+    /// Puts the optimizer state on the device (slots, step counter, Nadam's schedule) back to
+    /// its initial values, as a new Keras optimizer starts: kiln otherwise keeps it across
+    /// `compile` calls on the same device. Hyper-parameters (the learning rate...) keep their
+    /// values.
+    pub fn reset_optimizer_state(&mut self) -> Result<()> {
+        let keep: Vec<String> = self
+            .compiled
+            .as_ref()
+            .map(|c| {
+                c.optimizer
+                    .hyper_params()
+                    .into_iter()
+                    .map(|h| h.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in self.device.param_names() {
+            // every state variable starts at zero (non-zero starts are stored offset)
+            if name.starts_with("optimizer/") && !keep.contains(&name) {
+                let t = self.device.read_param(&name)?;
+                let zero = HostTensor::zeros(t.shape.clone(), t.dtype());
+                self.device.write_param(&name, &zero)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Appends a layer, checking that it fits the previous layer's output.
     pub fn add(&mut self, layer: impl Layer + 'static) -> Result<()> {
         self.add_boxed(Box::new(layer))
@@ -191,18 +227,51 @@ impl Sequential {
     pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
         let kind = layer.kind();
         let count = self.name_counts.get(kind).copied().unwrap_or(0) + 1;
-        let name = format!("{}_{}", kind.to_lowercase(), count);
+        let base = if layer.is_input() {
+            "input".to_string()
+        } else {
+            kind.to_lowercase()
+        };
+        let name = format!("{base}_{count}");
+        if layer.is_input() && !self.layers.is_empty() {
+            return Err(LayerError::Shape {
+                layer: name,
+                message: format!(
+                    "an InputLayer must be the first layer, the model already has {} \
+                     (input {:?}); hint: add it before every other layer",
+                    self.layers.len(),
+                    self.input_shape().unwrap_or(&[])
+                ),
+            });
+        }
         let input = match self.layers.last() {
             Some(prev) => prev.output.clone(),
             None => layer.declared_input().ok_or_else(|| LayerError::Shape {
                 layer: name.clone(),
                 message: format!(
-                    "the first layer needs its input shape; hint: {kind}(..).input_dim(n)"
+                    "{kind} is the first layer and the model's input shape is unknown; hint: \
+                     add(InputLayer::new(&[..])) first, or declare it on the first layer \
+                     (Dense(..).input_dim(n), Flatten::new().input_shape(&[..]))"
                 ),
             })?,
         };
         let output = layer.build(&name, &input)?;
         let params = layer.params();
+        for p in &params {
+            p.init
+                .check(&p.shape)
+                .map_err(|message| LayerError::Shape {
+                    layer: name.clone(),
+                    message: format!("weight `{}`: {message}", p.name),
+                })?;
+        }
+        for (i, r) in layer.regularizers() {
+            let weight = params.get(i).map(|p| p.name.as_str()).unwrap_or("?");
+            r.check().map_err(|message| LayerError::Shape {
+                layer: name.clone(),
+                message: format!("weight `{weight}`: {message}"),
+            })?;
+        }
         self.name_counts.insert(kind, count);
         self.layers.push(Entry {
             name,
@@ -251,6 +320,32 @@ impl Sequential {
             })?
             .iter()
             .product();
+        let resolved: Vec<(&'static str, Metric)> = metrics
+            .iter()
+            .map(|m| (m.name(), m.resolve(loss, outputs)))
+            .collect();
+        for (name, m) in &resolved {
+            if m.sparse_labels() != loss.sparse_labels() {
+                return Err(LayerError::Usage(if loss.sparse_labels() {
+                    format!(
+                        "compile: metric `{name}` compares predictions with labels of their \
+                         shape, but {} takes class ids [batch, 1]; hint: use \
+                         `sparse_categorical_accuracy` (or `accuracy`)",
+                        loss.name()
+                    )
+                } else {
+                    format!(
+                        "compile: metric `{name}` takes class-id labels [batch, 1], but {} \
+                         takes labels shaped like the output; hint: use \
+                         sparse_categorical_crossentropy, or `accuracy`",
+                        loss.name()
+                    )
+                }));
+            }
+        }
+        optimizer.config().check().map_err(|e| {
+            LayerError::Usage(format!("compile: {} optimizer: {e}", optimizer.name()))
+        })?;
         self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device
@@ -263,10 +358,7 @@ impl Sequential {
             loss,
             optimizer,
             requested: metrics.to_vec(),
-            metrics: metrics
-                .iter()
-                .map(|m| (m.name(), m.resolve(loss, outputs)))
-                .collect(),
+            metrics: resolved,
         });
         self.plans.clear();
         self.init_weights()
@@ -276,11 +368,16 @@ impl Sequential {
         if self.weights_ready {
             return Ok(());
         }
+        // An InputLayer (no weights) does not shift the other layers' seeds.
+        let offset = self
+            .layers
+            .first()
+            .map_or(0, |e| usize::from(e.layer.is_input()));
         for (li, e) in self.layers.iter().enumerate() {
+            let li = li.saturating_sub(offset);
             for (pi, p) in e.params.iter().enumerate() {
-                let n = p.shape.iter().product();
                 let seed = kiln_ir::random::mix64(self.seed ^ ((li as u64) << 32 | pi as u64));
-                let v = p.init.values(n, p.fan_in, p.fan_out, seed);
+                let v = p.init.values_for(&p.shape, p.fan_in, p.fan_out, seed);
                 self.device.write_param(
                     &format!("{}/{}", e.name, p.name),
                     &HostTensor::f32(p.shape.clone(), v)?,
@@ -304,6 +401,7 @@ impl Sequential {
         let mut h = x;
         let mut logits = None;
         let mut trainable: Vec<NodeId> = vec![];
+        let mut penalties: Vec<NodeId> = vec![];
         let n_layers = self.layers.len();
         for (li, e) in self.layers.iter().enumerate() {
             let ids = e
@@ -318,6 +416,15 @@ impl Sequential {
                 })
                 .collect::<kiln_ir::Result<Vec<_>>>()?;
             trainable.extend(&ids);
+            if mode != Mode::Predict {
+                for (i, r) in e.layer.regularizers() {
+                    let w = *ids.get(i).ok_or_else(|| LayerError::Shape {
+                        layer: e.name.clone(),
+                        message: format!("regularizer of weight #{i}, the layer has {}", ids.len()),
+                    })?;
+                    penalties.push(g.scoped(&e.name, |g| r.penalty(g, w))?);
+                }
+            }
             h = g.scoped(&e.name, |g| -> Result<NodeId> {
                 if li + 1 == n_layers {
                     let (z, a) = e.layer.forward_logits(g, h, &ids)?;
@@ -335,9 +442,14 @@ impl Sequential {
         let cfg = self.compiled.as_ref().ok_or_else(|| {
             LayerError::Usage("call compile(loss, optimizer, metrics) before fit/evaluate".into())
         })?;
-        let yd = g.shape(h).dims().to_vec();
+        let mut yd = vec![batch];
+        yd.extend(cfg.loss.label_shape(&g.shape(h).dims()[1..]));
         let y = g.input("y", yd, DType::F32)?;
-        let loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
+        let mut loss = cfg.loss.batch_mean(&mut g, h, y, logits)?;
+        // Keras adds the weight penalties to the loss it minimizes and reports.
+        for p in penalties {
+            loss = g.add(loss, p)?;
+        }
         // Loss and metrics accumulate on the device (sample-weighted sums), so a step reads
         // nothing back; the host reads the accumulators once per pass.
         let acc = g.param(LOSS_ACCUMULATOR, [], DType::F32)?;
@@ -399,19 +511,90 @@ impl Sequential {
         }
         if let Some(y) = y {
             let out = self.output_shape().unwrap_or(&[]);
-            if y.shape.rank() < 1 || &y.shape.dims()[1..] != out || rows(y) != rows(x) {
-                return Err(LayerError::Data(format!(
-                    "y has shape {}, expected [{}, {}] to match x and the model output",
-                    y.shape,
-                    rows(x),
-                    out.iter()
-                        .map(|d| d.to_string())
+            let sparse = self.sparse_labels();
+            let want = self.label_shape();
+            let fits = y.shape.rank() >= 1
+                && rows(y) == rows(x)
+                && (y.shape.dims()[1..] == want[..]
+                    // sparse labels may drop their trailing 1: [n] for [n, 1]
+                    || (sparse && y.shape.dims()[1..] == want[..want.len() - 1]));
+            if !fits {
+                let dims = |d: &[usize]| {
+                    std::iter::once(rows(x).to_string())
+                        .chain(d.iter().map(|d| d.to_string()))
                         .collect::<Vec<_>>()
                         .join(", ")
-                )));
+                };
+                return Err(LayerError::Data(if sparse {
+                    format!(
+                        "y has shape {}, expected [{}] or [{}]: one integer class id per \
+                         sample for sparse_categorical_crossentropy (the model outputs {} \
+                         classes); hint: for one-hot labels use categorical_crossentropy",
+                        y.shape,
+                        dims(&want[..want.len() - 1]),
+                        dims(&want),
+                        out.last().copied().unwrap_or(0)
+                    )
+                } else {
+                    format!(
+                        "y has shape {}, expected [{}] to match x and the model output",
+                        y.shape,
+                        dims(out)
+                    )
+                }));
             }
         }
         Ok(())
+    }
+
+    /// Whether the compiled loss takes class-id labels.
+    fn sparse_labels(&self) -> bool {
+        self.compiled
+            .as_ref()
+            .is_some_and(|c| c.loss.sparse_labels())
+    }
+
+    /// The per-sample label shape (the output's, or `[.., 1]` for class ids).
+    fn label_shape(&self) -> Vec<usize> {
+        let out = self.output_shape().unwrap_or(&[]);
+        match &self.compiled {
+            Some(c) => c.loss.label_shape(out),
+            None => out.to_vec(),
+        }
+    }
+
+    /// Labels as the plans take them: f32, and for sparse crossentropy `[n, .., 1]` with
+    /// every value checked to be a class id in `0..k` (after [`Sequential::check_xy`]).
+    fn prepare_y<'a>(&self, y: &'a HostTensor) -> Result<std::borrow::Cow<'a, HostTensor>> {
+        use std::borrow::Cow;
+        if !self.sparse_labels() {
+            return Ok(match y.data {
+                kiln_opt::HostData::F32(_) => Cow::Borrowed(y),
+                _ => Cow::Owned(HostTensor::f32(y.shape.dims().to_vec(), y.to_f32())?),
+            });
+        }
+        let k = self
+            .output_shape()
+            .and_then(|o| o.last())
+            .copied()
+            .unwrap_or(0);
+        let v = y.to_f64();
+        if let Some((i, bad)) = v
+            .iter()
+            .enumerate()
+            .find(|(_, &c)| !(c >= 0.0 && c < k as f64 && c.fract() == 0.0))
+        {
+            return Err(LayerError::Data(format!(
+                "y[{i}] = {bad} is not a class id in 0..{k}: sparse_categorical_crossentropy \
+                 takes integer labels below the model's {k} outputs"
+            )));
+        }
+        let mut dims = vec![rows(y)];
+        dims.extend(self.label_shape());
+        Ok(Cow::Owned(HostTensor::f32(
+            dims,
+            v.into_iter().map(|c| c as f32).collect(),
+        )?))
     }
 
     /// Zeroes the loss and metric accumulators on the device.
@@ -545,8 +728,9 @@ impl Sequential {
         if rows(x) == 0 {
             return Err(LayerError::Data("empty batch".into()));
         }
+        let y = self.prepare_y(y)?;
         self.reset_accumulators()?;
-        self.run_step(mode, x, y, None)?;
+        self.run_step(mode, x, &y, None)?;
         self.read_accumulators(rows(x))
     }
 
@@ -589,13 +773,12 @@ impl Sequential {
         if opts.batch_size == 0 {
             return Err(LayerError::Data("batch_size must be at least 1".into()));
         }
+        let y = &*self.prepare_y(y)?;
         let n = rows(x);
         let (n_train, val) = if let Some((vx, vy)) = &opts.validation_data {
             self.check_xy(vx, Some(vy))?;
-            (
-                n,
-                Some((vx.clone(), vy.clone(), (0..rows(vx)).collect::<Vec<_>>())),
-            )
+            let vy = self.prepare_y(vy)?.into_owned();
+            (n, Some((vx.clone(), vy, (0..rows(vx)).collect::<Vec<_>>())))
         } else if opts.validation_split > 0.0 {
             let nv = ((n as f64) * opts.validation_split.min(1.0)) as usize;
             (n - nv, Some((x.clone(), y.clone(), (n - nv..n).collect())))
@@ -697,6 +880,7 @@ impl Sequential {
     pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
         self.check_xy(x, Some(y))?;
         self.check_compiled("evaluate")?;
+        let y = &*self.prepare_y(y)?;
         let idx: Vec<usize> = (0..rows(x)).collect();
         self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
     }
@@ -781,21 +965,16 @@ impl Sequential {
         );
         let _ = writeln!(s, "{}", "=".repeat(65));
         let mut total = 0;
-        for (i, e) in self.layers.iter().enumerate() {
+        // Keras shows no row for an InputLayer
+        let shown: Vec<&Entry> = self.layers.iter().filter(|e| !e.layer.is_input()).collect();
+        for (i, e) in shown.iter().enumerate() {
             let n: usize = e
                 .params
                 .iter()
                 .map(|p| p.shape.iter().product::<usize>())
                 .sum();
             total += n;
-            let shape = format!(
-                "(None, {})",
-                e.output
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let shape = crate::layers::keras_shape(&e.output);
             let _ = writeln!(
                 s,
                 "{:<29}{:<26}{:>10}",
@@ -806,7 +985,7 @@ impl Sequential {
             let _ = writeln!(
                 s,
                 "{}",
-                if i + 1 == self.layers.len() {
+                if i + 1 == shown.len() {
                     "=".repeat(65)
                 } else {
                     rule.clone()

@@ -58,6 +58,35 @@ pub enum OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// The gradient clipping `(clipnorm, clipvalue)` it asks for.
+    pub fn clipping(&self) -> (Option<f32>, Option<f32>) {
+        match self {
+            OptimizerConfig::Sgd(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::RmsProp(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::Adam(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::Adagrad(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::Adadelta(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::Adamax(o) => (o.clipnorm, o.clipvalue),
+            OptimizerConfig::Nadam(o) => (o.clipnorm, o.clipvalue),
+        }
+    }
+
+    /// An error message when `clipnorm` or `clipvalue` is not a finite number above 0.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let (n, v) = self.clipping();
+        for (name, x) in [("clipnorm", n), ("clipvalue", v)] {
+            if let Some(x) = x {
+                if !(x.is_finite() && x > 0.0) {
+                    return Err(format!(
+                        "{name} must be a finite number > 0, got {x}; hint: leave it unset \
+                         for no clipping"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The optimizer this configuration describes.
     pub fn build(self) -> Box<dyn Optimizer> {
         match self {
@@ -132,6 +161,64 @@ fn power(g: &mut Graph, c: NodeId, t: NodeId) -> Result<NodeId> {
     Ok(g.pow(c, t)?)
 }
 
+/// Keras 2 gradient clipping, per gradient tensor and in this order: `clipnorm` scales `g` to
+/// `g * clipnorm / max(‖g‖₂, clipnorm)`, `clipvalue` clamps each element to
+/// `[-clipvalue, clipvalue]`. Part of the compiled step (constants baked into the graph).
+fn clip_gradients(
+    g: &mut Graph,
+    params: &[(NodeId, NodeId)],
+    clipnorm: Option<f32>,
+    clipvalue: Option<f32>,
+) -> Result<Vec<(NodeId, NodeId)>> {
+    if clipnorm.is_none() && clipvalue.is_none() {
+        return Ok(params.to_vec());
+    }
+    g.scoped("clip", |g| -> Result<Vec<(NodeId, NodeId)>> {
+        params
+            .iter()
+            .map(|&(w, dw)| {
+                let mut dw = dw;
+                if let Some(c) = clipnorm {
+                    let sq = g.square(dw)?;
+                    let s = g.sum_all(sq)?;
+                    let norm = g.sqrt(s)?;
+                    let c = g.scalar(c as f64);
+                    let den = g.maximum(norm, c)?;
+                    let ratio = g.div(c, den)?;
+                    dw = g.mul(dw, ratio)?;
+                }
+                if let Some(v) = clipvalue {
+                    dw = g.clip(dw, -(v as f64), v as f64)?;
+                }
+                Ok((w, dw))
+            })
+            .collect()
+    })
+}
+
+/// `clipnorm` / `clipvalue` builders for every optimizer.
+macro_rules! clipping_builders {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Clips each gradient tensor to L2 norm `clipnorm` before the update (Keras 2
+            /// `clipnorm`, per tensor).
+            pub fn clipnorm(mut self, clipnorm: f32) -> Self {
+                self.clipnorm = Some(clipnorm);
+                self
+            }
+
+            /// Clips every gradient element to `[-clipvalue, clipvalue]` before the update
+            /// (Keras `clipvalue`).
+            pub fn clipvalue(mut self, clipvalue: f32) -> Self {
+                self.clipvalue = Some(clipvalue);
+                self
+            }
+        }
+    )*};
+}
+
+clipping_builders!(Sgd, RmsProp, Adam, Adagrad, Adadelta, Adamax, Nadam);
+
 /// Stochastic gradient descent, with optional (Nesterov) momentum (Keras `SGD`).
 ///
 /// - `momentum == 0` and not Nesterov: `w <- w - lr * g` (no state).
@@ -148,6 +235,14 @@ pub struct Sgd {
     pub momentum: f32,
     /// Nesterov momentum (default false).
     pub nesterov: bool,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Sgd {
@@ -156,6 +251,8 @@ impl Default for Sgd {
             learning_rate: 0.01,
             momentum: 0.0,
             nesterov: false,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -204,6 +301,8 @@ impl Optimizer for Sgd {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("sgd", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             if !self.uses_momentum() {
@@ -245,6 +344,14 @@ pub struct RmsProp {
     pub rho: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for RmsProp {
@@ -253,6 +360,8 @@ impl Default for RmsProp {
             learning_rate: 0.001,
             rho: 0.9,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -296,6 +405,8 @@ impl Optimizer for RmsProp {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("rmsprop", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             let rho = hyper(g, RHO_VARIABLE)?;
@@ -330,6 +441,14 @@ pub struct Adam {
     pub beta_2: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Adam {
@@ -339,6 +458,8 @@ impl Default for Adam {
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -388,6 +509,8 @@ impl Optimizer for Adam {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("adam", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             let b1 = hyper(g, BETA_1_VARIABLE)?;
@@ -436,6 +559,14 @@ pub struct Adagrad {
     pub initial_accumulator_value: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Adagrad {
@@ -444,6 +575,8 @@ impl Default for Adagrad {
             learning_rate: 0.001,
             initial_accumulator_value: 0.1,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -478,6 +611,8 @@ impl Optimizer for Adagrad {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("adagrad", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             for &(w, dw) in params {
@@ -511,6 +646,14 @@ pub struct Adadelta {
     pub rho: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Adadelta {
@@ -519,6 +662,8 @@ impl Default for Adadelta {
             learning_rate: 0.001,
             rho: 0.95,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -556,6 +701,8 @@ impl Optimizer for Adadelta {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("adadelta", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             let rho = hyper(g, RHO_VARIABLE)?;
@@ -598,6 +745,14 @@ pub struct Adamax {
     pub beta_2: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Adamax {
@@ -607,6 +762,8 @@ impl Default for Adamax {
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -635,6 +792,8 @@ impl Optimizer for Adamax {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("adamax", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             let b1 = hyper(g, BETA_1_VARIABLE)?;
@@ -686,6 +845,14 @@ pub struct Nadam {
     pub beta_2: f32,
     /// Fuzz factor (default 1e-7).
     pub epsilon: f32,
+    /// Clips each gradient tensor to this L2 norm before the update (Keras 2 `clipnorm`:
+    /// `g * clipnorm / max(‖g‖, clipnorm)`, per tensor; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+    /// Clips every gradient element to `[-clipvalue, clipvalue]` (Keras `clipvalue`, applied
+    /// after `clipnorm`; default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipvalue: Option<f32>,
 }
 
 impl Default for Nadam {
@@ -695,6 +862,8 @@ impl Default for Nadam {
             beta_1: 0.9,
             beta_2: 0.999,
             epsilon: 1e-7,
+            clipnorm: None,
+            clipvalue: None,
         }
     }
 }
@@ -733,6 +902,8 @@ impl Optimizer for Nadam {
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
+        let clipped = clip_gradients(g, params, self.clipnorm, self.clipvalue)?;
+        let params = &clipped[..];
         g.scoped("nadam", |g| -> Result<()> {
             let lr = hyper(g, LR_VARIABLE)?;
             let b1 = hyper(g, BETA_1_VARIABLE)?;

@@ -10,7 +10,8 @@
 //!   i, f, c, o), so their gradients join back into one concat stored in place.
 //!
 //! Weights use Keras's layout and names: `kernel [F, 4U]`, `recurrent_kernel [U, 4U]`,
-//! `bias [4U]` (forget-gate part initialised to 1, `unit_forget_bias`).
+//! `bias [4U]` (forget-gate part initialised to 1, `unit_forget_bias`); the recurrent kernel
+//! is orthogonal by default, as in Keras.
 
 use crate::{Activation, Initializer, LayerError, ParamSpec, Result};
 use kiln_ir::{DType, Graph, NodeId};
@@ -61,7 +62,7 @@ impl Lstm {
                 activation: Activation::Tanh,
                 recurrent_activation: Activation::Sigmoid,
                 kernel_initializer: Initializer::GlorotUniform,
-                recurrent_initializer: Initializer::GlorotUniform,
+                recurrent_initializer: Initializer::Orthogonal(1.0),
                 unit_forget_bias: true,
                 input_shape: None,
                 dropout: 0.0,

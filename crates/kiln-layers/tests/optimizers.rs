@@ -7,8 +7,8 @@
 //! The reference numbers never come from the code under test.
 
 use kiln_layers::{
-    Adadelta, Adagrad, Adam, Adamax, Dense, Fit, HostTensor, Mode, Nadam, Optimizer, RmsProp,
-    Sequential, Sgd,
+    Adadelta, Adagrad, Adam, Adamax, Dense, Fit, HostTensor, Mode, Nadam, Optimizer,
+    OptimizerConfig, RmsProp, Sequential, Sgd,
 };
 use kiln_opt::interp::CpuBackend;
 
@@ -397,7 +397,9 @@ fn keras_defaults() {
         Sgd {
             learning_rate: 0.01,
             momentum: 0.0,
-            nesterov: false
+            nesterov: false,
+            clipnorm: None,
+            clipvalue: None,
         }
     );
     let r = RmsProp::default();
@@ -506,4 +508,57 @@ fn optimizer_assigns(g: &kiln_ir::Graph) -> usize {
         .iter()
         .filter(|(p, _)| !matches!(&g.node(*p).op, kiln_ir::Op::Param { name } if name.starts_with("metrics/")))
         .count()
+}
+
+/// Two full-batch epochs; returns the weights.
+fn two_steps(m: &mut Sequential) -> Vec<f32> {
+    let x = HostTensor::f32([4, 2], X.iter().flatten().map(|&v| v as f32).collect()).unwrap();
+    let y = HostTensor::f32([4, 1], Y.iter().map(|&v| v as f32).collect()).unwrap();
+    let fit = Fit {
+        epochs: 2,
+        batch_size: 4,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    };
+    m.fit(&x, &y, fit).unwrap();
+    m.get_weights()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t.to_f32())
+        .collect()
+}
+
+fn fresh(device: Box<dyn kiln_opt::Backend>, opt: Box<dyn Optimizer>) -> Sequential {
+    let mut m = Sequential::new(device).seed(4);
+    m.add(Dense::new(1).input_dim(2)).unwrap();
+    m.compile_boxed(kiln_layers::Loss::MeanSquaredError, opt, &[])
+        .unwrap();
+    m
+}
+
+#[test]
+fn a_reused_device_with_reset_state_trains_like_a_fresh_one() {
+    for opt in [
+        OptimizerConfig::Adam(Adam::default()),
+        OptimizerConfig::Nadam(Nadam::default()),
+        OptimizerConfig::Adagrad(Adagrad::default()),
+    ] {
+        let want = two_steps(&mut fresh(Box::new(CpuBackend::new()), opt.clone().build()));
+        // a first model leaves optimizer state on the device
+        let mut first = fresh(Box::new(CpuBackend::new()), opt.clone().build());
+        two_steps(&mut first);
+        let device = first.into_device();
+        // without the reset the state carries over ...
+        let mut stale = fresh(device, opt.clone().build());
+        let got_stale = two_steps(&mut stale);
+        assert_ne!(
+            got_stale, want,
+            "{opt:?}: state should carry over without a reset"
+        );
+        // ... with it, the model trains bit for bit like one on a fresh device
+        let mut second = fresh(stale.into_device(), opt.clone().build());
+        second.reset_optimizer_state().unwrap();
+        assert_eq!(two_steps(&mut second), want, "{opt:?}");
+    }
 }
