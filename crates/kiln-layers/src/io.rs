@@ -41,6 +41,15 @@ pub enum LayerConfig {
     Activation(ActivationConfig),
     /// [`InputLayer`]
     InputLayer(InputLayerConfig),
+    /// [`crate::Dropout`]
+    Dropout(DropoutConfig),
+}
+
+/// The configuration of a [`crate::Dropout`] layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DropoutConfig {
+    /// Fraction of the inputs dropped while training.
+    pub rate: f64,
 }
 
 /// The configuration of a [`Flatten`] layer.
@@ -130,6 +139,7 @@ impl LayerConfig {
                 Box::new(a)
             }
             LayerConfig::InputLayer(c) => Box::new(InputLayer::new(&c.input_shape)),
+            LayerConfig::Dropout(c) => Box::new(crate::Dropout::new(c.rate)),
         }
     }
 }

@@ -60,6 +60,155 @@ pub trait Layer {
     ) -> Result<(NodeId, Activation)> {
         Ok((self.forward(g, x, params)?, Activation::Linear))
     }
+    /// The layer in a training step, where it may draw noise from `ctx` (dropout); the
+    /// default is [`Layer::forward`].
+    fn forward_train(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+        ctx: &mut TrainContext,
+    ) -> Result<NodeId> {
+        let _ = ctx;
+        self.forward(g, x, params)
+    }
+}
+
+/// What a layer may use in a training step beyond its weights: fresh noise per step.
+///
+/// The model keeps a step counter variable ([`TrainContext::STEP_VARIABLE`], advanced by
+/// every training step); each [`TrainContext::uniform`] call draws from its own stream of
+/// the model's seed at that step, so masks change from step to step, are the same bits on
+/// every device, and a reloaded model continues the sequence.
+pub struct TrainContext {
+    step: Option<NodeId>,
+    seed: u32,
+    streams: u32,
+}
+
+impl TrainContext {
+    /// Name of the step counter variable.
+    pub const STEP_VARIABLE: &'static str = "noise/step";
+
+    /// A context drawing from `seed` at the step held by the i32 `[1]` node `step`.
+    pub fn new(step: NodeId, seed: u32) -> Self {
+        TrainContext {
+            step: Some(step),
+            seed,
+            streams: 0,
+        }
+    }
+
+    /// A context that creates the model's step counter variable (and its increment) in the
+    /// graph the first time noise is drawn: a training step without dropout has none.
+    pub fn lazy(seed: u32) -> Self {
+        TrainContext {
+            step: None,
+            seed,
+            streams: 0,
+        }
+    }
+
+    fn step(&mut self, g: &mut Graph) -> Result<NodeId> {
+        if let Some(s) = self.step {
+            return Ok(s);
+        }
+        // f32 like every saved variable (exact up to 2^24 steps)
+        let step = g.param(Self::STEP_VARIABLE, [1], kiln_ir::DType::F32)?;
+        let one = g.full(1.0, [1], kiln_ir::DType::F32);
+        let next = g.add(step, one)?;
+        g.assign(step, next)?;
+        let step = g.cast(step, kiln_ir::DType::I32)?;
+        self.step = Some(step);
+        Ok(step)
+    }
+
+    /// Uniform `[0, 1)` noise of `shape`, from a stream no other call of this step uses.
+    pub fn uniform(&mut self, g: &mut Graph, shape: &[usize]) -> Result<NodeId> {
+        let step = self.step(g)?;
+        self.streams += 1;
+        let key = kiln_ir::random::hash32(self.seed ^ kiln_ir::random::hash32(self.streams));
+        Ok(g.random_uniform(key, step, shape.to_vec())?)
+    }
+
+    /// An inverted-dropout mask of `shape`: `1 / (1 - rate)` where kept, 0 where dropped
+    /// (each element dropped with probability `rate`), as Keras scales at training time.
+    pub fn dropout_mask(&mut self, g: &mut Graph, shape: &[usize], rate: f64) -> Result<NodeId> {
+        let u = self.uniform(g, shape)?;
+        let r = g.scalar(rate);
+        let keep = g.binary(kiln_ir::BinaryOp::Ge, u, r)?;
+        Ok(g.mul_scalar(keep, 1.0 / (1.0 - rate))?)
+    }
+}
+
+/// Keras `Dropout(rate)`: while training, each element is zeroed with probability `rate` and
+/// the rest scaled by `1 / (1 - rate)`; the identity in evaluation and prediction. The mask
+/// is drawn in-graph (`random_uniform`), new at every step.
+#[derive(Clone, Debug)]
+pub struct Dropout {
+    rate: f64,
+    input_shape: Option<Vec<usize>>,
+}
+
+impl Dropout {
+    /// Dropout with the given rate in `[0, 1)`.
+    pub fn new(rate: f64) -> Self {
+        Dropout {
+            rate,
+            input_shape: None,
+        }
+    }
+    /// The rate.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+impl Layer for Dropout {
+    fn kind(&self) -> &'static str {
+        "Dropout"
+    }
+
+    fn config(&self) -> crate::io::LayerConfig {
+        crate::io::LayerConfig::Dropout(crate::io::DropoutConfig { rate: self.rate })
+    }
+
+    fn declared_input(&self) -> Option<Vec<usize>> {
+        self.input_shape.clone()
+    }
+
+    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err(LayerError::Shape {
+                layer: name.into(),
+                message: format!("Dropout({}): the rate must be in [0, 1)", self.rate),
+            });
+        }
+        Ok(input.to_vec())
+    }
+
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+
+    fn forward(&self, _g: &mut Graph, x: NodeId, _params: &[NodeId]) -> Result<NodeId> {
+        Ok(x)
+    }
+
+    fn forward_train(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        _params: &[NodeId],
+        ctx: &mut TrainContext,
+    ) -> Result<NodeId> {
+        if self.rate == 0.0 {
+            return Ok(x);
+        }
+        let shape = g.shape(x).dims().to_vec();
+        let mask = ctx.dropout_mask(g, &shape, self.rate)?;
+        Ok(g.mul(x, mask)?)
+    }
 }
 
 /// A densely connected layer: `activation(x · kernel + bias)`.

@@ -69,11 +69,13 @@ pub use datasets::{Dataset, DatasetError, TextDataset};
 pub use error::{LayerError, Result};
 pub use init::{Initializer, TRUNCATED_NORMAL_STDDEV};
 pub use io::{
-    load_model, saved_variables, ActivationConfig, CompileConfig, DenseConfig, FlattenConfig,
-    InputLayerConfig, LayerConfig, ModelConfig,
+    load_model, saved_variables, ActivationConfig, CompileConfig, DenseConfig, DropoutConfig,
+    FlattenConfig, InputLayerConfig, LayerConfig, ModelConfig,
 };
 pub use kiln_opt::HostTensor;
-pub use layers::{ActivationLayer, Dense, Flatten, Input, InputLayer, Layer, ParamSpec};
+pub use layers::{
+    ActivationLayer, Dense, Dropout, Flatten, Input, InputLayer, Layer, ParamSpec, TrainContext,
+};
 pub use losses::{Loss, Metric, EPSILON};
 pub use model::{Fit, History, Logs, Mode, Sequential};
 pub use optimizers::{

@@ -403,6 +403,13 @@ impl Sequential {
         let mut trainable: Vec<NodeId> = vec![];
         let mut penalties: Vec<NodeId> = vec![];
         let n_layers = self.layers.len();
+        // a training step draws its noise (dropout masks) at the model's step counter, which
+        // the context creates (and advances) on first use
+        let mut ctx = (mode == Mode::Train).then(|| {
+            crate::TrainContext::lazy(
+                (kiln_ir::random::mix64(self.seed ^ 0x6e6f_6973_65) >> 32) as u32,
+            )
+        });
         for (li, e) in self.layers.iter().enumerate() {
             let ids = e
                 .params
@@ -430,6 +437,8 @@ impl Sequential {
                     let (z, a) = e.layer.forward_logits(g, h, &ids)?;
                     logits = Some((z, a));
                     Ok(a.apply(g, z)?)
+                } else if let Some(ctx) = ctx.as_mut() {
+                    e.layer.forward_train(g, h, &ids, ctx)
                 } else {
                     e.layer.forward(g, h, &ids)
                 }

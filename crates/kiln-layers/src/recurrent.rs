@@ -46,9 +46,9 @@ pub struct LstmConfig {
     pub unit_forget_bias: bool,
     /// Declared per-sample input shape `[T, F]` (first layer).
     pub input_shape: Option<Vec<usize>>,
-    /// Fraction of the inputs dropped while training (must be 0: not supported yet).
+    /// Fraction of the inputs dropped while training (one mask per batch for all steps).
     pub dropout: f64,
-    /// Fraction of the recurrent state dropped while training (must be 0: not supported yet).
+    /// Fraction of the recurrent state dropped while training (one mask per batch).
     pub recurrent_dropout: f64,
 }
 
@@ -148,11 +148,13 @@ impl crate::Layer for Lstm {
         if u == 0 {
             return Err(err("LSTM(0): units must be at least 1".into()));
         }
-        if self.cfg.dropout != 0.0 || self.cfg.recurrent_dropout != 0.0 {
-            return Err(err(format!(
-                "LSTM({u}) with dropout {} / recurrent_dropout {}: dropout inside LSTM is not supported yet",
-                self.cfg.dropout, self.cfg.recurrent_dropout
-            )));
+        for (what, r) in [
+            ("dropout", self.cfg.dropout),
+            ("recurrent_dropout", self.cfg.recurrent_dropout),
+        ] {
+            if !(0.0..1.0).contains(&r) {
+                return Err(err(format!("LSTM({u}): {what} {r} must be in [0, 1)")));
+            }
         }
         if input.len() != 2 || input[0] == 0 || input[1] == 0 {
             return Err(err(format!(
@@ -214,6 +216,44 @@ impl crate::Layer for Lstm {
             self.cfg.units,
             self.cfg.return_sequences,
             (self.cfg.activation, self.cfg.recurrent_activation),
+            None,
+        )?)
+    }
+
+    fn forward_train(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+        ctx: &mut crate::TrainContext,
+    ) -> Result<NodeId> {
+        // Keras (implementation 2): one input mask and one recurrent-state mask per batch,
+        // shared by every timestep and gate
+        let dims = g.shape(x).dims().to_vec();
+        let (b, f, u) = (dims[0], dims[2], self.cfg.units);
+        let input_mask = match self.cfg.dropout {
+            r if r > 0.0 => Some(ctx.dropout_mask(g, &[b, 1, f], r)?),
+            _ => None,
+        };
+        let state_mask = match self.cfg.recurrent_dropout {
+            r if r > 0.0 => Some(ctx.dropout_mask(g, &[b, u], r)?),
+            _ => None,
+        };
+        let x = match input_mask {
+            Some(m) => {
+                let m = g.expand(m, dims.clone())?;
+                g.mul(x, m)?
+            }
+            None => x,
+        };
+        Ok(lstm_forward(
+            g,
+            x,
+            params,
+            u,
+            self.cfg.return_sequences,
+            (self.cfg.activation, self.cfg.recurrent_activation),
+            state_mask,
         )?)
     }
 }
@@ -226,6 +266,7 @@ fn lstm_forward(
     units: usize,
     return_sequences: bool,
     (act, gate): (Activation, Activation),
+    state_mask: Option<NodeId>,
 ) -> kiln_ir::Result<NodeId> {
     let dims = g.shape(x).dims().to_vec();
     let (b, t, f) = (dims[0], dims[1], dims[2]);
@@ -241,6 +282,10 @@ fn lstm_forward(
     let mut hs = Vec::with_capacity(if return_sequences { t } else { 0 });
     for step in 0..t {
         let (h_new, c_new) = g.scoped(&format!("step_{step}"), |g| {
+            let h = match (h, state_mask) {
+                (Some(h), Some(m)) => Some(g.mul(h, m)?),
+                (h, _) => h,
+            };
             lstm_step(g, xp, step, (h, c), (r, u), (act, gate))
         })?;
         if return_sequences {
