@@ -407,7 +407,7 @@ impl Sequential {
         // the context creates (and advances) on first use
         let mut ctx = (mode == Mode::Train).then(|| {
             crate::TrainContext::lazy(
-                (kiln_ir::random::mix64(self.seed ^ 0x6e6f_6973_65) >> 32) as u32,
+                (kiln_ir::random::mix64(self.seed ^ 0x006e_6f69_7365) >> 32) as u32,
             )
         });
         for (li, e) in self.layers.iter().enumerate() {
