@@ -369,7 +369,22 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                 stores,
                 broadcast,
                 broadcast_stores,
+                tree,
             } => {
+                let outputs: u64 = in_shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(d, _)| !axes.contains(d))
+                    .map(|(_, &e)| e as u64)
+                    .product();
+                if *tree == 0
+                    || (*tree > 1 && k.workgroup_size != *tree)
+                    || k.threads < outputs.saturating_mul(*tree as u64)
+                {
+                    return Err(format!(
+                        "{what}: reduce tree {tree} does not match its launch"
+                    ));
+                }
                 if stages.is_empty()
                     || axes.iter().any(|&a| a >= in_shape.len())
                     || axes.windows(2).any(|w| w[0] >= w[1])

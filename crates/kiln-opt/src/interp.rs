@@ -196,6 +196,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             stores,
             broadcast,
             broadcast_stores,
+            ..
         } => {
             let out_shape: Vec<usize> = in_shape
                 .iter()

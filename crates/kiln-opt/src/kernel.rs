@@ -327,6 +327,13 @@ pub enum KernelOp {
         broadcast: Body,
         /// Writes over `in_shape`.
         broadcast_stores: Vec<Store>,
+        /// Threads cooperating on one output element: 1 (one thread folds sequentially — CPU
+        /// adapters, where barriers are slow) or the workgroup size (a workgroup per output
+        /// element: each thread folds a strided share, then the partial accumulators combine
+        /// in a fixed tree in workgroup memory — GPUs). Either way the combine order is fixed,
+        /// so results are deterministic; they may differ from each other in rounding. The
+        /// CPU interpreter always folds sequentially.
+        tree: u32,
     },
     /// `acc[b, i, j] = Σ_p a[b, i, p] * b[b, p, j]`, then `epilogue` (where
     /// [`Expr::Acc`]`(0)` is `acc`; loads index over `[batch, m, n]`) and `stores` over

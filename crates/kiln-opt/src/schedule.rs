@@ -115,6 +115,7 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             stores: st,
             broadcast,
             broadcast_stores,
+            ..
         } => {
             let out: Vec<usize> = in_shape
                 .iter()

@@ -239,6 +239,8 @@ pub enum Stmt {
     },
     /// `return;` or `return value;`
     Return(Option<Expr>),
+    /// `workgroupBarrier();` (uniform control flow only)
+    Barrier,
 }
 
 /// Address-space access of a storage binding.
@@ -294,6 +296,10 @@ pub enum BuiltinInput {
     GlobalInvocationId,
     /// `num_workgroups: vec3<u32>`
     NumWorkgroups,
+    /// `workgroup_id: vec3<u32>`
+    WorkgroupId,
+    /// `local_invocation_index: u32`
+    LocalInvocationIndex,
 }
 
 /// A function parameter.
@@ -335,6 +341,8 @@ pub struct Module {
     pub bindings: Vec<Binding>,
     /// Uniform bindings of `vec4<u32>` arrays.
     pub uniforms: Vec<UniformArray>,
+    /// `var<workgroup> name: array<scalar, len>;` declarations.
+    pub workgroup: Vec<(String, Scalar, u32)>,
     /// Functions.
     pub functions: Vec<Function>,
 }
@@ -489,6 +497,7 @@ impl Display for Block<'_> {
                 Stmt::Var(n, t, e) => writeln!(f, "{pad}var {n}: {t} = {e};")?,
                 Stmt::Assign(l, r) => writeln!(f, "{pad}{l} = {r};")?,
                 Stmt::Return(None) => writeln!(f, "{pad}return;")?,
+                Stmt::Barrier => writeln!(f, "{pad}workgroupBarrier();")?,
                 Stmt::Return(Some(e)) => writeln!(f, "{pad}return {e};")?,
                 Stmt::If(c, then, otherwise) => {
                     writeln!(f, "{pad}if {c} {{")?;
@@ -525,6 +534,8 @@ impl Display for BuiltinInput {
         f.write_str(match self {
             BuiltinInput::GlobalInvocationId => "global_invocation_id",
             BuiltinInput::NumWorkgroups => "num_workgroups",
+            BuiltinInput::WorkgroupId => "workgroup_id",
+            BuiltinInput::LocalInvocationIndex => "local_invocation_index",
         })
     }
 }
@@ -586,6 +597,9 @@ impl Display for Module {
                 "@group({}) @binding({}) var<storage, {access}> {}: {};",
                 b.group, b.binding, b.name, b.ty
             )?;
+        }
+        for (name, ty, len) in &self.workgroup {
+            writeln!(f, "var<workgroup> {name}: array<{ty}, {len}>;")?;
         }
         for u in &self.uniforms {
             writeln!(

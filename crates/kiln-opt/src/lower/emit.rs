@@ -3,6 +3,9 @@
 use super::fuse::{Fused, GroupKind, Phase, SymMat};
 use super::memory::Layout;
 use super::{ELEMENTWISE_WORKGROUP_SIZE, WORKGROUP_SIZE};
+
+/// Threads per output element of a workgroup-tree reduction (GPUs).
+pub const REDUCE_TREE: u32 = 64;
 use crate::kernel::{
     elementwise_vector, Access, Arg, Body, Dense, Expr, Kernel, KernelOp, MatMulVariant,
     MatOperand, ReduceStage, Store, View,
@@ -148,7 +151,22 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 let stores = b.stores(&gr.stores, Phase::Epi);
                 let broadcast = b.body(&gr.bc);
                 let broadcast_stores = b.stores(&gr.stores, Phase::Bc);
-                let threads = gr.phase_shape(Phase::Epi).iter().product::<usize>() as u64;
+                let outputs = gr.phase_shape(Phase::Epi).iter().product::<usize>() as u64;
+                let count: usize = axes.iter().map(|&a| in_shape[a]).product();
+                // GPUs: a workgroup tree per output element when there is enough to share
+                let tree = match limits.adapter_class {
+                    crate::AdapterClass::DiscreteGpu | crate::AdapterClass::IntegratedGpu
+                        if count >= 2 * REDUCE_TREE as usize =>
+                    {
+                        REDUCE_TREE
+                            .min(limits.max_compute_invocations_per_workgroup)
+                            .min(limits.max_compute_workgroup_size_x)
+                    }
+                    _ => 1,
+                };
+                if tree > 1 {
+                    workgroup_size = tree;
+                }
                 (
                     KernelOp::Reduce {
                         in_shape: in_shape.clone(),
@@ -158,8 +176,9 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                         stores,
                         broadcast,
                         broadcast_stores,
+                        tree,
                     },
-                    threads,
+                    outputs * tree as u64,
                 )
             }
             GroupKind::ScatterAdd {
@@ -237,10 +256,12 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 axes,
                 stages,
                 broadcast_stores,
+                tree,
                 ..
             } => {
                 let count: u64 = axes.iter().map(|&a| in_shape[a] as u64).product();
-                count * (stages.len() as u64 + u64::from(!broadcast_stores.is_empty()))
+                count.div_ceil((*tree).max(1) as u64)
+                    * (stages.len() as u64 + u64::from(!broadcast_stores.is_empty()))
             }
             KernelOp::MatMul { k, .. } => *k as u64,
             KernelOp::Elementwise { .. } => 0,

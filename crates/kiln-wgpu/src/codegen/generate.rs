@@ -44,6 +44,10 @@ struct Gen<'k> {
     offsets: RefCell<Vec<u32>>,
     /// Whether a body uses `kiln_hash` (the module then defines it).
     hash: std::cell::Cell<bool>,
+    /// Workgroup arrays of a tree reduction: (name, element type, length).
+    wg_arrays: Vec<(String, Scalar, u32)>,
+    /// In a tree reduction: the workgroup size and the invocation's index in it.
+    tree: Option<(u32, W)>,
 }
 
 /// Name of the uniform offset table of a kernel.
@@ -62,6 +66,8 @@ impl<'k> Gen<'k> {
             vector_axis: 0,
             offsets: RefCell::new(Vec::new()),
             hash: std::cell::Cell::new(false),
+            wg_arrays: Vec::new(),
+            tree: None,
         }
     }
 
@@ -676,11 +682,15 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
             ),
         ),
     );
-    g.stmts.push(Stmt::If(
-        gid.clone().bin(BinOp::Ge, W::u32(threads)),
-        vec![Stmt::Return(None)],
-        vec![],
-    ));
+    // (a tree reduction checks its workgroup index instead: its barriers need uniform
+    // control flow)
+    if !matches!(&kernel.op, KernelOp::Reduce { tree, .. } if *tree > 1) {
+        g.stmts.push(Stmt::If(
+            gid.clone().bin(BinOp::Ge, W::u32(threads)),
+            vec![Stmt::Return(None)],
+            vec![],
+        ));
+    }
     let too_many = |g: &Gen, numel: u64| {
         (kernel.threads > numel).then(|| {
             g.malformed(format!(
@@ -752,7 +762,14 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
             stores,
             broadcast,
             broadcast_stores,
+            tree,
         } => {
+            if *tree > 1 && (!tree.is_power_of_two() || kernel.workgroup_size != *tree) {
+                return Err(g.malformed(format!(
+                    "reduce tree {tree} with workgroup size {} (a power of two, equal)",
+                    kernel.workgroup_size
+                )));
+            }
             if axes.iter().any(|&a| a >= in_shape.len()) || axes.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(g.malformed(format!(
                     "reduce axes {axes:?} are not sorted, distinct axes of {in_shape:?}"
@@ -773,13 +790,40 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
             let out_shape: Vec<usize> = (0..in_shape.len())
                 .map(|d| if reduced(d) { 1 } else { in_shape[d] })
                 .collect();
-            if let Some(e) = too_many(&g, out_shape.iter().map(|&d| d as u64).product()) {
+            let per_output = (*tree).max(1) as u64;
+            if let Some(e) = too_many(
+                &g,
+                out_shape.iter().map(|&d| d as u64).product::<u64>() * per_output,
+            ) {
                 return Err(e);
             }
             let red_dims: Vec<usize> = axes.iter().map(|&a| in_shape[a]).collect();
             let count: u64 = red_dims.iter().map(|&d| d as u64).product();
             let in_strides = kiln_ir::Shape::new(in_shape.clone()).strides();
-            let out_idx = g.unravel("i", &gid, &out_shape)?;
+            // the output element: this thread's (sequential), or this workgroup's (tree)
+            let out_el = if *tree > 1 {
+                let o = g.let_u32(
+                    "o".into(),
+                    W::ident("wg_id").member("x").bin(
+                        BinOp::Add,
+                        W::ident("wg_id")
+                            .member("y")
+                            .bin(BinOp::Mul, W::ident("num_wg").member("x")),
+                    ),
+                );
+                let outputs: u64 = out_shape.iter().map(|&d| d as u64).product();
+                // uniform per workgroup: safe before the barriers
+                g.stmts.push(Stmt::If(
+                    o.clone().bin(BinOp::Ge, W::u32(g.lit_u32(outputs)?)),
+                    vec![Stmt::Return(None)],
+                    vec![],
+                ));
+                g.tree = Some((*tree, W::ident("lid")));
+                o
+            } else {
+                gid.clone()
+            };
+            let out_idx = g.unravel("i", &out_el, &out_shape)?;
             // The kept axes of the input index (those not reduced) come from the output index.
             let kept: Vec<Option<W>> = out_idx
                 .iter()
@@ -835,8 +879,39 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
                     &in_strides,
                     count,
                     tail,
+                    &kept,
                 )?;
                 g.stmts.push(pass);
+                if let Some((wg, lid)) = g.tree.clone() {
+                    // combine the threads' partial accumulators in a fixed tree
+                    for (k, f) in stage.folds.iter().enumerate() {
+                        let dt = stage.body.nodes[f.value as usize].dtype;
+                        let acc = W::ident(format!("acc{}", first + k));
+                        let arr = format!("red{}", first + k);
+                        g.wg_arrays.push((arr.clone(), scalar(dt), wg));
+                        let at = |e: W| W::ident(arr.clone()).index(e);
+                        g.stmts.push(Stmt::Assign(at(lid.clone()), acc.clone()));
+                        g.stmts.push(Stmt::Barrier);
+                        let mut half = wg / 2;
+                        while half >= 1 {
+                            let other = at(lid.clone().bin(BinOp::Add, W::u32(half)));
+                            let combined = match f.kind {
+                                ReduceKind::Sum => at(lid.clone()).bin(BinOp::Add, other),
+                                ReduceKind::Max => {
+                                    W::call(Builtin::Max, vec![at(lid.clone()), other])
+                                }
+                            };
+                            g.stmts.push(Stmt::If(
+                                lid.clone().bin(BinOp::Lt, W::u32(half)),
+                                vec![Stmt::Assign(at(lid.clone()), combined)],
+                                vec![],
+                            ));
+                            g.stmts.push(Stmt::Barrier);
+                            half /= 2;
+                        }
+                        g.stmts.push(Stmt::Assign(acc, at(W::u32(0))));
+                    }
+                }
                 for (k, f) in stage.folds.iter().enumerate() {
                     accs.push((
                         W::ident(format!("acc{}", first + k)),
@@ -846,9 +921,19 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
             }
             // The epilogue at the output element.
             g.body(epilogue, "e", &accs, &mut |g, _, view| {
-                g.view_index(view, &out_shape, &out_idx, &gid)
+                g.view_index(view, &out_shape, &out_idx, &out_el)
             })?;
-            g.stores(stores, epilogue, "e", &gid, &out_idx)?;
+            match g.tree.clone() {
+                // every thread has the accumulators; one stores
+                Some((_, lid)) => {
+                    let outer = std::mem::take(&mut g.stmts);
+                    g.stores(stores, epilogue, "e", &out_el, &out_idx)?;
+                    let body = std::mem::replace(&mut g.stmts, outer);
+                    g.stmts
+                        .push(Stmt::If(lid.bin(BinOp::Eq, W::u32(0)), body, vec![]));
+                }
+                None => g.stores(stores, epilogue, "e", &out_el, &out_idx)?,
+            }
             // The broadcast body over the reduced elements again.
             if !broadcast_stores.is_empty() {
                 let b_bases = g.hoisted_bases(broadcast, "b", &kept)?;
@@ -867,6 +952,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
                     &in_strides,
                     count,
                     vec![],
+                    &kept,
                 )?;
                 g.stmts.push(pass);
             }
@@ -979,7 +1065,8 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
     };
 
     let table = g.offset_table();
-    let module = Module {
+    let tree_mode = g.tree.is_some();
+    let mut module = Module {
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
             sanitize(&format!(
@@ -991,6 +1078,7 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
         overrides: Vec::new(),
         bindings: g.bindings(),
         uniforms: g.uniforms(),
+        workgroup: g.wg_arrays.clone(),
         functions: g
             .helpers()
             .into_iter()
@@ -1014,6 +1102,20 @@ pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), Co
             }])
             .collect(),
     };
+    if tree_mode {
+        if let Some(f) = module.functions.last_mut() {
+            f.params.push(Param {
+                builtin: Some(BuiltinInput::WorkgroupId),
+                name: "wg_id".into(),
+                ty: Type::Vec(3, Scalar::U32),
+            });
+            f.params.push(Param {
+                builtin: Some(BuiltinInput::LocalInvocationIndex),
+                name: "lid".into(),
+                ty: Type::Scalar(Scalar::U32),
+            });
+        }
+    }
     Ok((module, table))
 }
 
@@ -1037,13 +1139,31 @@ fn reduce_loop(
     in_strides: &[usize],
     count: u64,
     tail: Vec<Stmt>,
+    kept: &[Option<W>],
 ) -> Result<Stmt, CodegenError> {
     let outer = std::mem::take(&mut g.stmts);
     let r = W::ident("r");
+    if let Some((wg, lid)) = g.tree.clone() {
+        // this thread's share: r = it * wg + lid
+        g.stmts.push(Stmt::Let(
+            "r".into(),
+            Type::Scalar(Scalar::U32),
+            W::ident("it")
+                .bin(BinOp::Mul, W::u32(wg))
+                .bin(BinOp::Add, lid),
+        ));
+    }
     let r_idx = g.unravel("r", &r, red_dims)?;
     let mut full: Vec<Option<W>> = vec![None; in_strides.len()];
     for (k, &a) in axes.iter().enumerate() {
         full[a] = r_idx[k].clone();
+    }
+    // the whole input index (kept axes too), for strided stores
+    let mut all = full.clone();
+    for (d, k) in kept.iter().enumerate() {
+        if all[d].is_none() {
+            all[d] = k.clone();
+        }
     }
     let bases = phase.bases;
     g.body(phase.body, phase.prefix, phase.accs, &mut |g, i, view| {
@@ -1054,9 +1174,24 @@ fn reduce_loop(
     if !phase.stores.is_empty() {
         let flat = g.view_terms(phase.flat_base.cloned(), in_strides, &full)?;
         let f = g.let_u32(format!("{}flat", phase.prefix), flat);
-        g.stores(phase.stores, phase.body, phase.prefix, &f, &full)?;
+        g.stores(phase.stores, phase.body, phase.prefix, &f, &all)?;
     }
-    let body = std::mem::replace(&mut g.stmts, outer);
+    let mut body = std::mem::replace(&mut g.stmts, outer);
+    if let Some((wg, _)) = g.tree.clone() {
+        // the first statement defines r; the rest runs while r < count
+        let rest = body.split_off(1);
+        body.push(Stmt::If(
+            r.bin(BinOp::Lt, W::u32(g.lit_u32(count)?)),
+            rest,
+            vec![],
+        ));
+        return Ok(Stmt::ForRange {
+            var: "it".into(),
+            start: W::u32(0),
+            end: W::u32(g.lit_u32(count.div_ceil(wg as u64))?),
+            body,
+        });
+    }
     Ok(Stmt::ForRange {
         var: "r".into(),
         start: W::u32(0),
@@ -1228,6 +1363,7 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<(Module, Vec<u32>), Code
         overrides: Vec::new(),
         bindings: g.bindings(),
         uniforms,
+        workgroup: Vec::new(),
         functions: g
             .helpers()
             .into_iter()
