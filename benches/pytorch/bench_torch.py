@@ -16,6 +16,11 @@ Workloads, as close as eager PyTorch gets to what kiln-bench times:
   matmul       torch.mm of square f32 matrices 256..2048: GFLOP/s.
   elementwise  a * b + c over 16M f32 (eager: two kernels and a temporary): GB/s counting
                16 bytes per element, like kiln-bench.
+  char_lstm    one-hot(57) -> LSTM(128) -> Linear(57) + softmax, 40 steps, RMSprop (Keras
+               defaults: rho 0.9, eps 1e-7, lr 0.01), batch 128, 1024 random sequences:
+               training samples/s (issue 4).
+  imdb_lstm    Embedding(5000, 32) -> LSTM(100) -> Linear(1) + sigmoid, 500 steps, Adam,
+               batch 64, 128 random sequences: training samples/s (issue 4).
 Each workload runs once as warm-up, then is repeated for a small time budget; means are
 reported. Prints a table on stderr and the JSON report on stdout (and to --json FILE).
 """
@@ -30,7 +35,7 @@ import time
 import torch
 
 EPS = 1e-7  # Keras backend epsilon (clipping of probabilities)
-WORKLOADS = ["unit_circle", "mlp", "matmul", "elementwise"]
+WORKLOADS = ["unit_circle", "mlp", "matmul", "elementwise", "char_lstm", "imdb_lstm"]
 
 
 def timed(budget, lo, hi, f):
@@ -183,6 +188,63 @@ def bench_elementwise(budget):
     }
 
 
+class SeqModel(torch.nn.Module):
+    """Keras's Sequential(Embedding|one-hot, LSTM(units), Dense(out, activation))."""
+
+    def __init__(self, vocab, embed, units, out, onehot):
+        super().__init__()
+        self.onehot, self.vocab = onehot, vocab
+        self.embed = None if onehot else torch.nn.Embedding(vocab, embed)
+        self.lstm = torch.nn.LSTM(vocab if onehot else embed, units, batch_first=True)
+        self.dense = torch.nn.Linear(units, out)
+
+    def forward(self, x):
+        if self.onehot:
+            h = torch.nn.functional.one_hot(x, self.vocab).float()
+        else:
+            h = self.embed(x)
+        _, (hn, _) = self.lstm(h)
+        z = self.dense(hn[-1])
+        return torch.softmax(z, 1) if z.shape[1] > 1 else torch.sigmoid(z)
+
+
+def bench_recurrent(budget, vocab, steps, embed, units, out, batch, n, onehot, opt_name):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(0, vocab, (n, steps), generator=gen)
+    if out > 1:
+        y = torch.nn.functional.one_hot(torch.randint(0, out, (n,), generator=gen), out).float()
+        loss_fn = keras_categorical_crossentropy
+    else:
+        y = torch.randint(0, 2, (n, 1), generator=gen).float()
+        loss_fn = keras_binary_crossentropy
+    model = SeqModel(vocab, embed, units, out, onehot)
+    if opt_name == "rmsprop":
+        opt = torch.optim.RMSprop(model.parameters(), lr=0.01, alpha=0.9, eps=1e-7)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+    def epoch():
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            idx = order[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            loss.item()
+
+    warm, runs = timed(budget, 1, 10, epoch)
+    return {
+        "samples": n,
+        "batch": batch,
+        "warmup_epoch_ms": warm * 1e3,
+        "epochs_timed": len(runs),
+        "epoch_ms_mean": mean(runs) * 1e3,
+        "step_ms_mean": mean(runs) * 1e3 / (n // batch),
+        "samples_per_s": n / mean(runs),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated workloads: " + ", ".join(WORKLOADS))
@@ -213,6 +275,10 @@ def main():
                 results[name] = bench_unit_circle(budget)
             elif name == "mlp":
                 results[name] = bench_mlp(3 * budget)
+            elif name == "char_lstm":
+                results[name] = bench_recurrent(3 * budget, 57, 40, 0, 128, 57, 128, 1024, True, "rmsprop")
+            elif name == "imdb_lstm":
+                results[name] = bench_recurrent(3 * budget, 5000, 500, 32, 100, 1, 64, 128, False, "adam")
             elif name == "matmul":
                 with torch.no_grad():
                     results[name] = bench_matmul(budget, sizes)
