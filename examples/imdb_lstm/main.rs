@@ -1,5 +1,6 @@
 //! The Keras IMDB sentiment LSTM (`imdb_lstm` tutorial) in kiln: the top 5000 words
-//! (`Tokenizer(num_words=5000)`), `pad_sequences(maxlen=500)` (pre-padding and
+//! (`Tokenizer(num_words=5000, oov_token)`: rarer words become one out-of-vocabulary index,
+//! as in `imdb.load_data(num_words=5000)`), `pad_sequences(maxlen=500)` (pre-padding and
 //! pre-truncation, Keras's defaults), `Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid)`,
 //! binary crossentropy, Adam, 3 epochs, batch 64, on `imdb_5k.tsv.gz` split 50/50 (the
 //! tutorial uses the full 25k/25k set and reports 86.79 %).
@@ -94,7 +95,9 @@ pub fn prepare(
     let clean =
         |t: &[String]| -> Vec<String> { t.iter().map(|r| r.replace("<br />", " ")).collect() };
     let (train_texts, test_texts) = (clean(&train.texts), clean(&test.texts));
-    let mut tok = Tokenizer::new().with_num_words(5000);
+    // words outside the top 5000 stay in the sequence as one out-of-vocabulary index, as
+    // `keras.datasets.imdb.load_data(num_words=5000)` keeps them (its `oov_char`)
+    let mut tok = Tokenizer::new().with_num_words(5000).with_oov_token("<oov>");
     tok.fit_on_texts(&train_texts);
     let pad = |texts: &[String]| {
         pad_sequences(
