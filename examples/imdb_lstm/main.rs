@@ -97,7 +97,9 @@ pub fn prepare(
     let (train_texts, test_texts) = (clean(&train.texts), clean(&test.texts));
     // words outside the top 5000 stay in the sequence as one out-of-vocabulary index, as
     // `keras.datasets.imdb.load_data(num_words=5000)` keeps them (its `oov_char`)
-    let mut tok = Tokenizer::new().with_num_words(5000).with_oov_token("<oov>");
+    let mut tok = Tokenizer::new()
+        .with_num_words(5000)
+        .with_oov_token("<oov>");
     tok.fit_on_texts(&train_texts);
     let pad = |texts: &[String]| {
         pad_sequences(

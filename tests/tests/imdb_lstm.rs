@@ -28,7 +28,8 @@ fn device() -> Box<dyn kiln::Backend> {
 fn imdb_lstm_learns_sentiment() {
     const REVIEWS: usize = 2000;
     const MAXLEN: usize = 100;
-    let split = imdb::prepare(Some(REVIEWS), MAXLEN, 7).unwrap_or_else(|e| panic!("imdb data: {e}"));
+    let split =
+        imdb::prepare(Some(REVIEWS), MAXLEN, 7).unwrap_or_else(|e| panic!("imdb data: {e}"));
     assert_eq!(split.x_train.shape.dims(), &[REVIEWS / 2, MAXLEN]);
     let mut m = imdb::model(device(), MAXLEN, 7).unwrap();
     let h = m
@@ -50,7 +51,10 @@ fn imdb_lstm_learns_sentiment() {
         m.device(),
         h.history["loss"]
     );
-    assert!(h.history["loss"][5] < h.history["loss"][0], "the loss did not fall");
+    assert!(
+        h.history["loss"][5] < h.history["loss"][0],
+        "the loss did not fall"
+    );
     assert!(acc >= GATE, "test accuracy {acc:.4} < {GATE}");
 }
 

@@ -627,3 +627,43 @@ fn two_dimensional_grids_number_threads_row_major() {
         xv.iter().map(|v| v * 3.0).collect::<Vec<_>>()
     );
 }
+
+/// CPU adapters flush stored values below 2^-60 to zero (subnormal arithmetic is very slow
+/// on CPUs and llvmpipe does not enable flush-to-zero); larger values are exact.
+#[test]
+fn cpu_adapters_flush_tiny_values_at_stores() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    let cpu = backend.gpu().info.device_type == wgpu::DeviceType::Cpu;
+    let mut g = kiln_ir::Graph::new();
+    let x = g.input("x", [4], DType::F32).unwrap();
+    let tiny = g.mul_scalar(x, 1e-20).unwrap();
+    let small = g.mul_scalar(x, 1e-10).unwrap();
+    g.output("tiny", tiny).unwrap();
+    g.output("small", small).unwrap();
+    let plan =
+        kiln_opt::compile(&g, &kiln_opt::CompileOptions::default(), &backend.limits()).unwrap();
+    let src =
+        kiln_wgpu::codegen::kernel_source_for(&plan.kernels[0], &backend.gpu().codegen_target())
+            .unwrap();
+    assert_eq!(src.wgsl.contains("select("), cpu, "{}", src.wgsl);
+    let mut exe = backend.load(Arc::new(plan)).unwrap();
+    let xv = HostTensor::f32([4], vec![1.0, -2.0, 3.0, 40.0]).unwrap();
+    let out = exe.run(&[&xv]).unwrap();
+    // every |x| * 1e-20 <= 4e-19 < 2^-60: all flushed on a CPU adapter
+    let want_tiny: Vec<f32> = if cpu {
+        vec![0.0; 4]
+    } else {
+        [1.0f32, -2.0, 3.0, 40.0]
+            .iter()
+            .map(|v| v * 1e-20)
+            .collect()
+    };
+    assert_eq!(out[0].to_f32(), want_tiny);
+    let want_small: Vec<f32> = [1.0f32, -2.0, 3.0, 40.0]
+        .iter()
+        .map(|v| v * 1e-10)
+        .collect();
+    assert_eq!(out[1].to_f32(), want_small);
+}

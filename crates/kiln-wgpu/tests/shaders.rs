@@ -113,6 +113,7 @@ fn subgroup_matmul_is_chosen_for_subgroups_of_8_and_translates_everywhere() {
     let k = matmul_kernel_variant(MatMulVariant::RegisterBlocked);
     let sub = kiln_wgpu::codegen::Target {
         subgroup_size: Some(8),
+        flush_subnormals: false,
     };
     let src = kernel_source_for(&k, &sub).unwrap();
     assert!(src.wgsl.ends_with(kiln_wgpu::codegen::MATMUL_SUBGROUP_WGSL));
@@ -125,6 +126,7 @@ fn subgroup_matmul_is_chosen_for_subgroups_of_8_and_translates_everywhere() {
         k.workgroup_size = wg;
         let target = kiln_wgpu::codegen::Target {
             subgroup_size: size,
+            flush_subnormals: false,
         };
         let w = kernel_source_for(&k, &target).unwrap().wgsl;
         assert!(

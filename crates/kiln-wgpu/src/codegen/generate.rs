@@ -48,7 +48,14 @@ struct Gen<'k> {
     wg_arrays: Vec<(String, Scalar, u32)>,
     /// In a tree reduction: the workgroup size and the invocation's index in it.
     tree: Option<(u32, W)>,
+    /// Flush subnormal f32 values to 0 at stores ([`super::Target::flush_subnormals`]).
+    flush: bool,
 }
+
+/// Stored f32 values smaller than this in magnitude are written as 0 on CPU adapters
+/// ([`super::Target::flush_subnormals`]): 2^-60, so that a product of two stored values
+/// (or a square, as Adam's second moment) stays out of the subnormal range.
+pub const FLUSH_BELOW: f32 = 8.673_617e-19;
 
 /// Name of the uniform offset table of a kernel.
 pub(super) const OFFSETS: &str = "kp";
@@ -68,6 +75,7 @@ impl<'k> Gen<'k> {
             hash: std::cell::Cell::new(false),
             wg_arrays: Vec::new(),
             tree: None,
+            flush: false,
         }
     }
 
@@ -466,6 +474,16 @@ impl<'k> Gen<'k> {
             if node.dtype != arg.dtype {
                 value = convert(value, arg.dtype, self.width);
             }
+            if self.flush && arg.dtype == DType::F32 {
+                // select(v, 0, |v| < 2^-60): values whose products with anything of order 1
+                // or smaller would reach the subnormal range become +0
+                let tiny = splat(W::f32(FLUSH_BELOW), DType::F32, self.width);
+                let small = W::call(Builtin::Abs, vec![value.clone()]).bin(BinOp::Lt, tiny);
+                value = W::call(
+                    Builtin::Select,
+                    vec![value, splat(W::f32(0.0), DType::F32, self.width), small],
+                );
+            }
             let index = match &st.strides {
                 Some(strides) => {
                     if strides.len() != idx.len() {
@@ -658,8 +676,12 @@ fn u32_param(name: &str) -> Param {
 }
 
 /// Builds the module of an elementwise or reduce kernel.
-pub(super) fn generated_module(kernel: &Kernel) -> Result<(Module, Vec<u32>), CodegenError> {
+pub(super) fn generated_module(
+    kernel: &Kernel,
+    target: &super::Target,
+) -> Result<(Module, Vec<u32>), CodegenError> {
     let mut g = Gen::new(kernel);
+    g.flush = target.flush_subnormals;
     let threads = u32::try_from(kernel.threads).map_err(|_| CodegenError::Unsupported {
         label: kernel.label.clone(),
         what: format!("{} threads do not fit u32 indexing", kernel.threads),
@@ -1240,7 +1262,10 @@ fn check_operand(
 /// the operand readers `load_a(e)` / `load_b(e)` (element `e` of A's / B's buffer), and
 /// `epilogue(acc, bi, i, j)`, which evaluates the kernel's epilogue at output `[bi, i, j]`
 /// with `Expr::Reduced = acc` and performs its stores at `(bi*m + i)*n + j`.
-pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<(Module, Vec<u32>), CodegenError> {
+pub(super) fn matmul_prelude(
+    kernel: &Kernel,
+    target: &super::Target,
+) -> Result<(Module, Vec<u32>), CodegenError> {
     let KernelOp::MatMul {
         batch,
         m,
@@ -1259,6 +1284,7 @@ pub(super) fn matmul_prelude(kernel: &Kernel) -> Result<(Module, Vec<u32>), Code
     check_operand(kernel, "A", a, [*batch, *m, *k])?;
     check_operand(kernel, "B", b, [*batch, *k, *n])?;
     let mut g = Gen::new(kernel);
+    g.flush = target.flush_subnormals;
     // Operands whose 4-wide reads are aligned vec4 loads: contiguous along the read
     // dimension (k for A, j for B) with every other stride and the offset multiples of 4.
     let aligned = |op: &MatOperand, outer: usize, rows: usize| {
