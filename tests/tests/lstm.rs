@@ -163,3 +163,89 @@ fn train_step_dispatch_counts() {
     assert!(predict <= 2 * t + 4, "predict: {predict} dispatches");
     assert!(train <= 4 * t + 20, "train: {train} dispatches");
 }
+
+/// A stacked recurrent model with embedding and dropout, as the tutorials build them:
+/// `Embedding → LSTM(return_sequences) → LSTM(dropout) → Dense`. On the GPU, epochs after the
+/// first compile no plans and create no buffers; the GPU's losses match the CPU
+/// interpreter's; a saved and reloaded model predicts bit-identically.
+#[test]
+fn stacked_lstms_train_without_new_buffers_and_reload_exactly() {
+    use kiln::{Dense, Embedding, Fit, HostTensor, Loss, Metric, Sequential};
+    let backend = match kiln::gpu::WgpuBackend::new() {
+        Ok(b) => b,
+        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: no GPU adapter ({e})");
+            return;
+        }
+    };
+    let gpu = backend.gpu().clone();
+    let build = |device: Box<dyn kiln::Backend>| {
+        let mut m = Sequential::new(device).seed(4);
+        m.add(Embedding::new(30, 8).input_length(12)).unwrap();
+        m.add(Lstm::new(16).return_sequences(true)).unwrap();
+        m.add(Lstm::new(8).dropout(0.2).recurrent_dropout(0.1))
+            .unwrap();
+        m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
+            .unwrap();
+        m.compile(
+            Loss::BinaryCrossentropy,
+            kiln::Adam::new(0.01),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        m
+    };
+    let mut m = build(Box::new(backend));
+    let s = m.summary();
+    assert!(
+        s.contains("(None, 12, 16)") && s.contains("(None, 8)"),
+        "{s}"
+    );
+    // label: does the sequence contain token 7
+    let n = 96;
+    let xs: Vec<f32> = (0..n * 12)
+        .map(|i| ((i * 7 + i / 12) % 30) as f32)
+        .collect();
+    let ys: Vec<f32> = (0..n)
+        .map(|r| f32::from(xs[r * 12..(r + 1) * 12].contains(&7.0)))
+        .collect();
+    let x = HostTensor::f32([n, 12], xs).unwrap();
+    let y = HostTensor::f32([n, 1], ys).unwrap();
+    let fit = |epochs| Fit {
+        epochs,
+        batch_size: 32,
+        shuffle: false,
+        verbose: false,
+        ..Fit::default()
+    };
+    m.fit(&x, &y, fit(1)).unwrap();
+    let (buffers, plans) = (gpu.buffers_created(), m.plan_cache_log().len());
+    let h = m.fit(&x, &y, fit(2)).unwrap();
+    assert_eq!(
+        gpu.buffers_created(),
+        buffers,
+        "buffers created after the first epoch"
+    );
+    assert_eq!(
+        m.plan_cache_log().len(),
+        plans,
+        "plans compiled after the first epoch"
+    );
+    let mut c = build(Box::new(kiln_opt::interp::CpuBackend::new()));
+    c.fit(&x, &y, fit(1)).unwrap();
+    let hc = c.fit(&x, &y, fit(2)).unwrap();
+    for (a, b) in h.history["loss"].iter().zip(&hc.history["loss"]) {
+        assert!((a - b).abs() < 1e-3, "gpu loss {a} vs cpu loss {b}");
+    }
+    let dir = std::env::temp_dir().join(format!("kiln-lstm-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    m.save(&path).unwrap();
+    let want = m.predict(&x, 32).unwrap();
+    let mut r = kiln::load_model(&path, Box::new(kiln::gpu::WgpuBackend::new().unwrap())).unwrap();
+    assert_eq!(r.predict(&x, 32).unwrap(), want);
+    let _ = std::fs::remove_dir_all(&dir);
+}

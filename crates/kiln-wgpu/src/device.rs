@@ -64,8 +64,10 @@ pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 pub const STAGING_USAGE: wgpu::BufferUsages =
     wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
-/// How long a run may take before the wait gives up.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a run may take before the wait gives up. Generous: on CPU adapters the first run
+/// of a plan compiles every pipeline to machine code (40 s for the char-LSTM step on an idle
+/// 2-core machine, several times that under load).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {
