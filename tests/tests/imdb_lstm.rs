@@ -11,18 +11,8 @@ mod imdb;
 
 use kiln::Fit;
 
-fn device() -> Box<dyn kiln::Backend> {
-    match kiln::gpu_device() {
-        Ok(d) => d,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("no GPU adapter ({e}); running on the CPU plan interpreter");
-            Box::new(kiln::opt::interp::CpuBackend::new())
-        }
-    }
-}
+mod common;
+use common::device;
 
 #[test]
 fn imdb_lstm_learns_sentiment() {
