@@ -3,6 +3,7 @@
 
 use crate::{Activation, Initializer, LayerError, Regularizer, Result};
 use kiln_ir::{Graph, NodeId};
+use kiln_opt::HostTensor;
 
 /// A weight tensor a layer owns.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +60,12 @@ pub trait Layer {
         params: &[NodeId],
     ) -> Result<(NodeId, Activation)> {
         Ok((self.forward(g, x, params)?, Activation::Linear))
+    }
+    /// Checks the model's input data when this layer is the first (a layer that takes
+    /// indices checks they are whole numbers in range); `name` is the layer's name.
+    fn check_input(&self, name: &str, x: &HostTensor) -> Result<()> {
+        let _ = (name, x);
+        Ok(())
     }
     /// The layer in a training step, where it may draw noise from `ctx` (dropout); the
     /// default is [`Layer::forward`].

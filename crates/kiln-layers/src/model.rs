@@ -518,6 +518,9 @@ impl Sequential {
                     .join(", ")
             )));
         }
+        if let Some(first) = self.layers.iter().find(|e| !e.layer.is_input()) {
+            first.layer.check_input(&first.name, x)?;
+        }
         if let Some(y) = y {
             let out = self.output_shape().unwrap_or(&[]);
             let sparse = self.sparse_labels();

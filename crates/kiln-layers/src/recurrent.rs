@@ -343,6 +343,23 @@ fn lstm_step(
     Ok((h_new, c_new))
 }
 
+/// Checks that every value of `x` is a whole number in `0..rows` (indices for `layer`).
+fn check_indices(layer: &str, x: &kiln_opt::HostTensor, rows: usize) -> Result<()> {
+    let bad = x
+        .to_f32()
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < rows))
+        .map(|(i, &v)| (i, v));
+    match bad {
+        None => Ok(()),
+        Some((i, v)) => Err(LayerError::Data(format!(
+            "{layer}: input element {i} is {v}, but this layer takes whole-number indices in \
+             0..{rows}; hint: raise input_dim (the vocabulary size) or clip the indices"
+        ))),
+    }
+}
+
 /// Turns positive integers (word indices) into dense vectors (Keras `Embedding`): input
 /// `[batch, input_length]` of indices (fed as f32 or i32), output
 /// `[batch, input_length, output_dim]`. Indices outside `0..input_dim` give zero vectors.
@@ -433,6 +450,10 @@ impl crate::Layer for Embedding {
         Ok(vec![input[0], c.output_dim])
     }
 
+    fn check_input(&self, name: &str, x: &kiln_opt::HostTensor) -> Result<()> {
+        check_indices(name, x, self.cfg.input_dim)
+    }
+
     fn params(&self) -> Vec<ParamSpec> {
         vec![ParamSpec {
             name: "embeddings".into(),
@@ -516,6 +537,10 @@ impl crate::Layer for OneHot {
             });
         }
         Ok(vec![input[0], self.cfg.depth])
+    }
+
+    fn check_input(&self, name: &str, x: &kiln_opt::HostTensor) -> Result<()> {
+        check_indices(name, x, self.cfg.depth)
     }
 
     fn params(&self) -> Vec<ParamSpec> {
