@@ -422,13 +422,7 @@ fn profile_train_step(m: &Sequential, batch: usize, x: &HostTensor, y: &HostTens
     let inputs: Vec<&HostTensor> = plan
         .inputs
         .iter()
-        .map(|s| {
-            if s.name.contains('y') || s.name.contains("target") {
-                &yb
-            } else {
-                &xb
-            }
-        })
+        .map(|s| if s.name == "y" { &yb } else { &xb })
         .collect();
     exe.profile(&inputs)?; // first dispatch of each pipeline compiles it
     let steps = exe.profile(&inputs)?;
