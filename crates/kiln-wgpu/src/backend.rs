@@ -24,12 +24,13 @@ struct Variable {
 
 /// State shared by the backend and `load`.
 pub(crate) struct Shared {
-    pub(crate) gpu: Arc<Gpu>,
     params: BTreeMap<String, Variable>,
     modules: HashMap<String, wgpu::ShaderModule>,
     pipelines: PipelineCache,
     /// The driver's pipeline cache, persisted (Vulkan adapters with `PIPELINE_CACHE`).
     disk: Option<crate::pipeline_cache::DiskPipelineCache>,
+    /// Declared last: dropped after every device object above (see [`crate::device`]).
+    pub(crate) gpu: Arc<Gpu>,
 }
 
 impl Shared {

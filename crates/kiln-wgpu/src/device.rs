@@ -3,11 +3,30 @@
 //! [`Gpu`] owns the wgpu device and queue. It is shared (`Arc`) by the backend and every
 //! executable loaded on it, and it is the only place that creates buffers, so the
 //! [`Gpu::buffers_created`] counter sees every allocation.
+//!
+//! Devices are opened, dropped and given pipelines under one process-wide lock
+//! ([`driver_lock`]): NVIDIA's Vulkan driver (580.159 on an H100) deadlocks when one device is
+//! destroyed while another in the same process creates a compute pipeline (seen about one
+//! run in four of a test binary running four devices at once). Every owner of device objects
+//! declares its `Arc<Gpu>` last, so the device is destroyed when the last `Gpu` is dropped,
+//! inside the lock.
 
 use kiln_opt::{AdapterClass, DeviceLimits, OptError};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+static DRIVER_LOCK: Mutex<()> = Mutex::new(());
+
+/// Holds the process-wide lock around driver calls that must not overlap across devices:
+/// opening and destroying a device, and creating a compute pipeline (see the module page).
+/// A poisoned lock is still a lock: the guarded data is `()`.
+pub(crate) fn driver_lock() -> MutexGuard<'static, ()> {
+    DRIVER_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Errors of device setup.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +63,28 @@ impl From<WgpuError> for OptError {
 
 /// The opened device and what the executor needs to know about it.
 pub struct Gpu {
-    /// The device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
+    /// The device (dropped by hand, inside [`driver_lock`]).
+    pub device: ManuallyDrop<wgpu::Device>,
+    /// Its queue (dropped by hand, inside [`driver_lock`]).
+    pub queue: ManuallyDrop<wgpu::Queue>,
     /// The adapter it was opened on.
     pub info: wgpu::AdapterInfo,
     /// The limits requested (the adapter's own).
     pub limits: wgpu::Limits,
     created: Arc<AtomicU64>,
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        let _driver = driver_lock();
+        // SAFETY: the fields are dropped once, here, and never used again (`self` is being
+        // dropped). Owners of device objects declare their `Arc<Gpu>` after those objects,
+        // so this usually releases the last references and the device is destroyed now.
+        unsafe {
+            ManuallyDrop::drop(&mut self.queue);
+            ManuallyDrop::drop(&mut self.device);
+        }
+    }
 }
 
 /// Usage of every device buffer of a plan.
@@ -111,6 +143,7 @@ impl Gpu {
     /// CPU-type adapter (lavapipe). Ties keep wgpu's enumeration order. Backends come from
     /// `WGPU_BACKEND` when set (wgpu's own variable), else all compiled-in primary ones.
     pub fn open() -> Result<Gpu, WgpuError> {
+        let _driver = driver_lock();
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
             backends,
@@ -174,8 +207,8 @@ impl Gpu {
             log::error!("kiln-wgpu: uncaptured wgpu error: {e}");
         }));
         Ok(Gpu {
-            device,
-            queue,
+            device: ManuallyDrop::new(device),
+            queue: ManuallyDrop::new(queue),
             info,
             limits,
             created: Arc::new(AtomicU64::new(0)),

@@ -42,7 +42,6 @@ struct OutputCopy {
 /// A plan loaded on a [`crate::WgpuBackend`].
 pub struct WgpuExecutable {
     plan: Arc<Plan>,
-    gpu: Arc<Gpu>,
     buffers: Vec<wgpu::Buffer>,
     steps: Vec<Prepared>,
     inputs: Vec<usize>,
@@ -53,6 +52,8 @@ pub struct WgpuExecutable {
     _uniforms: wgpu::Buffer,
     /// The last submission of a run that read nothing back (at most one stays in flight).
     in_flight: Option<wgpu::SubmissionIndex>,
+    /// Declared last: dropped after every device object above (see [`crate::device`]).
+    gpu: Arc<Gpu>,
 }
 
 fn bad_plan(what: String) -> OptError {
@@ -409,6 +410,7 @@ pub(crate) fn create_pipeline(
                     bind_group_layouts: &[Some(&bgl)],
                     immediate_size: 0,
                 });
+            let _driver = crate::device::driver_lock();
             gpu.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(label),

@@ -74,6 +74,7 @@ impl DiskPipelineCache {
         // SAFETY: `data` is exactly what an earlier `PipelineCache::get_data` returned for an
         // adapter with the same cache key (the checksum proves the bytes are the ones kiln
         // wrote); with `fallback` an incompatible blob yields an empty cache.
+        let _driver = crate::device::driver_lock();
         let cache = unsafe {
             device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
                 label: Some("kiln pipelines"),
