@@ -102,7 +102,126 @@ enum Part {
     },
 }
 
-/// The adjoint of `x` from its parts: whole parts are summed in arrival order; pieces that
+/// At most this many rows (the reduced length) in one stacked product (see
+/// [`stack_recurrent_products`]): keeps each product's reduction loop well inside what
+/// every driver runs (llvmpipe ends loops after 65,535 iterations).
+const STACK_ROWS: usize = 16384;
+/// Fewer outer-product parts than this are summed as they are.
+const STACK_MIN: usize = 2;
+
+/// `(a, d)` when `n` is the product `aᵀ·d` of two matrices, as the matmul rule makes for
+/// its right operand.
+fn outer_product(g: &Graph, n: NodeId) -> Option<(NodeId, NodeId)> {
+    let node = g.node(n);
+    if node.op != Op::MatMul {
+        return None;
+    }
+    let t = g.node(node.inputs[0]);
+    match &t.op {
+        Op::Permute { perm } if perm.as_slice() == [1, 0] => Some((t.inputs[0], node.inputs[1])),
+        _ => None,
+    }
+}
+
+/// The gradient of a weight applied at every step of an unrolled recurrence, `Σₜ aₜᵀ·dₜ`
+/// (`aₜ` the state `[B, U]`, `dₜ` the step's pre-activation adjoint `[B, N]`), as one
+/// product over all steps instead of T small ones and T − 1 adds.
+///
+/// The `dₜ` are already stored side by side: the projection of every step's input was one
+/// tensor `[B, T, N]` sliced per step, so its adjoint is a concat of `reshape(dₜ, [B, 1,
+/// N])` along axis 1. With `A = [B, T, U]` holding `aₜ` at the same positions (zeros where
+/// no part of this weight is), the sum is `reshape(A, [B·T, U])ᵀ · reshape(D, [B·T, N])` —
+/// both reshapes views, no copy — split into row ranges of at most [`STACK_ROWS`]. Parts
+/// that do not fit this pattern (or when no such concat exists) are returned as they are.
+fn stack_recurrent_products(g: &mut Graph, fulls: Vec<NodeId>) -> Result<Vec<NodeId>> {
+    let found: Vec<Option<(NodeId, NodeId)>> = fulls.iter().map(|&n| outer_product(g, n)).collect();
+    let Some(Some((a0, d0))) = found.iter().find(|f| f.is_some()).copied() else {
+        return Ok(fulls);
+    };
+    let key = |g: &Graph, a: NodeId, d: NodeId| {
+        (
+            g.shape(a).clone(),
+            g.shape(d).clone(),
+            g.dtype(a),
+            g.dtype(d),
+        )
+    };
+    let want = key(g, a0, d0);
+    let (a_shape, d_shape, dt) = (want.0 .0.clone(), want.1 .0.clone(), want.2);
+    if a_shape.len() != 2 || d_shape.len() != 2 || a_shape[0] != d_shape[0] {
+        return Ok(fulls);
+    }
+    let (b, u, n) = (a_shape[0], a_shape[1], d_shape[1]);
+    let mut stack = Vec::new();
+    let mut rest = Vec::new();
+    for (&node, f) in fulls.iter().zip(&found) {
+        match f {
+            Some((a, d)) if key(g, *a, *d) == want => stack.push((*a, *d)),
+            _ => rest.push(node),
+        }
+    }
+    if stack.len() < STACK_MIN {
+        return Ok(fulls);
+    }
+    // reshape(dₜ, [B, 1, N]) nodes, then the concat along axis 1 that holds them
+    let mut part_of: std::collections::HashMap<NodeId, usize> = Default::default();
+    for (i, &(_, d)) in stack.iter().enumerate() {
+        part_of.entry(d).or_insert(i);
+    }
+    let mut reshaped: std::collections::HashMap<NodeId, usize> = Default::default();
+    for (i, node) in g.nodes.iter().enumerate() {
+        if node.op == Op::Reshape && node.shape.0 == [b, 1, n] {
+            if let Some(&p) = part_of.get(&node.inputs[0]) {
+                reshaped.insert(NodeId(i as u32), p);
+            }
+        }
+    }
+    let concat = g.nodes.iter().enumerate().find(|(_, node)| {
+        node.op == Op::Concat { axis: 1 } && node.inputs.iter().any(|o| reshaped.contains_key(o))
+    });
+    let Some((c, c_node)) = concat.map(|(i, node)| (NodeId(i as u32), node.clone())) else {
+        return Ok(fulls);
+    };
+    let mut used = vec![false; stack.len()];
+    let mut blocks = Vec::with_capacity(c_node.inputs.len());
+    for o in &c_node.inputs {
+        let s = g.shape(*o).0.clone();
+        if s.len() != 3 || s[0] != b || s[2] != n {
+            return Ok(fulls);
+        }
+        match reshaped.get(o) {
+            Some(&p) if !used[p] => {
+                used[p] = true;
+                blocks.push(g.reshape(stack[p].0, [b, 1, u])?);
+            }
+            _ => blocks.push(g.full(0.0, crate::Shape(vec![b, s[1], u]), dt)),
+        }
+    }
+    if used.iter().any(|&x| !x) {
+        return Ok(fulls);
+    }
+    let t = g.shape(c).0[1];
+    let a = g.concat(&blocks, 1)?;
+    let a = g.reshape(a, [b * t, u])?;
+    let d = g.reshape(c, [b * t, n])?;
+    let rows = b * t;
+    let mut start = 0;
+    while start < rows {
+        let len = STACK_ROWS.min(rows - start);
+        let (sa, sd) = if len == rows {
+            (a, d)
+        } else {
+            (g.slice(a, 0, start, len)?, g.slice(d, 0, start, len)?)
+        };
+        let at = g.transpose(sa)?;
+        rest.push(g.matmul(at, sd)?);
+        start += len;
+    }
+    Ok(rest)
+}
+
+/// The adjoint of `x` from its parts: whole parts are summed in arrival order (products
+/// `aₜᵀ·dₜ` of a recurrence first joined into one, see [`stack_recurrent_products`]); pieces that
 /// share one axis and do not overlap become one concat (zeros in the gaps), otherwise each
 /// piece is padded with zeros and added.
 fn combine(g: &mut Graph, x: NodeId, parts: Vec<Part>) -> Result<NodeId> {
@@ -117,11 +236,15 @@ fn combine(g: &mut Graph, x: NodeId, parts: Vec<Part>) -> Result<NodeId> {
         });
         Ok(())
     };
+    let mut fulls = Vec::new();
     for p in parts {
         match p {
-            Part::Full(d) => add(g, &mut total, d)?,
+            Part::Full(d) => fulls.push(d),
             Part::Piece { axis, start, node } => pieces.push((axis, start, node)),
         }
+    }
+    for d in stack_recurrent_products(g, fulls)? {
+        add(g, &mut total, d)?;
     }
     if pieces.is_empty() {
         return Ok(total.expect("combine is called with at least one part"));
