@@ -374,7 +374,8 @@ fn bad_configurations_are_typed_errors_naming_the_layer() {
     }
 }
 
-/// `Embedding → GRU(return_sequences) → SimpleRNN(dropout, recurrent_dropout) → Dense`:
+/// `Embedding → GRU(return_sequences, recurrent_dropout) → SimpleRNN(dropout,
+/// recurrent_dropout) → Dense`:
 /// Keras's parameter counts; the loss falls and the task (does the sequence hold token 7)
 /// is learnt; GPU and CPU losses agree; get/set_weights and save/load round-trip, the
 /// reloaded model predicting bit-identically.
@@ -384,7 +385,8 @@ fn stacked_gru_and_simple_rnn_learn_and_reload_exactly() {
     let build = |device: Box<dyn kiln::Backend>| {
         let mut m = Sequential::new(device).seed(5);
         m.add(Embedding::new(30, 8).input_length(12)).unwrap();
-        m.add(Gru::new(16).return_sequences(true)).unwrap();
+        m.add(Gru::new(16).return_sequences(true).recurrent_dropout(0.1))
+            .unwrap();
         m.add(SimpleRnn::new(8).dropout(0.1).recurrent_dropout(0.1))
             .unwrap();
         m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
