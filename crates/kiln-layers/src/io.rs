@@ -31,6 +31,12 @@ pub enum LayerConfig {
     /// [`crate::Lstm`]
     #[serde(rename = "LSTM")]
     Lstm(crate::LstmConfig),
+    /// [`crate::Gru`]
+    #[serde(rename = "GRU")]
+    Gru(crate::GruConfig),
+    /// [`crate::SimpleRnn`]
+    #[serde(rename = "SimpleRNN")]
+    SimpleRnn(crate::SimpleRnnConfig),
     /// [`crate::Embedding`]
     Embedding(crate::EmbeddingConfig),
     /// [`crate::OneHot`]
@@ -122,6 +128,8 @@ impl LayerConfig {
                 Box::new(d)
             }
             LayerConfig::Lstm(c) => Box::new(crate::Lstm::from_config(c.clone())),
+            LayerConfig::Gru(c) => Box::new(crate::Gru::from_config(c.clone())),
+            LayerConfig::SimpleRnn(c) => Box::new(crate::SimpleRnn::from_config(c.clone())),
             LayerConfig::Embedding(c) => Box::new(crate::Embedding::from_config(c.clone())),
             LayerConfig::OneHot(c) => Box::new(crate::OneHot::from_config(c.clone())),
             LayerConfig::Flatten(c) => {

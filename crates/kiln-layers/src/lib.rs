@@ -22,6 +22,9 @@
 //! - **Layers**: [`Dense`] (with `kernel_regularizer` / `bias_regularizer`), [`Flatten`],
 //!   [`ActivationLayer`] (Keras's `Activation` layer), [`InputLayer`] / [`Input`] (declares
 //!   the input shape; no `summary()` row).
+//! - **Sequence layers**: [`Lstm`], [`Gru`] (`reset_after=True`, = PyTorch's `nn.GRU`),
+//!   [`SimpleRnn`] (Keras weight layouts, `return_sequences`, `dropout`,
+//!   `recurrent_dropout`), [`Embedding`], [`OneHot`].
 //! - **Activations** ([`Activation`]): `linear`, `relu`, `tanh`, `sigmoid`, `softmax`,
 //!   `softplus` (stable `max(x, 0) + log1p(e^-|x|)`), `softsign`, `hard_sigmoid` (Keras 2's
 //!   `clip(0.2 x + 0.5, 0, 1)`), `elu` (alpha 1), `selu`, `gelu` (exact erf form, Keras's
@@ -84,5 +87,8 @@ pub use optimizers::{
 };
 pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
 pub use progress::{ProgressBar, Verbosity};
-pub use recurrent::{Embedding, EmbeddingConfig, Lstm, LstmConfig, OneHot, OneHotConfig};
+pub use recurrent::{
+    Embedding, EmbeddingConfig, Gru, GruConfig, Lstm, LstmConfig, OneHot, OneHotConfig, SimpleRnn,
+    SimpleRnnConfig,
+};
 pub use regularizers::Regularizer;

@@ -229,6 +229,8 @@ impl Sequential {
         let count = self.name_counts.get(kind).copied().unwrap_or(0) + 1;
         let base = if layer.is_input() {
             "input".to_string()
+        } else if kind == "SimpleRNN" {
+            "simple_rnn".to_string() // Keras's snake_case name
         } else {
             kind.to_lowercase()
         };
