@@ -12,6 +12,9 @@
 //!   LSTM i, f, c, o; GRU z, r, h), so their gradients join back into one concat stored in
 //!   place;
 //! - with the zero initial state, step 0 has no recurrent product at all.
+//! - in the backward, the recurrent kernel's gradient `Σₜ hₜ₋₁ᵀ·dzₜ` is one product over all
+//!   steps: autodiff finds the step adjoints stored side by side in the adjoint of the
+//!   `[B, T, ·]` projection (or GRU recurrent-bias view) and multiplies once.
 //!
 //! Weights use Keras's layout and names: LSTM `kernel [F, 4U]`, `recurrent_kernel [U, 4U]`,
 //! `bias [4U]` (forget-gate part initialised to 1, `unit_forget_bias`); GRU (`reset_after`,
