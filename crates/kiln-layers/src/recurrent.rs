@@ -32,6 +32,58 @@ use crate::{Activation, Initializer, LayerError, ParamSpec, Result};
 use kiln_ir::{DType, Graph, NodeId};
 use serde::{Deserialize, Serialize};
 
+/// The builder methods the recurrent layers share (their configs use the same field names).
+macro_rules! recurrent_builders {
+    ($layer:ident, $config:ident) => {
+        impl $layer {
+            /// Returns the hidden state of every step (`[T, units]` per sample) instead of
+            /// the last.
+            pub fn return_sequences(mut self, on: bool) -> Self {
+                self.cfg.return_sequences = on;
+                self
+            }
+            /// Declares the per-sample input shape `[T, F]` (needed on the first layer).
+            pub fn input_shape(mut self, steps: usize, features: usize) -> Self {
+                self.cfg.input_shape = Some(vec![steps, features]);
+                self
+            }
+            /// Sets the activation of the new state (Keras default tanh).
+            pub fn activation(mut self, a: Activation) -> Self {
+                self.cfg.activation = a;
+                self
+            }
+            /// Sets the kernel initializer.
+            pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+                self.cfg.kernel_initializer = i;
+                self
+            }
+            /// Sets the recurrent-kernel initializer.
+            pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
+                self.cfg.recurrent_initializer = i;
+                self
+            }
+            /// Input dropout rate (Keras `dropout`).
+            pub fn dropout(mut self, rate: f64) -> Self {
+                self.cfg.dropout = rate;
+                self
+            }
+            /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
+            pub fn recurrent_dropout(mut self, rate: f64) -> Self {
+                self.cfg.recurrent_dropout = rate;
+                self
+            }
+            /// The configuration.
+            pub fn config(&self) -> &$config {
+                &self.cfg
+            }
+        }
+    };
+}
+
+recurrent_builders!(Lstm, LstmConfig);
+recurrent_builders!(Gru, GruConfig);
+recurrent_builders!(SimpleRnn, SimpleRnnConfig);
+
 /// A long short-term memory layer (Keras `LSTM`): input `[batch, T, F]`, output
 /// `[batch, units]` (the last hidden state) or `[batch, T, units]` with
 /// `return_sequences`.
@@ -95,49 +147,10 @@ impl Lstm {
             features: 0,
         }
     }
-    /// Returns the hidden state of every step.
-    pub fn return_sequences(mut self, on: bool) -> Self {
-        self.cfg.return_sequences = on;
-        self
-    }
-    /// Declares the per-sample input shape `[T, F]` (needed on the first layer).
-    pub fn input_shape(mut self, steps: usize, features: usize) -> Self {
-        self.cfg.input_shape = Some(vec![steps, features]);
-        self
-    }
-    /// Sets the cell activation.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
     /// Sets the gate activation.
     pub fn recurrent_activation(mut self, a: Activation) -> Self {
         self.cfg.recurrent_activation = a;
         self
-    }
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-    /// Sets the recurrent-kernel initializer.
-    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.recurrent_initializer = i;
-        self
-    }
-    /// Input dropout rate (Keras `dropout`).
-    pub fn dropout(mut self, rate: f64) -> Self {
-        self.cfg.dropout = rate;
-        self
-    }
-    /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
-    pub fn recurrent_dropout(mut self, rate: f64) -> Self {
-        self.cfg.recurrent_dropout = rate;
-        self
-    }
-    /// The configuration.
-    pub fn config(&self) -> &LstmConfig {
-        &self.cfg
     }
 }
 
@@ -169,33 +182,19 @@ impl crate::Layer for Lstm {
 
     fn params(&self) -> Vec<ParamSpec> {
         let u = self.cfg.units;
-        vec![
-            ParamSpec {
-                name: "kernel".into(),
-                shape: vec![self.features, 4 * u],
-                init: self.cfg.kernel_initializer,
-                fan_in: self.features,
-                fan_out: 4 * u,
-            },
-            ParamSpec {
-                name: "recurrent_kernel".into(),
-                shape: vec![u, 4 * u],
-                init: self.cfg.recurrent_initializer,
-                fan_in: u,
-                fan_out: 4 * u,
-            },
-            ParamSpec {
-                name: "bias".into(),
-                shape: vec![4 * u],
-                init: if self.cfg.unit_forget_bias {
-                    Initializer::UnitForgetBias(u)
-                } else {
-                    Initializer::Zeros
-                },
-                fan_in: u,
-                fan_out: 4 * u,
-            },
-        ]
+        let bias = if self.cfg.unit_forget_bias {
+            Initializer::UnitForgetBias(u)
+        } else {
+            Initializer::Zeros
+        };
+        let c = &self.cfg;
+        recurrent_params(
+            self.features,
+            u,
+            4,
+            (c.kernel_initializer, c.recurrent_initializer),
+            (vec![4 * u], bias),
+        )
     }
 
     fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
@@ -382,49 +381,10 @@ impl Gru {
             features: 0,
         }
     }
-    /// Returns the hidden state of every step.
-    pub fn return_sequences(mut self, on: bool) -> Self {
-        self.cfg.return_sequences = on;
-        self
-    }
-    /// Declares the per-sample input shape `[T, F]` (needed on the first layer).
-    pub fn input_shape(mut self, steps: usize, features: usize) -> Self {
-        self.cfg.input_shape = Some(vec![steps, features]);
-        self
-    }
-    /// Sets the activation of the new state (Keras default tanh).
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-    /// Sets the recurrent-kernel initializer.
-    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.recurrent_initializer = i;
-        self
-    }
     /// Sets the bias initializer.
     pub fn bias_initializer(mut self, i: Initializer) -> Self {
         self.cfg.bias_initializer = i;
         self
-    }
-    /// Input dropout rate (Keras `dropout`).
-    pub fn dropout(mut self, rate: f64) -> Self {
-        self.cfg.dropout = rate;
-        self
-    }
-    /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
-    pub fn recurrent_dropout(mut self, rate: f64) -> Self {
-        self.cfg.recurrent_dropout = rate;
-        self
-    }
-    /// The configuration.
-    pub fn config(&self) -> &GruConfig {
-        &self.cfg
     }
     /// Sets the gate activation (Keras default sigmoid).
     pub fn recurrent_activation(mut self, a: Activation) -> Self {
@@ -460,30 +420,14 @@ impl crate::Layer for Gru {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        let u = self.cfg.units;
-        vec![
-            ParamSpec {
-                name: "kernel".into(),
-                shape: vec![self.features, 3 * u],
-                init: self.cfg.kernel_initializer,
-                fan_in: self.features,
-                fan_out: 3 * u,
-            },
-            ParamSpec {
-                name: "recurrent_kernel".into(),
-                shape: vec![u, 3 * u],
-                init: self.cfg.recurrent_initializer,
-                fan_in: u,
-                fan_out: 3 * u,
-            },
-            ParamSpec {
-                name: "bias".into(),
-                shape: vec![2, 3 * u],
-                init: self.cfg.bias_initializer,
-                fan_in: 2,
-                fan_out: 3 * u,
-            },
-        ]
+        let (c, u) = (&self.cfg, self.cfg.units);
+        recurrent_params(
+            self.features,
+            u,
+            3,
+            (c.kernel_initializer, c.recurrent_initializer),
+            (vec![2, 3 * u], c.bias_initializer),
+        )
     }
 
     fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
@@ -641,49 +585,10 @@ impl SimpleRnn {
             features: 0,
         }
     }
-    /// Returns the hidden state of every step.
-    pub fn return_sequences(mut self, on: bool) -> Self {
-        self.cfg.return_sequences = on;
-        self
-    }
-    /// Declares the per-sample input shape `[T, F]` (needed on the first layer).
-    pub fn input_shape(mut self, steps: usize, features: usize) -> Self {
-        self.cfg.input_shape = Some(vec![steps, features]);
-        self
-    }
-    /// Sets the activation of the new state (Keras default tanh).
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-    /// Sets the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-    /// Sets the recurrent-kernel initializer.
-    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.recurrent_initializer = i;
-        self
-    }
     /// Sets the bias initializer.
     pub fn bias_initializer(mut self, i: Initializer) -> Self {
         self.cfg.bias_initializer = i;
         self
-    }
-    /// Input dropout rate (Keras `dropout`).
-    pub fn dropout(mut self, rate: f64) -> Self {
-        self.cfg.dropout = rate;
-        self
-    }
-    /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
-    pub fn recurrent_dropout(mut self, rate: f64) -> Self {
-        self.cfg.recurrent_dropout = rate;
-        self
-    }
-    /// The configuration.
-    pub fn config(&self) -> &SimpleRnnConfig {
-        &self.cfg
     }
 }
 
@@ -714,30 +619,14 @@ impl crate::Layer for SimpleRnn {
     }
 
     fn params(&self) -> Vec<ParamSpec> {
-        let u = self.cfg.units;
-        vec![
-            ParamSpec {
-                name: "kernel".into(),
-                shape: vec![self.features, u],
-                init: self.cfg.kernel_initializer,
-                fan_in: self.features,
-                fan_out: u,
-            },
-            ParamSpec {
-                name: "recurrent_kernel".into(),
-                shape: vec![u, u],
-                init: self.cfg.recurrent_initializer,
-                fan_in: u,
-                fan_out: u,
-            },
-            ParamSpec {
-                name: "bias".into(),
-                shape: vec![u],
-                init: self.cfg.bias_initializer,
-                fan_in: u,
-                fan_out: u,
-            },
-        ]
+        let (c, u) = (&self.cfg, self.cfg.units);
+        recurrent_params(
+            self.features,
+            u,
+            1,
+            (c.kernel_initializer, c.recurrent_initializer),
+            (vec![u], c.bias_initializer),
+        )
     }
 
     fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
@@ -844,6 +733,47 @@ fn check_recurrent(
         }
     }
     Ok((input[0], input[1]))
+}
+
+/// The weights of a recurrent layer with `gates` blocks of `units`: `kernel [F, gates·U]`,
+/// `recurrent_kernel [U, gates·U]` and `bias` (Keras's layouts and fans: a 2-D bias, the
+/// GRU's `[2, 3U]`, has fan-in 2, a 1-D one `U`).
+fn recurrent_params(
+    features: usize,
+    units: usize,
+    gates: usize,
+    (kernel, recurrent): (Initializer, Initializer),
+    (bias_shape, bias): (Vec<usize>, Initializer),
+) -> Vec<ParamSpec> {
+    let width = gates * units;
+    let bias_fan_in = if bias_shape.len() == 2 {
+        bias_shape[0]
+    } else {
+        units
+    };
+    vec![
+        ParamSpec {
+            name: "kernel".into(),
+            shape: vec![features, width],
+            init: kernel,
+            fan_in: features,
+            fan_out: width,
+        },
+        ParamSpec {
+            name: "recurrent_kernel".into(),
+            shape: vec![units, width],
+            init: recurrent,
+            fan_in: units,
+            fan_out: width,
+        },
+        ParamSpec {
+            name: "bias".into(),
+            shape: bias_shape,
+            init: bias,
+            fan_in: bias_fan_in,
+            fan_out: width,
+        },
+    ]
 }
 
 /// The per-sample output shape of a recurrent layer.
