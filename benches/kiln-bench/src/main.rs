@@ -453,6 +453,28 @@ fn profile_train_step(m: &Sequential, batch: usize, x: &HostTensor, y: &HostTens
             100.0 * t / total
         );
     }
+    // the single slowest steps, with a matmul's m x k x n
+    let mut single: Vec<(usize, f64)> = steps.iter().map(|s| s.1).enumerate().collect();
+    single.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("slowest single steps:");
+    for (i, t) in single.iter().take(6) {
+        let what = match plan.steps.get(*i) {
+            Some(kiln::opt::plan::Step::Dispatch { kernel, .. }) => {
+                match plan.kernels.get(*kernel as usize).map(|k| &k.op) {
+                    Some(kiln::opt::kernel::KernelOp::MatMul { batch, m, k, n, .. }) => {
+                        format!("matmul {batch}x{m}x{k}x{n}")
+                    }
+                    _ => String::new(),
+                }
+            }
+            _ => "copy".into(),
+        };
+        println!(
+            "  {:>7.2} ms  step {i:<5} {:<28} {what}",
+            t * 1e3,
+            steps[*i].0
+        );
+    }
     Ok(())
 }
 
