@@ -247,6 +247,10 @@ pub enum MatMulVariant {
     WorkgroupTiled,
 }
 
+/// Register-blocked products of fewer 32x32 patches than this launch one patch per
+/// workgroup instead of eight (see [`MatMulVariant::launch`]).
+pub const SMALL_PRODUCT_PATCHES: usize = 64;
+
 impl MatMulVariant {
     /// The family for an adapter class: register blocks where barriers are expensive (CPU
     /// adapters and unknown devices), workgroup tiles on GPUs.
@@ -264,15 +268,23 @@ impl MatMulVariant {
     /// `shaders/matmul_subgroup.wgsl`, `shaders/matmul_tiled.wgsl`). Register-blocked: each
     /// group of 8 threads (`thread / 8`; one subgroup where the device has subgroups of 8)
     /// computes a 32x32 patch, tile `[32, 4]` (32 rows by 4 columns per thread), 64-thread
-    /// workgroups. Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16
+    /// workgroups (8-thread ones, one patch each, for products of fewer than
+    /// [`SMALL_PRODUCT_PATCHES`] patches). Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16
     /// threads of 4x4); the workgroup index is `thread / 256`.
     pub fn launch(self, batch: usize, m: usize, n: usize) -> ([u32; 2], u32, u64) {
         match self {
-            MatMulVariant::RegisterBlocked => (
-                [32, 4],
-                64,
-                (batch * m.div_ceil(32) * n.div_ceil(32) * 8) as u64,
-            ),
+            MatMulVariant::RegisterBlocked => {
+                let patches = batch * m.div_ceil(32) * n.div_ceil(32);
+                // a CPU adapter runs each workgroup on one core: a product of few patches
+                // gets one patch (8 threads) per workgroup so that it spreads over the cores
+                // (an LSTM step's `[64,400]·[400,100]` is 8 patches: one 64-thread workgroup)
+                let wg = if patches >= SMALL_PRODUCT_PATCHES {
+                    64
+                } else {
+                    8
+                };
+                ([32, 4], wg, (patches * 8) as u64)
+            }
             MatMulVariant::WorkgroupTiled => (
                 [4, 4],
                 256,

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// Version of the plan layout; bump on any change of the serialized types.
-/// 2: `KernelOp::Elementwise::vector`.
-pub const PLAN_FORMAT_VERSION: u32 = 3;
+/// 2: `KernelOp::Elementwise::vector`. 4: register-blocked products of fewer than
+/// [`crate::kernel::SMALL_PRODUCT_PATCHES`] patches launch 8-thread workgroups.
+pub const PLAN_FORMAT_VERSION: u32 = 4;
 
 /// Index of a buffer in [`Plan::buffers`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
