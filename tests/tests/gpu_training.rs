@@ -9,15 +9,8 @@ use kiln::Fit;
 
 #[test]
 fn epochs_after_the_first_create_no_buffers_and_match_the_cpu() {
-    let backend = match kiln::gpu::WgpuBackend::new() {
-        Ok(b) => b,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            return;
-        }
+    let Some(backend) = kiln::gpu::test_backend() else {
+        return;
     };
     let gpu = backend.gpu().clone();
     let (x, y) = task::make_data(200, 3);

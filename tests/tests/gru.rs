@@ -252,15 +252,8 @@ fn compiled_plan_matches_pytorch_on_the_cpu_interpreter() {
 #[test]
 fn compiled_plan_matches_pytorch_on_the_gpu() {
     for case in cases() {
-        let mut gpu = match kiln::gpu::WgpuBackend::new() {
-            Ok(b) => b,
-            Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-                panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-            }
-            Err(e) => {
-                eprintln!("skipping: no GPU adapter ({e})");
-                return;
-            }
+        let Some(mut gpu) = kiln::gpu::test_backend() else {
+            return;
         };
         let worst = case.check_plan(&mut gpu);
         println!("{} on the GPU: largest |error| {worst:.2e}", case.name);
@@ -399,16 +392,7 @@ fn stacked_gru_and_simple_rnn_learn_and_reload_exactly() {
         .unwrap();
         m
     };
-    let gpu = match kiln::gpu::WgpuBackend::new() {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("no GPU adapter ({e}); CPU interpreter only");
-            None
-        }
-    };
+    let gpu = kiln::gpu::test_backend();
     let mut c = build(Box::new(kiln_opt::interp::CpuBackend::new()));
     let s = c.summary();
     // Keras: GRU(16) on 8 features, reset_after: 3·(8·16 + 16·16 + 2·16) = 1248;

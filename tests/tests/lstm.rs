@@ -133,15 +133,8 @@ fn compiled_plan_matches_on_the_cpu_interpreter() {
 
 #[test]
 fn compiled_plan_matches_on_the_gpu() {
-    let mut gpu = match kiln::gpu::WgpuBackend::new() {
-        Ok(b) => b,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            return;
-        }
+    let Some(mut gpu) = kiln::gpu::test_backend() else {
+        return;
     };
     let (g, _, _) = graph();
     kiln_opt::testing::check_graph(&mut gpu, &g, &feeds(), Tolerance::f32_sum(4 * U)).unwrap();
@@ -189,15 +182,8 @@ fn train_step_dispatch_counts() {
 #[test]
 fn stacked_lstms_train_without_new_buffers_and_reload_exactly() {
     use kiln::{Dense, Embedding, Fit, HostTensor, Loss, Metric, Sequential};
-    let backend = match kiln::gpu::WgpuBackend::new() {
-        Ok(b) => b,
-        Err(e) if std::env::var("KILN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("KILN_REQUIRE_GPU=1 but no GPU adapter: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: no GPU adapter ({e})");
-            return;
-        }
+    let Some(backend) = kiln::gpu::test_backend() else {
+        return;
     };
     let gpu = backend.gpu().clone();
     let build = |device: Box<dyn kiln::Backend>| {
