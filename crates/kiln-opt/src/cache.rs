@@ -19,8 +19,8 @@
 use crate::codec::{self, CodecError, KILN_VERSION};
 use crate::{compile, CompileOptions, DeviceLimits, Plan, Result};
 use kiln_ir::Graph;
+pub use kiln_plan::files::{plan_cache_dir_from_env, platform_cache_dir, write_atomic};
 use std::hash::Hasher as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use twox_hash::{XxHash3_128, XxHash3_64};
@@ -52,7 +52,7 @@ impl CacheKey {
         limits: &DeviceLimits,
         device: &str,
     ) -> CacheKey {
-        let graph_bytes = bincode::serde::encode_to_vec(graph, bincode::config::standard())
+        let graph_bytes = codec::canonical_bytes(graph)
             .unwrap_or_else(|_| format!("{graph:?}").into_bytes());
         let parts = vec![
             ("graph".to_string(), h64(&graph_bytes)),
@@ -150,15 +150,10 @@ impl PlanCache {
     /// The cache configured by the environment: disabled by `KILN_CACHE=off`, in
     /// `KILN_CACHE_DIR` or the platform cache directory, capped by `KILN_CACHE_MAX_MB`.
     pub fn from_env() -> PlanCache {
-        if matches!(
-            std::env::var("KILN_CACHE").as_deref(),
-            Ok("off" | "0" | "false")
-        ) {
+        let Some(dir) = plan_cache_dir_from_env() else {
             return PlanCache::disabled();
-        }
-        let dir = std::env::var_os("KILN_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| platform_cache_dir().map(|d| d.join("kiln").join("plans")));
+        };
+        let dir = Some(dir);
         let max_mb = std::env::var("KILN_CACHE_MAX_MB")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -329,51 +324,6 @@ impl PlanCache {
             })
             .collect()
     }
-}
-
-/// The platform's per-user cache directory: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other
-/// Unix), `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
-pub fn platform_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if cfg!(windows) {
-        return env("LOCALAPPDATA");
-    }
-    if cfg!(target_os = "macos") {
-        return env("HOME").map(|h| h.join("Library").join("Caches"));
-    }
-    env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
-}
-
-/// Writes `bytes` to `path` atomically: a unique temp file in the same directory, fsync,
-/// rename (readers see the old file or the new one, never a torn one).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("kiln");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Compiles `graph` through `cache`: a hit does no graph compilation; a miss compiles and

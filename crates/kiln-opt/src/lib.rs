@@ -19,24 +19,23 @@
 //! - Param assignments take effect after every output of the run is computed.
 //! - No buffer exceeds the device's storage binding limit (checked before any dispatch).
 
-pub mod backend;
+#![warn(missing_docs)]
+
 pub mod cache;
-pub mod codec;
-mod error;
-pub mod interp;
-pub mod kernel;
 pub mod lower;
 pub mod passes;
-pub mod plan;
-pub mod schedule;
+pub mod split_matmul;
 pub mod testing;
 
-pub use backend::{
-    check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData, HostTensor,
-};
-pub use error::{OptError, Result};
-pub use plan::{
-    BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
+// The plan contract lives in `kiln-plan`; the compiler re-exports it so that a user of the
+// compiler needs one crate, and `crate::kernel` etc. read the same inside the compiler.
+/// The compiler's error: the one error enum of the plan contract.
+pub use kiln_plan::Error as OptError;
+pub use kiln_plan::{backend, codec, files, interp, kernel, plan, schedule, validate};
+pub use kiln_plan::{
+    check_inputs, AdapterClass, Backend, BufferDesc, BufferId, BufferKind, DeviceError,
+    DeviceErrorKind, DeviceLimits, Executable, HostData, HostTensor, Plan, PlanError, PlanStats,
+    Result, Slot, Step, PLAN_FORMAT_VERSION,
 };
 
 use kiln_ir::Graph;
@@ -79,11 +78,16 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     let split = passes::SplitLongReductions {
         max_count: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
     };
-    let pipeline: [&dyn Pass; 6] = [
+    // a matmul loops over its contraction axis once per output block
+    let split_matmuls = split_matmul::SplitLongMatMuls {
+        max_k: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
+    };
+    let pipeline: [&dyn Pass; 7] = [
         &passes::FoldConstants,
         &passes::EliminateCommonSubexpressions,
         &passes::RewriteLogSoftmax,
         &split,
+        &split_matmuls,
         &passes::EliminateDeadNodes,
         &passes::FoldConstants,
     ];
@@ -105,8 +109,8 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     plan.stats.optimized_nodes = g.len();
     plan.stats.pass_ms = pass_ms;
     if options.verify_each_pass {
-        schedule::check_plan(&plan)
-            .map_err(|e| OptError::Unsupported(format!("internal: invalid plan: {e}")))?;
+        plan.validate(limits)
+            .map_err(|e| OptError::Unsupported(format!("internal: {e}")))?;
     }
     plan.stats.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok(plan)

@@ -70,7 +70,7 @@ impl Pass for EliminateDeadNodes {
 
 /// Rebuilds `g` node by node: `f` sees the original node with inputs already remapped into
 /// the new graph and returns the id that stands for it there.
-fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+pub(crate) fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
     let mut remap = vec![NodeId(u32::MAX); g.len()];
     let mut out = Graph::new();
     for (id, n) in g.iter() {

@@ -427,7 +427,7 @@ fn decode_corpus_replays_without_panics() {
                 _ => m.extend((0..rng.below(16)).map(|_| rng.below(256) as u8)),
             }
             if let Ok(p) = codec::decode(&m, None) {
-                codec::validate(&p).unwrap();
+                kiln_opt::validate::structure(&p).unwrap();
             }
         }
     }

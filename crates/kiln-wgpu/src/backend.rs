@@ -1,4 +1,4 @@
-//! [`WgpuBackend`]: the `kiln_opt::Backend` of wgpu devices, and its variable registry.
+//! [`WgpuBackend`]: the `kiln_plan::Backend` of wgpu devices, and its variable registry.
 //!
 //! The backend owns what outlives a single plan: the device ([`Gpu`]), the variables
 //! (params, by name), and caches of shader modules (by WGSL text) and compute pipelines (by
@@ -9,7 +9,7 @@ use crate::codegen::KernelSource;
 use crate::device::{Gpu, WgpuError, STAGING_USAGE, STORAGE_USAGE};
 use crate::executor::{self, PipelineCache, WgpuExecutable};
 use kiln_ir::{DType, Shape};
-use kiln_opt::{Backend, DeviceLimits, Executable, HostTensor, OptError, Plan, Result};
+use kiln_plan::{Backend, DeviceLimits, Error, Executable, HostTensor, Plan, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -44,7 +44,7 @@ impl Shared {
     ) -> Result<wgpu::Buffer> {
         if let Some(v) = self.params.get(name) {
             if &v.shape != shape || v.dtype != dtype {
-                return Err(OptError::Param {
+                return Err(Error::Param {
                     name: name.into(),
                     message: format!(
                         "exists as {}{} but the plan declares {dtype}{shape}",
@@ -202,7 +202,7 @@ impl Backend for WgpuBackend {
             .shared
             .params
             .get_mut(name)
-            .ok_or_else(|| OptError::Param {
+            .ok_or_else(|| Error::Param {
                 name: name.into(),
                 message: "no such variable (load a plan that declares it, or write it first)"
                     .into(),

@@ -11,7 +11,7 @@
 //! declares its `Arc<Gpu>` last, so the device is destroyed when the last `Gpu` is dropped,
 //! inside the lock.
 
-use kiln_opt::{AdapterClass, DeviceLimits, OptError};
+use kiln_plan::{AdapterClass, DeviceError, DeviceErrorKind, DeviceLimits, Error};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,10 +55,34 @@ pub enum WgpuError {
     },
 }
 
-impl From<WgpuError> for OptError {
+impl From<WgpuError> for Error {
     fn from(e: WgpuError) -> Self {
-        OptError::Backend(e.to_string())
+        Error::Device(DeviceError::new(
+            DeviceErrorKind::Unavailable,
+            "opening a device",
+            e.to_string(),
+        ))
     }
+}
+
+/// A wgpu error captured by an error scope, as a typed [`DeviceError`].
+pub(crate) fn device_error(what: &str, e: &wgpu::Error, context: &str) -> Error {
+    let kind = match e {
+        wgpu::Error::OutOfMemory { .. } => DeviceErrorKind::OutOfMemory,
+        wgpu::Error::Validation { .. } => DeviceErrorKind::Validation,
+        wgpu::Error::Internal { .. } => DeviceErrorKind::Internal,
+    };
+    let err = DeviceError::new(kind, what, e.to_string());
+    Error::Device(if context.is_empty() {
+        err
+    } else {
+        err.with_shader(context)
+    })
+}
+
+/// Waiting for the device failed: the device is lost or hung past [`RUN_TIMEOUT`].
+pub(crate) fn lost(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Device(DeviceError::new(DeviceErrorKind::Lost, what, e.to_string()))
 }
 
 /// The opened device and what the executor needs to know about it.
@@ -215,7 +239,7 @@ impl Gpu {
         })
     }
 
-    /// Device description for [`kiln_opt::Backend::describe`].
+    /// Device description for [`kiln_plan::Backend::describe`].
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)
     }
@@ -271,13 +295,8 @@ impl Gpu {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
-    /// `OptError::Backend` with `context` (e.g. the shader source) appended.
-    pub fn scoped<T>(
-        &self,
-        what: &str,
-        context: &str,
-        f: impl FnOnce() -> T,
-    ) -> Result<T, OptError> {
+    /// typed [`Error::Device`] carrying `context` (e.g. the shader source).
+    pub fn scoped<T>(&self, what: &str, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
@@ -285,10 +304,7 @@ impl Gpu {
         let o = pollster::block_on(oom.pop());
         match v.or(o) {
             None => Ok(value),
-            Some(e) if context.is_empty() => Err(OptError::Backend(format!("{what}: {e}"))),
-            Some(e) => Err(OptError::Backend(format!(
-                "{what}: {e}\n--- context ---\n{context}"
-            ))),
+            Some(e) => Err(device_error(what, &e, context)),
         }
     }
 
@@ -298,7 +314,7 @@ impl Gpu {
         staging: &wgpu::Buffer,
         bytes: u64,
         submission: wgpu::SubmissionIndex,
-    ) -> Result<Vec<u32>, OptError> {
+    ) -> Result<Vec<u32>, Error> {
         let bytes = bytes.max(4);
         let slice = staging.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -310,10 +326,16 @@ impl Gpu {
                 submission_index: Some(submission),
                 timeout: Some(RUN_TIMEOUT),
             })
-            .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| lost("waiting for the GPU", e))?;
         rx.recv()
-            .map_err(|_| OptError::Backend("the read-back callback never ran".into()))?
-            .map_err(|e| OptError::Backend(format!("mapping a read-back buffer: {e}")))?;
+            .map_err(|_| lost("reading back", "the read-back callback never ran"))?
+            .map_err(|e| {
+                Error::Device(DeviceError::new(
+                    DeviceErrorKind::ReadBack,
+                    "mapping a read-back buffer",
+                    e.to_string(),
+                ))
+            })?;
         // Copy out, then unmap whether or not the view could be read.
         let words = slice
             .get_mapped_range()
@@ -322,7 +344,13 @@ impl Gpu {
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect::<Vec<u32>>()
             })
-            .map_err(|e| OptError::Backend(format!("reading a mapped buffer: {e}")));
+            .map_err(|e| {
+                Error::Device(DeviceError::new(
+                    DeviceErrorKind::ReadBack,
+                    "reading a mapped buffer",
+                    e.to_string(),
+                ))
+            });
         staging.unmap();
         words
     }

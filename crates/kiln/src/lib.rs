@@ -16,6 +16,8 @@
 //! - Setting `KILN_DEVICE=cpu` forces the CPU interpreter; `KILN_REQUIRE_GPU=1` turns a missing
 //!   adapter into an error in [`gpu_device`].
 
+#![warn(missing_docs)]
+
 pub use kiln_ir as ir;
 pub use kiln_layers::*;
 pub use kiln_opt as opt;

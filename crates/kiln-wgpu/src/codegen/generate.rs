@@ -22,7 +22,7 @@ use crate::wgsl::{
     StorageAccess, Type, UnOp, UniformArray,
 };
 use kiln_ir::{BinaryOp, DType, UnaryOp};
-use kiln_opt::kernel::{Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, Store, View};
+use kiln_plan::kernel::{Body, Expr, Kernel, KernelOp, MatOperand, ReduceKind, Store, View};
 use std::cell::RefCell;
 
 /// State of one generated kernel: its statements and structural checks.
@@ -369,7 +369,7 @@ impl<'k> Gen<'k> {
                     let index = load(
                         self,
                         i,
-                        &kiln_opt::kernel::View {
+                        &kiln_plan::kernel::View {
                             offset: 0,
                             strides: strides.clone(),
                         },
@@ -732,7 +732,7 @@ pub(super) fn generated_module(
             let numel: u64 = shape.iter().map(|&d| d as u64).product();
             match *vector {
                 1 => {}
-                4 if kiln_opt::kernel::elementwise_vector(shape, body, stores) == 4 => {
+                4 if kiln_plan::kernel::elementwise_vector(shape, body, stores) == 4 => {
                     g.width = 4;
                     g.vector_axis = shape.iter().rposition(|&d| d > 1).unwrap_or(0);
                     for n in &body.nodes {

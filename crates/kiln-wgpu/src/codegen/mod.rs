@@ -30,7 +30,7 @@ mod generate;
 use crate::wgsl::{Module, Scalar};
 use generate::{generated_module, matmul_prelude};
 use kiln_ir::DType;
-use kiln_opt::kernel::{Access, Kernel, KernelOp, MatMulVariant};
+use kiln_plan::kernel::{Access, Kernel, KernelOp, MatMulVariant};
 
 /// Name of the entry point of every kernel.
 pub const ENTRY_POINT: &str = "main";

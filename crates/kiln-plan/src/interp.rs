@@ -7,7 +7,7 @@ use crate::backend::{
 };
 use crate::kernel::{Body, Expr, KernelOp, ReduceKind, Store};
 use crate::plan::{BufferKind, Plan, Step};
-use crate::{OptError, Result};
+use crate::{Error, Result};
 use kiln_ir::eval::{apply_binary, apply_unary};
 use kiln_ir::{unravel, BinaryOp, DType, Shape};
 use std::collections::BTreeMap;
@@ -31,6 +31,20 @@ impl Buf {
         match &t.data {
             HostData::F32(v) => Buf::F(v.clone()),
             HostData::I32(v) => Buf::I(v.clone()),
+        }
+    }
+    /// Copies `t` into the start of this buffer (which is at least as long).
+    fn fill_from(&mut self, t: &HostTensor) {
+        match (self, &t.data) {
+            (Buf::F(v), HostData::F32(x)) => {
+                let n = x.len().min(v.len());
+                v[..n].copy_from_slice(&x[..n]);
+            }
+            (Buf::I(v), HostData::I32(x)) => {
+                let n = x.len().min(v.len());
+                v[..n].copy_from_slice(&x[..n]);
+            }
+            (b, _) => *b = Buf::from_host(t),
         }
     }
     fn to_host(&self, shape: Shape) -> HostTensor {
@@ -354,7 +368,7 @@ impl CpuBackend {
 
 fn lock(s: &VarStore) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, HostTensor>>> {
     s.lock()
-        .map_err(|_| OptError::Backend("variable store lock poisoned".into()))
+        .map_err(|_| Error::Backend("variable store lock poisoned".into()))
 }
 
 impl Backend for CpuBackend {
@@ -381,11 +395,12 @@ impl Backend for CpuBackend {
     }
 
     fn load(&mut self, plan: Arc<Plan>) -> Result<Box<dyn Executable>> {
+        plan.validate(&self.limits())?;
         let mut store = lock(&self.params)?;
         for slot in &plan.params {
             match store.get(&slot.name) {
                 Some(t) if t.shape != slot.shape || t.dtype() != slot.dtype => {
-                    return Err(OptError::Param {
+                    return Err(Error::Param {
                         name: slot.name.clone(),
                         message: format!(
                             "exists as {}{} but the plan declares {}{}",
@@ -428,7 +443,7 @@ impl Backend for CpuBackend {
         let mut store = lock(&self.params)?;
         if let Some(t) = store.get(name) {
             if t.shape != value.shape || t.dtype() != value.dtype() {
-                return Err(OptError::Param {
+                return Err(Error::Param {
                     name: name.into(),
                     message: format!(
                         "is {}{}, cannot write {}{}",
@@ -448,7 +463,7 @@ impl Backend for CpuBackend {
         lock(&self.params)?
             .get(name)
             .cloned()
-            .ok_or_else(|| OptError::Param {
+            .ok_or_else(|| Error::Param {
                 name: name.into(),
                 message: "no such variable".into(),
             })
@@ -477,12 +492,16 @@ impl Executable for CpuExecutable {
         let plan = self.plan.clone();
         check_inputs(&plan, inputs)?;
         for (slot, t) in plan.inputs.iter().zip(inputs) {
-            self.bufs[slot.buffer.0 as usize] = Buf::from_host(t);
+            // a slot may be smaller than its buffer: keep the buffer's length
+            let b = &plan.buffers[slot.buffer.0 as usize];
+            let mut buf = Buf::zeros(b.dtype, b.len);
+            buf.fill_from(t);
+            self.bufs[slot.buffer.0 as usize] = buf;
         }
         {
             let store = lock(&self.params)?;
             for slot in &plan.params {
-                let t = store.get(&slot.name).ok_or_else(|| OptError::Param {
+                let t = store.get(&slot.name).ok_or_else(|| Error::Param {
                     name: slot.name.clone(),
                     message: "missing from the variable store".into(),
                 })?;
@@ -495,13 +514,20 @@ impl Executable for CpuExecutable {
                     kernel, buffers, ..
                 } => {
                     let k = &plan.kernels[*kernel as usize];
-                    let mut args: Vec<Buf> = buffers
-                        .iter()
-                        .map(|b| std::mem::replace(&mut self.bufs[b.0 as usize], Buf::F(vec![])))
-                        .collect();
+                    // args are moved out and back; a buffer bound twice (read-only, as
+                    // the validator allows) is cloned for its later args
+                    let mut args: Vec<Buf> = Vec::with_capacity(buffers.len());
+                    for (i, b) in buffers.iter().enumerate() {
+                        args.push(match buffers[..i].iter().position(|x| x == b) {
+                            Some(j) => args[j].clone(),
+                            None => std::mem::replace(&mut self.bufs[b.0 as usize], Buf::F(vec![])),
+                        });
+                    }
                     run_kernel(&k.op, &mut args);
-                    for (b, v) in buffers.iter().zip(args) {
-                        self.bufs[b.0 as usize] = v;
+                    for (i, (b, v)) in buffers.iter().zip(args).enumerate() {
+                        if !buffers[..i].contains(b) {
+                            self.bufs[b.0 as usize] = v;
+                        }
                     }
                 }
                 Step::Copy { src, dst } => {

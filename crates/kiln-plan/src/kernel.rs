@@ -263,6 +263,58 @@ impl MatMulVariant {
         }
     }
 
+    /// The register block per thread of this family (`KernelOp::MatMul::tile`): `[32, 4]`
+    /// (32 rows by 4 columns) register-blocked, `[4, 4]` workgroup-tiled.
+    pub const fn tile(self) -> [u32; 2] {
+        match self {
+            MatMulVariant::RegisterBlocked => [32, 4],
+            MatMulVariant::WorkgroupTiled => [4, 4],
+        }
+    }
+
+    /// Whether the family's shaders run with `workgroup_size` invocations per workgroup:
+    /// a multiple of 8 (one 8-thread group per 32x32 patch) register-blocked, exactly 256
+    /// workgroup-tiled.
+    pub fn accepts_workgroup(self, workgroup_size: u32) -> bool {
+        match self {
+            MatMulVariant::RegisterBlocked => {
+                workgroup_size > 0 && workgroup_size.is_multiple_of(8)
+            }
+            MatMulVariant::WorkgroupTiled => workgroup_size == 256,
+        }
+    }
+
+    /// The launch geometry of a `[batch, m, n]` product in workgroups of `workgroup_size`:
+    /// the one definition backends, the compiler and the validator share. Register-blocked:
+    /// `threads = batch * ceil(m / 32) * ceil(n / 32) * 8`, workgroups
+    /// `ceil(threads / workgroup_size)`; workgroup-tiled: one workgroup per 64x64 output tile,
+    /// `threads = workgroups * 256`.
+    pub fn launch_in(self, workgroup_size: u32, batch: usize, m: usize, n: usize) -> MatMulLaunch {
+        let (batch, m, n) = (batch as u64, m as u64, n as u64);
+        let wg = workgroup_size.max(1) as u64;
+        let (workgroups, threads) = match self {
+            MatMulVariant::RegisterBlocked => {
+                let threads = batch
+                    .saturating_mul(m.div_ceil(32))
+                    .saturating_mul(n.div_ceil(32))
+                    .saturating_mul(8);
+                (threads.div_ceil(wg), threads)
+            }
+            MatMulVariant::WorkgroupTiled => {
+                let groups = batch
+                    .saturating_mul(m.div_ceil(64))
+                    .saturating_mul(n.div_ceil(64));
+                (groups, groups.saturating_mul(wg))
+            }
+        };
+        MatMulLaunch {
+            tile: self.tile(),
+            workgroup_size,
+            workgroups,
+            threads,
+        }
+    }
+
     /// The launch of a `[batch, m, n]` product: `(tile, workgroup_size, threads)`, the
     /// contract with the library shaders (`shaders/matmul_register.wgsl` and
     /// `shaders/matmul_subgroup.wgsl`, `shaders/matmul_tiled.wgsl`). Register-blocked: each
@@ -272,26 +324,36 @@ impl MatMulVariant {
     /// [`SMALL_PRODUCT_PATCHES`] patches). Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16
     /// threads of 4x4); the workgroup index is `thread / 256`.
     pub fn launch(self, batch: usize, m: usize, n: usize) -> ([u32; 2], u32, u64) {
-        match self {
+        let wg = match self {
             MatMulVariant::RegisterBlocked => {
-                let patches = batch * m.div_ceil(32) * n.div_ceil(32);
                 // a CPU adapter runs each workgroup on one core: a product of few patches
                 // gets one patch (8 threads) per workgroup so that it spreads over the cores
                 // (an LSTM step's `[64,400]·[400,100]` is 8 patches: one 64-thread workgroup)
-                let wg = if patches >= SMALL_PRODUCT_PATCHES {
+                let patches = batch * m.div_ceil(32) * n.div_ceil(32);
+                if patches >= SMALL_PRODUCT_PATCHES {
                     64
                 } else {
                     8
-                };
-                ([32, 4], wg, (patches * 8) as u64)
+                }
             }
-            MatMulVariant::WorkgroupTiled => (
-                [4, 4],
-                256,
-                (batch * m.div_ceil(64) * n.div_ceil(64) * 256) as u64,
-            ),
-        }
+            MatMulVariant::WorkgroupTiled => 256,
+        };
+        let l = self.launch_in(wg, batch, m, n);
+        (l.tile, l.workgroup_size, l.threads)
     }
+}
+
+/// The launch geometry of one matmul kernel ([`MatMulVariant::launch_in`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MatMulLaunch {
+    /// Register block per invocation (`KernelOp::MatMul::tile`).
+    pub tile: [u32; 2],
+    /// Invocations per workgroup (`Kernel::workgroup_size`).
+    pub workgroup_size: u32,
+    /// Workgroups needed.
+    pub workgroups: u64,
+    /// Threads needed (`Kernel::threads` is at least this).
+    pub threads: u64,
 }
 
 /// What a kernel computes.

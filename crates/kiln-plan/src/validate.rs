@@ -1,239 +1,19 @@
-//! The plan file: a fixed header followed by the bincode body. All bincode calls of kiln live
-//! in this module.
+//! The one plan validator: [`Plan::validate`] is run by every executor on load (decoded
+//! file, fresh compile and cache hit alike). A plan it accepts never makes a backend read or
+//! write out of bounds, loop past a limit or panic; a plan it rejects is rejected by every
+//! backend with the same [`PlanError`].
 //!
-//! ```text
-//! offset  size  field
-//! 0       8     magic "KILNPLAN"
-//! 8       4     format version (u32 LE) = PLAN_FORMAT_VERSION
-//! 12      1     length L of the kiln version string (≤ 64)
-//! 13      L     kiln version (UTF-8), must equal this build's
-//! 13+L    16    cache key digest (u128 LE; 0 for a plan saved without a key)
-//! 29+L    8     body length N (u64 LE)
-//! 37+L    8     xxh3-64 checksum of every byte before this field and of the body
-//! 45+L    N     body: the `Plan`, bincode 2 (standard config, 1 GiB decode limit)
-//! ```
-//!
-//! Decoding checks, in order and before allocating anything the file claims: length, magic,
-//! version, kiln version, key, body length against the file, checksum; then decodes with a
-//! size limit (a body claiming 2⁴⁰ elements fails without allocating them) and validates the
-//! plan's structure ([`validate`]): every index, dtype, range and thread count, so a decoded
-//! plan can neither make a backend read out of bounds nor panic it. Loading never executes
-//! code.
+//! Two layers: [`structure`] (indices, dtypes, ranks, accumulators, launch contracts, the
+//! read/write range of every step, liveness — device independent, also run by the codec
+//! after decoding) and the device checks of [`Plan::validate`] (binding sizes, storage
+//! buffers per kernel, workgroup sizes and counts).
 
-use crate::kernel::{Body, Expr, KernelOp, MatMulVariant};
+use crate::backend::DeviceLimits;
+use crate::codec::MAX_BUFFER_ELEMENTS;
+use crate::kernel::{Body, Expr, KernelOp};
 use crate::plan::{BufferKind, Plan, Step, PLAN_FORMAT_VERSION};
 use crate::schedule;
-use twox_hash::XxHash3_64;
-
-/// The file magic.
-pub const MAGIC: &[u8; 8] = b"KILNPLAN";
-/// This build's version, stored in and required of every plan file.
-pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Largest body the decoder accepts.
-pub const MAX_BODY_BYTES: u64 = 1 << 30;
-/// Largest buffer (elements) a plan may declare.
-pub const MAX_BUFFER_ELEMENTS: usize = 1 << 31;
-
-/// Why a plan file was rejected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CodecError {
-    /// The file ends before its header does.
-    #[error("plan file is truncated: {0} bytes, the header alone needs more")]
-    Truncated(usize),
-    /// Not a plan file.
-    #[error("not a kiln plan file (bad magic)")]
-    BadMagic,
-    /// Written by another plan format.
-    #[error("plan format version {found}, this build reads {expected}")]
-    Version {
-        /// In the file.
-        found: u32,
-        /// This build's.
-        expected: u32,
-    },
-    /// Written by another kiln.
-    #[error("plan written by kiln {found}, this is kiln {expected}")]
-    KilnVersion {
-        /// In the file.
-        found: String,
-        /// This build's.
-        expected: String,
-    },
-    /// The plan was compiled for another key (graph, options or device).
-    #[error("plan was compiled for key {found:032x}, expected {expected:032x}")]
-    KeyMismatch {
-        /// In the file.
-        found: u128,
-        /// Wanted.
-        expected: u128,
-    },
-    /// The body length disagrees with the file.
-    #[error("plan body claims {claimed} bytes, the file holds {actual}")]
-    Length {
-        /// Claimed.
-        claimed: u64,
-        /// Present.
-        actual: u64,
-    },
-    /// The checksum does not match (a corrupt file).
-    #[error("plan file checksum mismatch (corrupt file)")]
-    Checksum,
-    /// The body does not decode.
-    #[error("plan body does not decode: {0}")]
-    Decode(String),
-    /// The body decodes but is not a valid plan.
-    #[error("invalid plan: {0}")]
-    Invalid(String),
-    /// Encoding failed.
-    #[error("plan encoding failed: {0}")]
-    Encode(String),
-}
-
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ MAX_BODY_BYTES as usize }>()
-}
-
-/// Encodes `plan` as a plan file for cache key `key` (0 for none).
-pub fn encode(plan: &Plan, key: u128) -> Result<Vec<u8>, CodecError> {
-    let body = bincode::serde::encode_to_vec(plan, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
-    let mut out = Vec::with_capacity(body.len() + 64);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&PLAN_FORMAT_VERSION.to_le_bytes());
-    let v = KILN_VERSION.as_bytes();
-    out.push(v.len().min(64) as u8);
-    out.extend_from_slice(&v[..v.len().min(64)]);
-    out.extend_from_slice(&key.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    let mut h = XxHash3_64::with_seed(0);
-    h.write(&out);
-    h.write(&body);
-    out.extend_from_slice(&h.finish().to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-use std::hash::Hasher as _;
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        let s = self
-            .b
-            .get(self.at..self.at + n)
-            .ok_or(CodecError::Truncated(self.b.len()))?;
-        self.at += n;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32, CodecError> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(a))
-    }
-    fn u64(&mut self) -> Result<u64, CodecError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-    fn u128(&mut self) -> Result<u128, CodecError> {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(self.take(16)?);
-        Ok(u128::from_le_bytes(a))
-    }
-}
-
-/// The header fields of a plan file, read without decoding the body.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Header {
-    /// Plan format version.
-    pub format_version: u32,
-    /// kiln version that wrote it.
-    pub kiln_version: String,
-    /// Cache key digest (0 for none).
-    pub key: u128,
-    /// Body bytes.
-    pub body_len: u64,
-}
-
-/// Reads and checks the header (magic, versions, lengths, checksum) without decoding.
-pub fn read_header(bytes: &[u8]) -> Result<(Header, usize), CodecError> {
-    let mut r = Reader { b: bytes, at: 0 };
-    if bytes.len() < 8 {
-        return Err(CodecError::Truncated(bytes.len()));
-    }
-    if r.take(8)? != MAGIC {
-        return Err(CodecError::BadMagic);
-    }
-    let format_version = r.u32()?;
-    if format_version != PLAN_FORMAT_VERSION {
-        return Err(CodecError::Version {
-            found: format_version,
-            expected: PLAN_FORMAT_VERSION,
-        });
-    }
-    let vl = r.take(1)?[0] as usize;
-    let kiln_version = String::from_utf8_lossy(r.take(vl)?).into_owned();
-    if kiln_version != KILN_VERSION {
-        return Err(CodecError::KilnVersion {
-            found: kiln_version,
-            expected: KILN_VERSION.into(),
-        });
-    }
-    let key = r.u128()?;
-    let body_len = r.u64()?;
-    let header_end = r.at;
-    let checksum = r.u64()?;
-    let actual = (bytes.len() - r.at) as u64;
-    if body_len != actual || body_len > MAX_BODY_BYTES {
-        return Err(CodecError::Length {
-            claimed: body_len,
-            actual,
-        });
-    }
-    let mut h = XxHash3_64::with_seed(0);
-    h.write(&bytes[..header_end]);
-    h.write(&bytes[r.at..]);
-    if h.finish() != checksum {
-        return Err(CodecError::Checksum);
-    }
-    Ok((
-        Header {
-            format_version,
-            kiln_version,
-            key,
-            body_len,
-        },
-        r.at,
-    ))
-}
-
-/// Decodes and validates a plan file; with `expected_key`, also requires that key.
-pub fn decode(bytes: &[u8], expected_key: Option<u128>) -> Result<Plan, CodecError> {
-    let (header, body_at) = read_header(bytes)?;
-    if let Some(k) = expected_key {
-        if header.key != k {
-            return Err(CodecError::KeyMismatch {
-                found: header.key,
-                expected: k,
-            });
-        }
-    }
-    let (plan, used): (Plan, usize) =
-        bincode::serde::decode_from_slice(&bytes[body_at..], config())
-            .map_err(|e| CodecError::Decode(e.to_string()))?;
-    if used != bytes.len() - body_at {
-        return Err(CodecError::Decode(format!(
-            "{} trailing bytes after the plan",
-            bytes.len() - body_at - used
-        )));
-    }
-    validate(&plan).map_err(CodecError::Invalid)?;
-    Ok(plan)
-}
+use crate::PlanError;
 
 fn check_body(
     body: &Body,
@@ -325,12 +105,62 @@ fn check_stores(
     Ok(())
 }
 
-/// Structural validation of a plan: indices, dtypes, ranks, accumulator use, thread counts,
+/// Largest element count of any shape or iteration space in a plan: every later size
+/// computation (in the validator and in backends) then fits in `u64`/`usize` without
+/// overflow.
+pub const MAX_ITERATION_ELEMENTS: u64 = 1 << 40;
+
+/// The product of `dims`, when it is at most [`MAX_ITERATION_ELEMENTS`].
+fn bounded(dims: &[usize]) -> Option<u64> {
+    dims.iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .filter(|&n| n <= MAX_ITERATION_ELEMENTS)
+}
+
+/// Every shape and iteration space of the plan is bounded (checked first, so that no other
+/// check can overflow).
+fn sizes(plan: &Plan) -> Result<(), String> {
+    for slot in plan.inputs.iter().chain(&plan.outputs).chain(&plan.params) {
+        if bounded(&slot.shape.0).is_none() {
+            return Err(format!("slot `{}` has shape {:?}", slot.name, slot.shape.0));
+        }
+    }
+    for (ki, k) in plan.kernels.iter().enumerate() {
+        let ok = match &k.op {
+            KernelOp::Elementwise { shape, .. } => bounded(shape).is_some(),
+            KernelOp::Reduce { in_shape, .. } => bounded(in_shape).is_some(),
+            KernelOp::MatMul {
+                batch, m, n, k: kk, ..
+            } => {
+                bounded(&[*batch, *m, *n]).is_some()
+                    && bounded(&[*batch, *m, *kk]).is_some()
+                    && bounded(&[*batch, *kk, *n]).is_some()
+            }
+            KernelOp::ScatterAdd {
+                rows, cols, count, ..
+            } => bounded(&[*rows, *cols]).is_some() && bounded(&[*count, *cols]).is_some(),
+        };
+        if !ok {
+            return Err(format!(
+                "kernel {ki} (`{}`): iteration space over {MAX_ITERATION_ELEMENTS} elements",
+                k.label
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Structural validation of a plan (no device limits; [`Plan::validate`] adds them): indices, dtypes, ranks, accumulator use, thread counts,
 /// and that every range any step reads or writes lies inside its buffer.
-pub fn validate(plan: &Plan) -> Result<(), String> {
+pub fn structure(plan: &Plan) -> Result<(), PlanError> {
+    structure_inner(plan).map_err(PlanError::from)
+}
+
+fn structure_inner(plan: &Plan) -> Result<(), String> {
     if plan.format_version != PLAN_FORMAT_VERSION {
         return Err(format!("format version {}", plan.format_version));
     }
+    sizes(plan)?;
     for (i, b) in plan.buffers.iter().enumerate() {
         if b.len == 0 || b.len > MAX_BUFFER_ELEMENTS {
             return Err(format!("buffer {i} (`{}`) has {} elements", b.name, b.len));
@@ -445,13 +275,16 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                 }
                 check_body(epilogue, n, 3, 1, &what)?;
                 check_stores(stores, epilogue, n, 3, &what)?;
-                let (t, wg, threads) = variant.launch(*batch, *m, *nn);
-                if *tile != t || k.workgroup_size != wg || k.threads < threads {
+                let launch = variant.launch_in(k.workgroup_size, *batch, *m, *nn);
+                if *tile != variant.tile()
+                    || !variant.accepts_workgroup(k.workgroup_size)
+                    || k.threads < launch.threads
+                {
                     return Err(format!(
-                        "{what}: launch does not match the {variant:?} contract"
+                        "{what}: tile {tile:?}, workgroups of {} and {} threads do not match the {variant:?} launch ({:?}, {} threads)",
+                        k.workgroup_size, k.threads, variant.tile(), launch.threads
                     ));
                 }
-                let _ = MatMulVariant::RegisterBlocked;
             }
         }
     }
@@ -485,11 +318,16 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
                         ));
                     }
                 }
-                let launched = workgroups
-                    .iter()
-                    .fold(k.workgroup_size as u64, |a, &w| a.saturating_mul(w as u64));
-                if workgroups.contains(&0) || launched < k.threads.min(1) {
-                    return Err(format!("step {si}: workgroups {workgroups:?}"));
+                // the shaders index threads over x and y (z is 1); every thread the kernel
+                // needs must be launched
+                let launched = (workgroups[0] as u64)
+                    .saturating_mul(workgroups[1] as u64)
+                    .saturating_mul(k.workgroup_size as u64);
+                if workgroups.contains(&0) || workgroups[2] != 1 || launched < k.threads {
+                    return Err(format!(
+                        "step {si}: workgroups {workgroups:?} x {} launch {launched} threads but kernel `{}` needs {}",
+                        k.workgroup_size, k.label, k.threads
+                    ));
                 }
             }
             Step::Copy { src, dst } => {
@@ -526,5 +364,106 @@ pub fn validate(plan: &Plan) -> Result<(), String> {
             return Err(format!("slot `{}` does not fit its buffer", slot.name));
         }
     }
+    // a param buffer is exactly its variable: one slot of its size and dtype
+    for (i, b) in plan.buffers.iter().enumerate() {
+        if b.kind == BufferKind::Param {
+            let mut slots = plan.params.iter().filter(|s| s.buffer.0 as usize == i);
+            match (slots.next(), slots.next()) {
+                (Some(s), None) if s.shape.numel() == b.len && s.dtype == b.dtype => {}
+                _ => {
+                    return Err(format!(
+                        "param buffer {i} (`{}`) is not exactly one param slot of its size",
+                        b.name
+                    ))
+                }
+            }
+        }
+    }
+    for s in &plan.params {
+        if plan.buffers[s.buffer.0 as usize].kind != BufferKind::Param {
+            return Err(format!(
+                "param slot `{}` is not bound to a param buffer",
+                s.name
+            ));
+        }
+    }
     schedule::check_plan(plan)
+}
+
+impl Plan {
+    /// Checks this plan against its own structure and against `limits`, the limits of the
+    /// device that is to run it. Every executor calls it on load; see the module docs.
+    pub fn validate(&self, limits: &DeviceLimits) -> Result<(), PlanError> {
+        structure(self)?;
+        device(self, limits).map_err(PlanError::from)
+    }
+}
+
+/// The device checks of [`Plan::validate`].
+fn device(plan: &Plan, limits: &DeviceLimits) -> Result<(), String> {
+    let binding = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    for b in &plan.buffers {
+        if b.bytes() > binding {
+            return Err(format!(
+                "buffer `{}` has {} bytes, the device binds at most {binding}",
+                b.name,
+                b.bytes()
+            ));
+        }
+    }
+    for (si, step) in plan.steps.iter().enumerate() {
+        let Step::Dispatch {
+            kernel,
+            buffers,
+            workgroups,
+        } = step
+        else {
+            continue;
+        };
+        // `structure` checked that the kernel and buffers exist
+        let Some(k) = plan.kernels.get(*kernel as usize) else {
+            return Err(format!("step {si}: kernel {kernel} does not exist"));
+        };
+        if k.args.len() > limits.max_storage_buffers_per_shader_stage as usize {
+            return Err(format!(
+                "step {si}: kernel `{}` binds {} storage buffers, the device allows {}",
+                k.label,
+                k.args.len(),
+                limits.max_storage_buffers_per_shader_stage
+            ));
+        }
+        if k.workgroup_size > limits.max_compute_workgroup_size_x
+            || k.workgroup_size > limits.max_compute_invocations_per_workgroup
+        {
+            return Err(format!(
+                "step {si}: kernel `{}` has workgroups of {} invocations, the device allows {}",
+                k.label,
+                k.workgroup_size,
+                limits
+                    .max_compute_workgroup_size_x
+                    .min(limits.max_compute_invocations_per_workgroup)
+            ));
+        }
+        let max = limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&g| g > max) {
+            return Err(format!(
+                "step {si}: workgroups {workgroups:?} exceed the device limit {max} per dimension"
+            ));
+        }
+        // Args are distinct buffers: WebGPU forbids binding one buffer both read-only and
+        // writable in a dispatch, and the kernel's stores assume no aliasing between args.
+        for (i, b) in buffers.iter().enumerate() {
+            if let Some(j) = (0..i).find(|&j| {
+                buffers[j] == *b && (k.args[i].access.writes() || k.args[j].access.writes())
+            }) {
+                return Err(format!(
+                    "step {si} binds buffer {} to args {j} and {i} of `{}`, and one of them is written (args must be distinct buffers)",
+                    b.0, k.label
+                ));
+            }
+        }
+    }
+    Ok(())
 }

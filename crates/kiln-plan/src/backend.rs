@@ -1,7 +1,7 @@
 //! The `Backend` trait: how plans are loaded and run on a device, and how persistent
 //! variables (params) live there.
 
-use crate::{OptError, Plan, Result};
+use crate::{Error, Plan, Result};
 use kiln_ir::{DType, Shape};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ impl HostTensor {
     pub fn f32(shape: impl Into<Shape>, data: Vec<f32>) -> Result<Self> {
         let shape = shape.into();
         if shape.numel() != data.len() {
-            return Err(OptError::Input(format!(
+            return Err(Error::Input(format!(
                 "{} values cannot fill shape {shape}",
                 data.len()
             )));
@@ -43,7 +43,7 @@ impl HostTensor {
     pub fn i32(shape: impl Into<Shape>, data: Vec<i32>) -> Result<Self> {
         let shape = shape.into();
         if shape.numel() != data.len() {
-            return Err(OptError::Input(format!(
+            return Err(Error::Input(format!(
                 "{} values cannot fill shape {shape}",
                 data.len()
             )));
@@ -196,7 +196,7 @@ pub trait Backend {
 /// Checks `inputs` against the plan's input slots (count, shape, dtype).
 pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
     if inputs.len() != plan.inputs.len() {
-        return Err(OptError::Input(format!(
+        return Err(Error::Input(format!(
             "the plan takes {} inputs ({}), got {}",
             plan.inputs.len(),
             plan.inputs
@@ -209,7 +209,7 @@ pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
     }
     for (slot, t) in plan.inputs.iter().zip(inputs) {
         if slot.shape != t.shape || slot.dtype != t.dtype() {
-            return Err(OptError::Input(format!(
+            return Err(Error::Input(format!(
                 "input `{}` expects {}{}, got {}{}",
                 slot.name,
                 slot.dtype,

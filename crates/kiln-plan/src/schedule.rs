@@ -143,6 +143,9 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             ..
         } => {
             for (op, rows, cols) in [(a, *m, *k), (b, *k, *n)] {
+                if *batch == 0 || rows == 0 || cols == 0 {
+                    continue; // an empty operand reads nothing
+                }
                 let span = op
                     .batch_stride
                     .saturating_mul(batch.saturating_sub(1))
