@@ -24,13 +24,26 @@
 //!
 //! Reduce kernels run one thread per output element and fold the reduced axes in a
 //! sequential loop (no atomics), so their results are deterministic.
+//!
+//! One module per kernel family — `elementwise`, `reduce`, `scatter`, `matmul` —
+//! on shared parts: `state` (the `Gen` a kernel is built in and its index
+//! arithmetic), `body` (body and store emission, op by op) and `generate` (the frame of
+//! every generated kernel: thread index, bounds check, module). A new family is one new
+//! module here plus its arm in `generate` or [`kernel_source_for`].
 
+mod body;
+mod elementwise;
 mod generate;
+mod matmul;
+mod reduce;
+mod scatter;
+mod state;
 
 use crate::wgsl::{Module, Scalar};
-use generate::{generated_module, matmul_prelude};
+use generate::generated_module;
 use kiln_ir::DType;
 use kiln_opt::kernel::{Access, Kernel, KernelOp, MatMulVariant};
+use matmul::matmul_source;
 
 /// Name of the entry point of every kernel.
 pub const ENTRY_POINT: &str = "main";
@@ -269,87 +282,6 @@ pub fn kernel_source_for(kernel: &Kernel, target: &Target) -> Result<KernelSourc
             })
         }
     }
-}
-
-/// A matmul kernel: the generated part ([`generate`]'s prelude plus the `TM`/`TN4` block
-/// constants of the register-blocked kernel), then the library file of its variant,
-/// verbatim. Shapes and strides become override constants.
-fn matmul_source(
-    kernel: &Kernel,
-    bindings: Vec<BindingSlot>,
-    target: &Target,
-) -> Result<KernelSource, CodegenError> {
-    let KernelOp::MatMul {
-        batch,
-        m,
-        n,
-        k,
-        a,
-        b,
-        tile,
-        variant,
-        ..
-    } = &kernel.op
-    else {
-        unreachable!("matmul_source is only called for matmul kernels")
-    };
-    let unsupported = |what: String| CodegenError::Unsupported {
-        label: kernel.label.clone(),
-        what,
-    };
-    let (prelude, offsets) = matmul_prelude(kernel, target)?;
-    let library = match variant {
-        MatMulVariant::RegisterBlocked => {
-            if *tile != MATMUL_REGISTER_TILE || kernel.workgroup_size == 0 {
-                return Err(unsupported(format!(
-                    "register-blocked matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_REGISTER_TILE:?}, any workgroup size)",
-                    kernel.workgroup_size
-                )));
-            }
-            if target.subgroup_size == Some(MATMUL_REGISTER_GROUP)
-                && kernel.workgroup_size.is_multiple_of(MATMUL_REGISTER_GROUP)
-            {
-                MATMUL_SUBGROUP_WGSL
-            } else {
-                MATMUL_REGISTER_WGSL
-            }
-        }
-        MatMulVariant::WorkgroupTiled => {
-            if *tile != MATMUL_TILED_TILE || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
-                return Err(unsupported(format!(
-                    "workgroup-tiled matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_TILED_TILE:?} x {MATMUL_TILED_WORKGROUP})",
-                    kernel.workgroup_size
-                )));
-            }
-            MATMUL_TILED_WGSL
-        }
-    };
-    let mut values: Vec<(&'static str, usize)> = vec![
-        ("M", *m),
-        ("N", *n),
-        ("K", *k),
-        ("BATCH", *batch),
-        ("A_BS", a.batch_stride),
-        ("A_RS", a.row_stride),
-        ("A_CS", a.col_stride),
-        ("B_BS", b.batch_stride),
-        ("B_RS", b.row_stride),
-        ("B_CS", b.col_stride),
-    ];
-    if *variant == MatMulVariant::RegisterBlocked {
-        values.push(("WG", kernel.workgroup_size as usize));
-    }
-    if let Some((name, v)) = values.iter().find(|(_, v)| *v > u32::MAX as usize) {
-        return Err(unsupported(format!(
-            "{name} = {v} does not fit u32 indexing"
-        )));
-    }
-    Ok(KernelSource {
-        wgsl: format!("{prelude}\n{library}"),
-        constants: values.iter().map(|&(name, v)| (name, v as f64)).collect(),
-        bindings,
-        offsets,
-    })
 }
 
 pub(crate) fn scalar(dt: DType) -> Scalar {
