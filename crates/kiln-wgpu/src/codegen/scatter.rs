@@ -49,41 +49,31 @@ pub(super) fn scatter_add(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenErr
             None => e,
         })
     };
-    let c = gid.clone();
-    let (r, i) = (W::ident("r"), W::ident("i"));
+    // element `row * cols + c` of a `[_, cols]` operand at element offset `off`
+    let row_el = |g: &Gen, off: usize, row: W| -> Result<W, CodegenError> {
+        with_off(
+            g,
+            off,
+            row.bin(BinOp::Mul, lit(g, *cols)?)
+                .bin(BinOp::Add, gid.clone()),
+        )
+    };
     // zero this thread's column
-    let zero_at = with_off(
-        &*g,
-        dst.offset,
-        r.clone()
-            .bin(BinOp::Mul, lit(&*g, *cols)?)
-            .bin(BinOp::Add, c.clone()),
-    )?;
+    let zero_at = row_el(g, dst.offset, W::ident("r"))?;
     g.stmts.push(Stmt::ForRange {
         var: "r".into(),
         start: W::u32(0),
-        end: lit(&*g, *rows)?,
+        end: lit(g, *rows)?,
         body: vec![Stmt::Assign(
             g.element(dst.arg as usize, zero_at),
             W::f32(0.0),
         )],
     });
     // then add every position's value in order
-    let ix_at = with_off(&*g, index.offset, i.clone())?;
-    let src_at = with_off(
-        &*g,
-        src.offset,
-        i.clone()
-            .bin(BinOp::Mul, lit(&*g, *cols)?)
-            .bin(BinOp::Add, c.clone()),
-    )?;
-    let dst_at = with_off(
-        &*g,
-        dst.offset,
-        W::ident("ix")
-            .bin(BinOp::Mul, lit(&*g, *cols)?)
-            .bin(BinOp::Add, c.clone()),
-    )?;
+    let i = W::ident("i");
+    let ix_at = with_off(g, index.offset, i.clone())?;
+    let src_at = row_el(g, src.offset, i)?;
+    let dst_at = row_el(g, dst.offset, W::ident("ix"))?;
     let at = W::ident("at");
     let body = vec![
         Stmt::Let(
@@ -92,7 +82,7 @@ pub(super) fn scatter_add(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenErr
             W::Convert(Scalar::U32, Box::new(g.element(index.arg as usize, ix_at))),
         ),
         Stmt::If(
-            W::ident("ix").bin(BinOp::Lt, lit(&*g, *rows)?),
+            W::ident("ix").bin(BinOp::Lt, lit(g, *rows)?),
             vec![
                 Stmt::Let("at".into(), Type::Scalar(Scalar::U32), dst_at),
                 Stmt::Assign(
@@ -107,7 +97,7 @@ pub(super) fn scatter_add(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenErr
     g.stmts.push(Stmt::ForRange {
         var: "i".into(),
         start: W::u32(0),
-        end: lit(&*g, *count)?,
+        end: lit(g, *count)?,
         body,
     });
     Ok(format!(
