@@ -250,6 +250,7 @@ impl Gen<'_> {
     }
 }
 
+/// 0 of `dt`.
 pub(super) fn zero(dt: DType) -> W {
     match dt {
         DType::F32 => W::f32(0.0),
@@ -257,6 +258,7 @@ pub(super) fn zero(dt: DType) -> W {
     }
 }
 
+/// 1 of `dt`.
 fn one(dt: DType) -> W {
     match dt {
         DType::F32 => W::f32(1.0),

@@ -52,6 +52,7 @@ pub(super) const OFFSETS: &str = "kp";
 pub(super) type LoadIndex<'a> = dyn FnMut(&Gen<'_>, usize, &View) -> Result<W, CodegenError> + 'a;
 
 impl<'k> Gen<'k> {
+    /// A kernel with no statements yet (scalar lanes, no flush).
     pub(super) fn new(kernel: &'k Kernel) -> Self {
         Gen {
             kernel,
@@ -127,6 +128,7 @@ impl<'k> Gen<'k> {
         }
     }
 
+    /// The error for a kernel that breaks a structural rule of `KernelIr`.
     pub(super) fn malformed(&self, what: String) -> CodegenError {
         CodegenError::Malformed {
             label: self.kernel.label.clone(),
@@ -134,6 +136,7 @@ impl<'k> Gen<'k> {
         }
     }
 
+    /// Emits `let {name}: u32 = value` and returns `name`.
     pub(super) fn let_u32(&mut self, name: String, value: W) -> W {
         self.stmts
             .push(Stmt::Let(name.clone(), Type::Scalar(Scalar::U32), value));
@@ -167,6 +170,7 @@ impl<'k> Gen<'k> {
         Ok(out)
     }
 
+    /// `v` as a u32 literal, or the error for a kernel whose indices do not fit u32.
     pub(super) fn lit_u32(&self, v: u64) -> Result<u32, CodegenError> {
         u32::try_from(v).map_err(|_| CodegenError::Unsupported {
             label: self.kernel.label.clone(),
@@ -233,6 +237,7 @@ impl<'k> Gen<'k> {
         }]
     }
 
+    /// Checks that `view` has one stride per axis of a rank-`rank` iteration shape.
     pub(super) fn check_rank(&self, view: &View, rank: usize) -> Result<(), CodegenError> {
         if view.strides.len() != rank {
             return Err(self.malformed(format!(
@@ -295,6 +300,7 @@ impl<'k> Gen<'k> {
     }
 }
 
+/// A `u32` function parameter.
 pub(super) fn u32_param(name: &str) -> Param {
     Param {
         builtin: None,

@@ -24,6 +24,7 @@ pub(super) struct LazyCones {
 }
 
 impl Fuser<'_> {
+    /// Places elementwise node `id` (see the module page).
     pub(super) fn elementwise(&mut self, id: NodeId) -> Result<Val> {
         let n = self.g.node(id).clone();
         let shape = n.shape.dims().to_vec();

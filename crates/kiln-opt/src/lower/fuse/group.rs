@@ -101,6 +101,7 @@ pub struct Group {
 }
 
 impl Group {
+    /// The body of phase `p`.
     pub(super) fn body(&mut self, p: Phase) -> &mut Body {
         match p {
             Phase::Stage(s) => &mut self.stages[s as usize].0,
@@ -108,6 +109,7 @@ impl Group {
             Phase::Bc => &mut self.bc,
         }
     }
+    /// The body of phase `p`, read-only.
     pub(super) fn body_ref(&self, p: Phase) -> &Body {
         match p {
             Phase::Stage(s) => &self.stages[s as usize].0,
@@ -141,6 +143,7 @@ impl Group {
 }
 
 impl Fuser<'_> {
+    /// Opens a new group of `kind` (one empty stage) after every existing one.
     pub(super) fn new_group(&mut self, kind: GroupKind) -> usize {
         self.groups.push(Group {
             kind,

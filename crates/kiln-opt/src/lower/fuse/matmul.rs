@@ -40,6 +40,7 @@ impl Fuser<'_> {
         })
     }
 
+    /// A matmul is a group of its own; its value is the accumulator in the epilogue.
     pub(super) fn matmul(&mut self, id: NodeId) -> Result<Val> {
         let n = self.g.node(id).clone();
         let dims = n.shape.dims().to_vec();

@@ -11,6 +11,7 @@ use crate::Result;
 use kiln_ir::{NodeId, Op, Shape};
 
 impl Fuser<'_> {
+    /// Reshape, permute or expand: a register value kept, a lazy relabelling, or a view.
     pub(super) fn movement(&mut self, id: NodeId) -> Result<Val> {
         let n = self.g.node(id).clone();
         let x = n.inputs[0];

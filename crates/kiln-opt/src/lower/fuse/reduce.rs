@@ -24,6 +24,7 @@ impl Fuser<'_> {
         (before + gr.stages[s].1.len() - 1) as u32
     }
 
+    /// Places reduction `id` (see the module page); its value is in the epilogue.
     pub(super) fn reduce(&mut self, id: NodeId, op: ReduceOp, axes: &[usize]) -> Result<Val> {
         let n = self.g.node(id).clone();
         let x = n.inputs[0];

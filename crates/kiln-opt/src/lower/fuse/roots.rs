@@ -24,6 +24,7 @@ impl Fuser<'_> {
         self.copy_kernel(v, &vn.name, Class::Standalone)
     }
 
+    /// Places the graph's outputs and assignments, once every node has a value.
     pub(super) fn roots(&mut self) -> Result<()> {
         let outputs = self.g.outputs().to_vec();
         for (name, id) in outputs {

@@ -39,6 +39,7 @@ pub enum Val {
 }
 
 impl Fuser<'_> {
+    /// The value of a node already placed.
     pub(super) fn val(&self, id: NodeId) -> Val {
         self.vals[id.index()]
             .clone()
