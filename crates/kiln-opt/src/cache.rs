@@ -52,8 +52,8 @@ impl CacheKey {
         limits: &DeviceLimits,
         device: &str,
     ) -> CacheKey {
-        let graph_bytes = codec::canonical_bytes(graph)
-            .unwrap_or_else(|_| format!("{graph:?}").into_bytes());
+        let graph_bytes =
+            codec::canonical_bytes(graph).unwrap_or_else(|_| format!("{graph:?}").into_bytes());
         let parts = vec![
             ("graph".to_string(), h64(&graph_bytes)),
             (

@@ -38,42 +38,28 @@ impl Pass for EliminateDeadNodes {
                 }
             }
         }
-        let mut remap = vec![NodeId(u32::MAX); g.len()];
-        let mut out = Graph::new();
-        for (id, n) in g.iter() {
-            if !live[id.index()] {
-                continue;
-            }
-            let node = Node {
-                op: n.op.clone(),
-                inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
-                shape: n.shape.clone(),
-                dtype: n.dtype,
-                name: n.name.clone(),
-            };
-            remap[id.index()] = out.push_unchecked(node);
-        }
-        let outputs = g
-            .outputs()
-            .iter()
-            .map(|(n, o)| (n.clone(), remap[o.index()]))
-            .collect();
-        let assigns = g
-            .assigns()
-            .iter()
-            .map(|(p, v)| (remap[p.index()], remap[v.index()]))
-            .collect();
-        out.set_roots(outputs, assigns);
-        Ok(out)
+        Ok(rebuild_live(g, &live, |out, n| {
+            out.push_unchecked(n.clone())
+        }))
     }
 }
 
 /// Rebuilds `g` node by node: `f` sees the original node with inputs already remapped into
 /// the new graph and returns the id that stands for it there.
-pub(crate) fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+pub(crate) fn rebuild(g: &Graph, f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+    rebuild_live(g, &vec![true; g.len()], f)
+}
+
+/// [`rebuild`] over the nodes marked in `live` only (the others are dropped; no live node,
+/// output or assignment may depend on them). Outputs and assignments are remapped into the
+/// new graph.
+fn rebuild_live(g: &Graph, live: &[bool], mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
     let mut remap = vec![NodeId(u32::MAX); g.len()];
     let mut out = Graph::new();
     for (id, n) in g.iter() {
+        if !live[id.index()] {
+            continue;
+        }
         let node = Node {
             op: n.op.clone(),
             inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
