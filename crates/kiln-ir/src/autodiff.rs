@@ -47,7 +47,7 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> 
             if parts[i].is_empty() {
                 continue;
             }
-            let id = NodeId(i as u32);
+            let id = NodeId::at(i);
             let dy = combine(g, id, std::mem::take(&mut parts[i]))?;
             adj[i] = Some(dy);
             let node = g.node(id).clone();
@@ -170,14 +170,14 @@ fn stack_recurrent_products(g: &mut Graph, fulls: Vec<NodeId>) -> Result<Vec<Nod
     for (i, node) in g.nodes.iter().enumerate() {
         if node.op == Op::Reshape && node.shape.0 == [b, 1, n] {
             if let Some(&p) = part_of.get(&node.inputs[0]) {
-                reshaped.insert(NodeId(i as u32), p);
+                reshaped.insert(NodeId::at(i), p);
             }
         }
     }
     let concat = g.nodes.iter().enumerate().find(|(_, node)| {
         node.op == Op::Concat { axis: 1 } && node.inputs.iter().any(|o| reshaped.contains_key(o))
     });
-    let Some((c, c_node)) = concat.map(|(i, node)| (NodeId(i as u32), node.clone())) else {
+    let Some((c, c_node)) = concat.map(|(i, node)| (NodeId::at(i), node.clone())) else {
         return Ok(fulls);
     };
     let mut used = vec![false; stack.len()];

@@ -81,7 +81,7 @@ pub fn eval(g: &Graph, wanted: &[NodeId], feeds: &Feeds) -> Result<Vec<Tensor>> 
                     .expect("operands precede their users")
             })
             .collect();
-        let v = eval_node(g, NodeId(i as u32), &args, feeds)?;
+        let v = eval_node(g, NodeId::at(i), &args, feeds)?;
         vals[i] = Some(v);
     }
     Ok(wanted

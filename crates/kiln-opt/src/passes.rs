@@ -54,7 +54,12 @@ pub(crate) fn rebuild(g: &Graph, f: impl FnMut(&mut Graph, &Node) -> NodeId) -> 
 /// output or assignment may depend on them). Outputs and assignments are remapped into the
 /// new graph.
 fn rebuild_live(g: &Graph, live: &[bool], mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
-    let mut remap = vec![NodeId(u32::MAX); g.len()];
+    // every operand, output and assignment of a live node is live and earlier (the
+    // precondition above, and arena order), so its new id is always known when asked for
+    let mut remap: Vec<Option<NodeId>> = vec![None; g.len()];
+    let at = |remap: &[Option<NodeId>], i: NodeId| {
+        remap[i.index()].expect("rebuild_live: a live node depends on a dead or later one")
+    };
     let mut out = Graph::new();
     for (id, n) in g.iter() {
         if !live[id.index()] {
@@ -62,22 +67,22 @@ fn rebuild_live(g: &Graph, live: &[bool], mut f: impl FnMut(&mut Graph, &Node) -
         }
         let node = Node {
             op: n.op.clone(),
-            inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
+            inputs: n.inputs.iter().map(|&i| at(&remap, i)).collect(),
             shape: n.shape.clone(),
             dtype: n.dtype,
             name: n.name.clone(),
         };
-        remap[id.index()] = f(&mut out, &node);
+        remap[id.index()] = Some(f(&mut out, &node));
     }
     let outputs = g
         .outputs()
         .iter()
-        .map(|(n, o)| (n.clone(), remap[o.index()]))
+        .map(|(n, o)| (n.clone(), at(&remap, *o)))
         .collect();
     let assigns = g
         .assigns()
         .iter()
-        .map(|(p, v)| (remap[p.index()], remap[v.index()]))
+        .map(|(p, v)| (at(&remap, *p), at(&remap, *v)))
         .collect();
     out.set_roots(outputs, assigns);
     out

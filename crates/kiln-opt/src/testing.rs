@@ -136,6 +136,11 @@ pub fn check_graph(
     Ok(())
 }
 
+/// The `i`-th leaf of a vector case (its leaves are the graph's first nodes).
+fn leaf(g: &Graph, i: usize) -> NodeId {
+    g.id_at(i).expect("vector cases create their leaves first")
+}
+
 /// A seeded random graph of at most `max_nodes` computed nodes over small random shapes —
 /// elementwise chains with broadcasting, reductions, matmuls, movement ops, several
 /// outputs and param assignments — plus feeds for its inputs and params. Values stay in
@@ -426,7 +431,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("c", vec![64], DType::F32),
             ],
             |g| {
-                let [a, b, c] = [0u32, 1, 2].map(NodeId);
+                let [a, b, c] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let ab = g.mul(a, b)?;
                 let r = g.add(ab, c)?;
                 g.output("out", r)
@@ -441,7 +446,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("col", vec![6, 1], DType::F32),
             ],
             |g| {
-                let [x, row, col] = [0u32, 1, 2].map(NodeId);
+                let [x, row, col] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let t = g.add(x, row)?;
                 let u = g.mul(t, col)?;
                 let k = g.scalar(0.5);
@@ -457,7 +462,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("y", vec![12, 1], DType::F32),
             ],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let r = g.maximum(x, y)?;
                 g.output("out", r)
             },
@@ -471,7 +476,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("f", vec![4, 4], DType::F32),
             ],
             |g| {
-                let [a, b, f] = [0u32, 1, 2].map(NodeId);
+                let [a, b, f] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let lt = g.binary(BinaryOp::Lt, a, b)?;
                 let ab = g.mul(a, b)?;
                 let d = g.sub(a, b)?;
@@ -496,7 +501,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("y", vec![2, 3, 8], DType::F32),
             ],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let t = g.tanh(x)?;
                 let s = g.sigmoid(y)?;
                 let e = g.exp(t)?;
@@ -524,7 +529,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "in_place_param_update",
             vec![("p", vec![3, 4], DType::F32), ("x", vec![3, 4], DType::F32)],
             |g| {
-                let [p, x] = [0u32, 1].map(NodeId);
+                let [p, x] = [0usize, 1].map(|i| leaf(g, i));
                 let h = g.mul_scalar(p, 0.5)?;
                 let n = g.add(h, x)?;
                 g.assign(p, n)
@@ -535,7 +540,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "transposed_read_falls_back",
             vec![("x", vec![4, 8], DType::F32), ("y", vec![8, 4], DType::F32)],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let yt = g.transpose(y)?;
                 let r = g.add(x, yt)?;
                 g.output("out", r)
@@ -546,7 +551,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "odd_sizes_fall_back",
             vec![("x", vec![8, 3], DType::F32), ("y", vec![7], DType::F32)],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let e = g.exp(x)?;
                 g.output("a", e)?;
                 let s = g.mul(y, y)?;

@@ -128,7 +128,7 @@ impl Fuser<'_> {
         let e = self.groups[g]
             .body(p)
             .push(elementwise_expr(&n.op, &args), n.dtype);
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Reg {
             g,
             phase: p,
@@ -159,7 +159,7 @@ impl Fuser<'_> {
             },
             DType::F32,
         );
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Reg {
             g,
             phase: p,

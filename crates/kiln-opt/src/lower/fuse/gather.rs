@@ -42,7 +42,7 @@ impl Fuser<'_> {
             },
             n.dtype,
         );
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Reg {
             g,
             phase: p,
@@ -75,7 +75,7 @@ impl Fuser<'_> {
         let ti = &mut self.tensors.info[dst as usize];
         ti.producer = Some(g);
         ti.last_write = Some(g);
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Mem {
             t: dst,
             view: View::contiguous(&dims),

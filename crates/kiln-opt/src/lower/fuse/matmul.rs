@@ -62,7 +62,7 @@ impl Fuser<'_> {
             self.note_load(t, g, Phase::Epi, false);
         }
         let e = self.groups[g].epi.push(Expr::Acc(0), DType::F32);
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Reg {
             g,
             phase: Phase::Epi,

@@ -124,8 +124,8 @@ impl Fuser<'_> {
         for &i in &n.inputs {
             args.push(self.value_in(i, g, p, map, rank)?);
         }
-        if !self.groups[g].nodes.contains(&id.0) {
-            self.groups[g].nodes.push(id.0);
+        if !self.groups[g].nodes.contains(&(id.index() as u32)) {
+            self.groups[g].nodes.push(id.index() as u32);
         }
         Ok(self.groups[g]
             .body(p)

@@ -118,7 +118,7 @@ impl Fuser<'_> {
                 .epi
                 .push(Expr::Binary(BinaryOp::Mul, e, c), dt);
         }
-        self.groups[g].nodes.push(id.0);
+        self.groups[g].nodes.push(id.index() as u32);
         Ok(Val::Reg {
             g,
             phase: Phase::Epi,

@@ -68,8 +68,8 @@ impl Fuser<'_> {
             None => None,
         };
         self.add_store(g, Phase::Stage(0), t, e, view);
-        if !self.groups[g].nodes.contains(&id.0) {
-            self.groups[g].nodes.push(id.0);
+        if !self.groups[g].nodes.contains(&(id.index() as u32)) {
+            self.groups[g].nodes.push(id.index() as u32);
         }
         Ok(())
     }
