@@ -1,6 +1,6 @@
 //! Losses and metrics as graph compositions (Keras formulas).
 
-use crate::Activation;
+use super::Activation;
 use crate::Result;
 use kiln_ir::{BinaryOp, Graph, NodeId};
 
@@ -125,15 +125,7 @@ impl Loss {
                 g.abs(d)?
             }
             _ => {
-                let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
-                let lp = g.log(pc)?;
-                let one = g.scalar(1.0);
-                let q = g.sub(one, pc)?;
-                let lq = g.log(q)?;
-                let omy = g.sub(one, y)?;
-                let a = g.mul(y, lp)?;
-                let b = g.mul(omy, lq)?;
-                let s = g.add(a, b)?;
+                let s = binary_log_likelihood(g, p, y)?;
                 g.neg(s)?
             }
         };
@@ -149,10 +141,7 @@ impl Loss {
         y: NodeId,
         last: usize,
     ) -> kiln_ir::Result<NodeId> {
-        let tot = g.sum(p, &[last], true)?;
-        let pn = g.div(p, tot)?;
-        let pc = g.clip(pn, EPSILON, 1.0 - EPSILON)?;
-        let lp = g.log(pc)?;
+        let lp = log_normalized(g, p, last)?;
         let a = g.mul(y, lp)?;
         g.neg(a)
     }
@@ -180,23 +169,12 @@ impl Loss {
                     g.mean(a, &[last], false)
                 }
                 Loss::BinaryCrossentropy => {
-                    let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
-                    let lp = g.log(pc)?;
-                    let one = g.scalar(1.0);
-                    let q = g.sub(one, pc)?;
-                    let lq = g.log(q)?;
-                    let omy = g.sub(one, y)?;
-                    let a = g.mul(y, lp)?;
-                    let b = g.mul(omy, lq)?;
-                    let s = g.add(a, b)?;
+                    let s = binary_log_likelihood(g, p, y)?;
                     let m = g.mean(s, &[last], false)?;
                     g.neg(m)
                 }
                 Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
-                    let tot = g.sum(p, &[last], true)?;
-                    let pn = g.div(p, tot)?;
-                    let pc = g.clip(pn, EPSILON, 1.0 - EPSILON)?;
-                    let lp = g.log(pc)?;
+                    let lp = log_normalized(g, p, last)?;
                     let a = g.mul(y, lp)?;
                     let s = g.sum(a, &[last], false)?;
                     g.neg(s)
@@ -206,153 +184,33 @@ impl Loss {
     }
 }
 
+/// The binary crossentropy's elementwise log-likelihood `y log p + (1 - y) log(1 - p)`, with
+/// `p` clipped to `[EPSILON, 1 - EPSILON]` (Keras); the losses negate and average it.
+fn binary_log_likelihood(g: &mut Graph, p: NodeId, y: NodeId) -> kiln_ir::Result<NodeId> {
+    let pc = g.clip(p, EPSILON, 1.0 - EPSILON)?;
+    let lp = g.log(pc)?;
+    let one = g.scalar(1.0);
+    let q = g.sub(one, pc)?;
+    let lq = g.log(q)?;
+    let omy = g.sub(one, y)?;
+    let a = g.mul(y, lp)?;
+    let b = g.mul(omy, lq)?;
+    g.add(a, b)
+}
+
+/// `log(p / sum(p))` over axis `last`, the normalized probabilities clipped to
+/// `[EPSILON, 1 - EPSILON]` (Keras's categorical crossentropy on probabilities).
+fn log_normalized(g: &mut Graph, p: NodeId, last: usize) -> kiln_ir::Result<NodeId> {
+    let tot = g.sum(p, &[last], true)?;
+    let pn = g.div(p, tot)?;
+    let pc = g.clip(pn, EPSILON, 1.0 - EPSILON)?;
+    g.log(pc)
+}
+
 /// One-hot rows `[batch, k]` from class ids `y` (`[batch, 1]`) for predictions `p`
 /// (`[batch, k]`): `y == [0, 1, …, k-1]`, broadcast (a constant iota, no gather).
-fn one_hot(g: &mut Graph, y: NodeId, p: NodeId) -> kiln_ir::Result<NodeId> {
+pub(super) fn one_hot(g: &mut Graph, y: NodeId, p: NodeId) -> kiln_ir::Result<NodeId> {
     let k = g.shape(p).dims().last().copied().unwrap_or(1);
     let iota = g.constant((0..k).map(|i| i as f64).collect(), [k], kiln_ir::DType::F32)?;
     g.binary(BinaryOp::Eq, y, iota)
-}
-
-/// A metric reported during training and evaluation.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Keras `accuracy`: binary accuracy for binary crossentropy or one output, else
-    /// categorical accuracy.
-    Accuracy,
-    /// `mean(round(p) == y)` per sample (threshold 0.5).
-    BinaryAccuracy,
-    /// `argmax(p) == argmax(y)`.
-    CategoricalAccuracy,
-    /// `argmax(p) == y` for class-id labels `[batch, 1]` (with
-    /// [`Loss::SparseCategoricalCrossentropy`]).
-    SparseCategoricalAccuracy,
-    /// `mean((y - p)², axis=-1)` (Keras `mse` / `mean_squared_error`).
-    #[serde(rename = "mse", alias = "mean_squared_error")]
-    MeanSquaredError,
-    /// `mean(|y - p|, axis=-1)` (Keras `mae` / `mean_absolute_error`).
-    #[serde(rename = "mae", alias = "mean_absolute_error")]
-    MeanAbsoluteError,
-}
-
-impl Metric {
-    /// Name shown in logs (`accuracy` for the generic one, as Keras does).
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Accuracy => "accuracy",
-            Metric::BinaryAccuracy => "binary_accuracy",
-            Metric::CategoricalAccuracy => "categorical_accuracy",
-            Metric::SparseCategoricalAccuracy => "sparse_categorical_accuracy",
-            Metric::MeanSquaredError => "mse",
-            Metric::MeanAbsoluteError => "mae",
-        }
-    }
-
-    /// Whether the (resolved) metric reads class-id labels `[batch, 1]`.
-    pub fn sparse_labels(self) -> bool {
-        self == Metric::SparseCategoricalAccuracy
-    }
-
-    /// The concrete metric Keras would pick for `accuracy` given the loss and output width:
-    /// binary accuracy for binary crossentropy or one output, sparse categorical accuracy
-    /// for sparse crossentropy, else categorical accuracy.
-    pub fn resolve(self, loss: Loss, outputs: usize) -> Metric {
-        match self {
-            Metric::Accuracy if loss == Loss::BinaryCrossentropy || outputs == 1 => {
-                Metric::BinaryAccuracy
-            }
-            Metric::Accuracy if loss == Loss::SparseCategoricalCrossentropy => {
-                Metric::SparseCategoricalAccuracy
-            }
-            Metric::Accuracy => Metric::CategoricalAccuracy,
-            m => m,
-        }
-    }
-
-    /// The metric summed over the batch (a scalar; the model divides by the sample count).
-    /// `logits` as in [`Loss::batch_mean`]: argmax of a softmax is the argmax of its logits.
-    pub fn batch_sum(
-        self,
-        g: &mut Graph,
-        p: NodeId,
-        y: NodeId,
-        logits: Option<(NodeId, Activation)>,
-    ) -> Result<NodeId> {
-        let last = g.shape(p).rank() - 1;
-        let k = g.shape(p).dims()[last].max(1);
-        match self {
-            Metric::BinaryAccuracy | Metric::Accuracy => {
-                Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
-                    let half = g.scalar(0.5);
-                    let pred = g.binary(BinaryOp::Gt, p, half)?;
-                    let hit = g.binary(BinaryOp::Eq, pred, y)?;
-                    let s = g.sum_all(hit)?;
-                    g.mul_scalar(s, 1.0 / k as f64)
-                })?)
-            }
-            Metric::CategoricalAccuracy | Metric::SparseCategoricalAccuracy => {
-                let src = match logits {
-                    Some((z, Activation::Softmax)) => z,
-                    _ => p,
-                };
-                let v = self.per_sample(g, src, y)?;
-                Ok(g.sum_all(v)?)
-            }
-            Metric::MeanSquaredError | Metric::MeanAbsoluteError => {
-                // sum over the batch of the per-sample mean over the last axis
-                Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
-                    let d = g.sub(y, p)?;
-                    let t = if self == Metric::MeanSquaredError {
-                        g.square(d)?
-                    } else {
-                        g.abs(d)?
-                    };
-                    let s = g.sum_all(t)?;
-                    g.mul_scalar(s, 1.0 / k as f64)
-                })?)
-            }
-        }
-    }
-
-    /// Per-sample metric value `[batch]` (already resolved).
-    pub fn per_sample(self, g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
-        let last = g.shape(p).rank() - 1;
-        Ok(g.scoped(self.name(), |g| -> kiln_ir::Result<NodeId> {
-            match self {
-                Metric::BinaryAccuracy | Metric::Accuracy => {
-                    let half = g.scalar(0.5);
-                    let pred = g.binary(BinaryOp::Gt, p, half)?;
-                    let hit = g.binary(BinaryOp::Eq, pred, y)?;
-                    g.mean(hit, &[last], false)
-                }
-                Metric::CategoricalAccuracy => {
-                    let m = g.max(p, &[last], true)?;
-                    let is_max = g.binary(BinaryOp::Eq, p, m)?;
-                    let ymax = g.max(y, &[last], true)?;
-                    let is_true = g.binary(BinaryOp::Eq, y, ymax)?;
-                    let both = g.mul(is_max, is_true)?;
-                    let any = g.max(both, &[last], false)?;
-                    Ok(any)
-                }
-                Metric::SparseCategoricalAccuracy => {
-                    let m = g.max(p, &[last], true)?;
-                    let is_max = g.binary(BinaryOp::Eq, p, m)?;
-                    let is_true = one_hot(g, y, p)?;
-                    let both = g.mul(is_max, is_true)?;
-                    g.max(both, &[last], false)
-                }
-                Metric::MeanSquaredError => {
-                    let d = g.sub(y, p)?;
-                    let d2 = g.square(d)?;
-                    g.mean(d2, &[last], false)
-                }
-                Metric::MeanAbsoluteError => {
-                    let d = g.sub(y, p)?;
-                    let a = g.abs(d)?;
-                    g.mean(a, &[last], false)
-                }
-            }
-        })?)
-    }
 }
