@@ -6,11 +6,29 @@
 //! (mode, batch size) — for training: forward, loss, metrics, autodiff backward and the
 //! optimizer update — compile it once into a plan and replay it batch after batch.
 //!
+//! ## Three parts
+//! - [`layers`] — **graph building**: the [`Layer`] trait and the layers (each file holds a
+//!   layer and its serializable config), activations, initializers, regularizers, losses,
+//!   metrics, optimizers (their updates are graph assignments) and
+//!   [`layers::Stack`], which turns the layers and the `compile` setup into the graph of one
+//!   [`Mode`] and batch size. It never sees a device.
+//! - [`train`] — **the runtime**: [`Sequential`] binds a stack to a device, compiles its
+//!   graphs into plans through the plan cache and runs them: the `fit` loop with its
+//!   [`callbacks`] and [`progress`] bar, `evaluate`, `predict`, the host's view of the device
+//!   state (weights, learning rate, accumulators), model files ([`io`]), `summary`, diagrams.
+//! - [`data`] — **host-side data**: [`preprocessing`] (Keras's utilities, the tokenizer,
+//!   splits) and [`datasets`] (the bundled data sets).
+//!
+//! The dependencies go one way: `train` uses `layers`; `layers` uses neither `train` nor
+//! `data`; `data` uses neither. [`vars`] names every device variable; [`LayerError`] is the
+//! crate's one error type.
+//!
 //! ## Invariants
 //! - One training step is one plan run: the update is part of the graph (assignments), so
 //!   weights never leave the device during `fit`.
 //! - Weights are device variables named `<layer>/<weight>` (`dense_1/kernel`), shared by the
-//!   train, evaluate and predict plans.
+//!   train, evaluate and predict plans. Every device-variable name is built by [`vars`] and
+//!   nowhere else; the names are the model file format.
 //! - Seeded and deterministic: initializers and shuffling use counter-based streams derived
 //!   from the model seed.
 //! - A short last batch gets its own plan (cached), so it computes exactly what a full batch

@@ -3,7 +3,7 @@
 //! ([`datasets`]). Everything here works on [`kiln_opt::HostTensor`]s and plain vectors.
 //!
 //! ## Invariants
-//! - Standalone: depends on neither `layers` nor `train` (only on [`crate::error`] for the
+//! - Standalone: depends on neither `layers` nor `train` (only on `crate::error` for the
 //!   conversion of its errors into [`crate::LayerError`]).
 //! - No panics on user data: every function returns a typed error
 //!   ([`preprocessing::PreprocessingError`], [`datasets::DatasetError`]).

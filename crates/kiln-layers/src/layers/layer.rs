@@ -28,7 +28,7 @@ pub trait Layer {
     fn declared_input(&self) -> Option<Vec<usize>> {
         None
     }
-    /// Whether this is an [`InputLayer`]: it only declares the model's input shape, must
+    /// Whether this is an [`InputLayer`](super::InputLayer): it only declares the model's input shape, must
     /// come first, and has no row in `summary()` (as in Keras).
     fn is_input(&self) -> bool {
         false

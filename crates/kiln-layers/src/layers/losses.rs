@@ -158,16 +158,8 @@ impl Loss {
                 l => (l, y),
             };
             match loss {
-                Loss::MeanSquaredError => {
-                    let d = g.sub(y, p)?;
-                    let d2 = g.square(d)?;
-                    g.mean(d2, &[last], false)
-                }
-                Loss::MeanAbsoluteError => {
-                    let d = g.sub(y, p)?;
-                    let a = g.abs(d)?;
-                    g.mean(a, &[last], false)
-                }
+                Loss::MeanSquaredError => mean_error(g, p, y, last, Error::Squared),
+                Loss::MeanAbsoluteError => mean_error(g, p, y, last, Error::Absolute),
                 Loss::BinaryCrossentropy => {
                     let s = binary_log_likelihood(g, p, y)?;
                     let m = g.mean(s, &[last], false)?;
@@ -182,6 +174,31 @@ impl Loss {
             }
         })?)
     }
+}
+
+/// The elementwise error of [`mean_error`].
+#[derive(Copy, Clone)]
+pub(super) enum Error {
+    /// `(y - p)²`
+    Squared,
+    /// `|y - p|`
+    Absolute,
+}
+
+/// The per-sample mean error over axis `last` (mse / mae, as losses and as metrics).
+pub(super) fn mean_error(
+    g: &mut Graph,
+    p: NodeId,
+    y: NodeId,
+    last: usize,
+    error: Error,
+) -> kiln_ir::Result<NodeId> {
+    let d = g.sub(y, p)?;
+    let e = match error {
+        Error::Squared => g.square(d)?,
+        Error::Absolute => g.abs(d)?,
+    };
+    g.mean(e, &[last], false)
 }
 
 /// The binary crossentropy's elementwise log-likelihood `y log p + (1 - y) log(1 - p)`, with

@@ -1,6 +1,6 @@
 //! Metrics ([`Metric`]): accuracy variants, mse, mae — accumulated on the device.
 
-use super::losses::one_hot;
+use super::losses::{mean_error, one_hot, Error};
 use super::{Activation, Loss};
 use crate::Result;
 use kiln_ir::{BinaryOp, Graph, NodeId};
@@ -133,16 +133,8 @@ impl Metric {
                     let both = g.mul(is_max, is_true)?;
                     g.max(both, &[last], false)
                 }
-                Metric::MeanSquaredError => {
-                    let d = g.sub(y, p)?;
-                    let d2 = g.square(d)?;
-                    g.mean(d2, &[last], false)
-                }
-                Metric::MeanAbsoluteError => {
-                    let d = g.sub(y, p)?;
-                    let a = g.abs(d)?;
-                    g.mean(a, &[last], false)
-                }
+                Metric::MeanSquaredError => mean_error(g, p, y, last, Error::Squared),
+                Metric::MeanAbsoluteError => mean_error(g, p, y, last, Error::Absolute),
             }
         })?)
     }

@@ -6,7 +6,7 @@
 //!
 //! ## Invariants
 //! - No device, no plan, no host data beyond constants: this module depends on `kiln-ir`,
-//!   [`crate::vars`] and [`crate::error`] only (not on `train` or `data`).
+//!   [`crate::vars`] and `crate::error` only (not on `train` or `data`).
 //! - Device variables are created only by the names in [`crate::vars`].
 //! - Building the same stack twice gives the same graph, node for node (plans are cached by
 //!   the graph's hash).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 /// Metric values by name (`loss`, `accuracy`, `val_loss`...).
 pub type Logs = BTreeMap<String, f64>;
 
-/// Per-epoch logs returned by [`Sequential::fit`] (Keras `History.history`).
+/// Per-epoch logs returned by [`Sequential::fit`](crate::Sequential::fit) (Keras `History.history`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// Values per metric name, one per epoch.

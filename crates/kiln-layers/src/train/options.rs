@@ -2,7 +2,7 @@
 
 use kiln_opt::HostTensor;
 
-/// Options of [`Sequential::fit`] (Keras defaults).
+/// Options of [`Sequential::fit`](crate::Sequential::fit) (Keras defaults).
 #[derive(Clone, Debug)]
 pub struct Fit {
     /// Passes over the data (default 1).

@@ -1,9 +1,10 @@
 //! Keras `Adamax`.
 
 use super::{
-    count_step, ema, hyper, one_minus, power, slot, Optimizer, OptimizerCommon, OptimizerConfig,
+    beta_hyper_params, betas_and_step, ema, one_minus, power, slot, Optimizer, OptimizerCommon,
+    OptimizerConfig,
 };
-use crate::{vars, Result};
+use crate::Result;
 use kiln_ir::{Graph, NodeId};
 
 /// Adamax (Keras `Adamax`): with `t` the step count after this step, slots `m` and `u`:
@@ -53,17 +54,12 @@ impl Optimizer for Adamax {
     }
 
     fn hyper_params(&self) -> Vec<(String, f32)> {
-        self.common.hyper_params(&[
-            (vars::optimizer::BETA_1, self.beta_1),
-            (vars::optimizer::BETA_2, self.beta_2),
-        ])
+        beta_hyper_params(&self.common, self.beta_1, self.beta_2)
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
         self.common.update(g, self.name(), params, |g, lr, params| {
-            let b1 = hyper(g, vars::optimizer::BETA_1)?;
-            let b2 = hyper(g, vars::optimizer::BETA_2)?;
-            let t = count_step(g)?;
+            let (b1, b2, t) = betas_and_step(g)?;
             let one_minus_b1 = one_minus(g, b1)?;
             let b1t = power(g, b1, t)?;
             let c1 = one_minus(g, b1t)?;

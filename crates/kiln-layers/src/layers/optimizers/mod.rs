@@ -244,6 +244,20 @@ pub(super) fn count_step(g: &mut Graph) -> Result<NodeId> {
     Ok(t1)
 }
 
+/// What Adam, Adamax and Nadam start with: `beta_1` and `beta_2` read in-graph, and the step
+/// count `t` after this step (counted once).
+pub(super) fn betas_and_step(g: &mut Graph) -> Result<(NodeId, NodeId, NodeId)> {
+    let b1 = hyper(g, vars::optimizer::BETA_1)?;
+    let b2 = hyper(g, vars::optimizer::BETA_2)?;
+    let t = count_step(g)?;
+    Ok((b1, b2, t))
+}
+
+/// The hyper-parameter variables of Adam, Adamax and Nadam: learning rate, `beta_1`, `beta_2`.
+pub(super) fn beta_hyper_params(common: &OptimizerCommon, b1: f32, b2: f32) -> Vec<(String, f32)> {
+    common.hyper_params(&[(vars::optimizer::BETA_1, b1), (vars::optimizer::BETA_2, b2)])
+}
+
 /// `c^t` for a positive scalar `c`.
 pub(super) fn power(g: &mut Graph, c: NodeId, t: NodeId) -> Result<NodeId> {
     Ok(g.pow(c, t)?)

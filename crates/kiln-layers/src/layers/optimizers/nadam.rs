@@ -1,7 +1,8 @@
 //! Keras `Nadam`.
 
 use super::{
-    count_step, ema, hyper, one_minus, power, slot, Optimizer, OptimizerCommon, OptimizerConfig,
+    beta_hyper_params, betas_and_step, ema, hyper, one_minus, power, slot, Optimizer,
+    OptimizerCommon, OptimizerConfig,
 };
 use crate::{vars, Result};
 use kiln_ir::{Graph, NodeId};
@@ -69,17 +70,12 @@ impl Optimizer for Nadam {
     }
 
     fn hyper_params(&self) -> Vec<(String, f32)> {
-        self.common.hyper_params(&[
-            (vars::optimizer::BETA_1, self.beta_1),
-            (vars::optimizer::BETA_2, self.beta_2),
-        ])
+        beta_hyper_params(&self.common, self.beta_1, self.beta_2)
     }
 
     fn apply(&self, g: &mut Graph, params: &[(NodeId, NodeId)]) -> Result<()> {
         self.common.update(g, self.name(), params, |g, lr, params| {
-            let b1 = hyper(g, vars::optimizer::BETA_1)?;
-            let b2 = hyper(g, vars::optimizer::BETA_2)?;
-            let t = count_step(g)?;
+            let (b1, b2, t) = betas_and_step(g)?;
             let t_next = g.add_scalar(t, 1.0)?;
             let mu_t = nadam_mu(g, b1, t)?;
             let mu_t1 = nadam_mu(g, b1, t_next)?;

@@ -1,7 +1,7 @@
 //! Keras `GRU` (`reset_after=True`).
 
-use super::{check_recurrent, dropout_masks, project, recurrent_output, recurrent_params, unroll};
-use crate::layers::{Activation, Initializer, Layer, LayerConfig, ParamSpec, TrainContext};
+use super::{project, recurrent_params, unroll};
+use crate::layers::{Activation, Initializer, ParamSpec};
 use crate::Result;
 use kiln_ir::{Graph, NodeId};
 use serde::{Deserialize, Serialize};
@@ -83,33 +83,9 @@ impl Gru {
     }
 }
 
-impl Layer for Gru {
-    fn kind(&self) -> &'static str {
-        "GRU"
-    }
-
-    fn config(&self) -> LayerConfig {
-        LayerConfig::Gru(self.cfg.clone())
-    }
-
-    fn declared_input(&self) -> Option<Vec<usize>> {
-        self.cfg.input_shape.clone()
-    }
-
-    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
-        let c = &self.cfg;
-        (self.steps, self.features) = check_recurrent(
-            name,
-            "GRU",
-            c.units,
-            (c.dropout, c.recurrent_dropout),
-            c.input_shape.as_deref(),
-            input,
-        )?;
-        Ok(recurrent_output(c.units, self.steps, c.return_sequences))
-    }
-
-    fn params(&self) -> Vec<ParamSpec> {
+impl Gru {
+    /// Its weights ([`Layer::params`](crate::layers::Layer::params)).
+    fn weights(&self) -> Vec<ParamSpec> {
         let (c, u) = (&self.cfg, self.cfg.units);
         recurrent_params(
             self.features,
@@ -120,27 +96,16 @@ impl Layer for Gru {
         )
     }
 
-    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
-        let c = &self.cfg;
-        Ok(gru_forward(
-            g,
-            x,
-            params,
-            (c.units, c.return_sequences),
-            (c.activation, c.recurrent_activation),
-            None,
-        )?)
-    }
-
-    fn forward_train(
+    /// The layer unrolled over `x`, the recurrent state multiplied by `state_mask` where it
+    /// enters `h·U` (recurrent dropout; `None` outside training).
+    fn unrolled(
         &self,
         g: &mut Graph,
         x: NodeId,
         params: &[NodeId],
-        ctx: &mut TrainContext,
+        state_mask: Option<NodeId>,
     ) -> Result<NodeId> {
         let c = &self.cfg;
-        let (x, state_mask) = dropout_masks(g, x, ctx, c.units, (c.dropout, c.recurrent_dropout))?;
         Ok(gru_forward(
             g,
             x,
@@ -151,6 +116,8 @@ impl Layer for Gru {
         )?)
     }
 }
+
+recurrent_layer!(Gru, "GRU", Gru);
 
 /// The unrolled GRU over `x: [B, T, F]` with `[kernel, recurrent_kernel, bias]`.
 fn gru_forward(

@@ -1,7 +1,7 @@
 //! Keras `LSTM`.
 
-use super::{check_recurrent, dropout_masks, recurrent_output, recurrent_params};
-use crate::layers::{Activation, Initializer, Layer, LayerConfig, ParamSpec, TrainContext};
+use super::recurrent_params;
+use crate::layers::{Activation, Initializer, ParamSpec};
 use crate::Result;
 use kiln_ir::{Graph, NodeId};
 use serde::{Deserialize, Serialize};
@@ -76,33 +76,9 @@ impl Lstm {
     }
 }
 
-impl Layer for Lstm {
-    fn kind(&self) -> &'static str {
-        "LSTM"
-    }
-
-    fn config(&self) -> LayerConfig {
-        LayerConfig::Lstm(self.cfg.clone())
-    }
-
-    fn declared_input(&self) -> Option<Vec<usize>> {
-        self.cfg.input_shape.clone()
-    }
-
-    fn build(&mut self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
-        let c = &self.cfg;
-        (self.steps, self.features) = check_recurrent(
-            name,
-            "LSTM",
-            c.units,
-            (c.dropout, c.recurrent_dropout),
-            c.input_shape.as_deref(),
-            input,
-        )?;
-        Ok(recurrent_output(c.units, self.steps, c.return_sequences))
-    }
-
-    fn params(&self) -> Vec<ParamSpec> {
+impl Lstm {
+    /// Its weights ([`Layer::params`](crate::layers::Layer::params)).
+    fn weights(&self) -> Vec<ParamSpec> {
         let u = self.cfg.units;
         let bias = if self.cfg.unit_forget_bias {
             Initializer::UnitForgetBias(u)
@@ -119,7 +95,15 @@ impl Layer for Lstm {
         )
     }
 
-    fn forward(&self, g: &mut Graph, x: NodeId, params: &[NodeId]) -> Result<NodeId> {
+    /// The layer unrolled over `x`, the recurrent state multiplied by `state_mask` where it
+    /// enters `h·U` (recurrent dropout; `None` outside training).
+    fn unrolled(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+        state_mask: Option<NodeId>,
+    ) -> Result<NodeId> {
         Ok(lstm_forward(
             g,
             x,
@@ -127,31 +111,12 @@ impl Layer for Lstm {
             self.cfg.units,
             self.cfg.return_sequences,
             (self.cfg.activation, self.cfg.recurrent_activation),
-            None,
-        )?)
-    }
-
-    fn forward_train(
-        &self,
-        g: &mut Graph,
-        x: NodeId,
-        params: &[NodeId],
-        ctx: &mut TrainContext,
-    ) -> Result<NodeId> {
-        let u = self.cfg.units;
-        let (x, state_mask) =
-            dropout_masks(g, x, ctx, u, (self.cfg.dropout, self.cfg.recurrent_dropout))?;
-        Ok(lstm_forward(
-            g,
-            x,
-            params,
-            u,
-            self.cfg.return_sequences,
-            (self.cfg.activation, self.cfg.recurrent_activation),
             state_mask,
         )?)
     }
 }
+
+recurrent_layer!(Lstm, "LSTM", Lstm);
 
 /// The unrolled LSTM over `x: [B, T, F]` with `[kernel, recurrent_kernel, bias]`.
 fn lstm_forward(

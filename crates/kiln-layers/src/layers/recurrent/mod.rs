@@ -28,6 +28,70 @@
 //! enters `h·U` (the carried state itself is not dropped). Keras draws one mask per gate for
 //! GRU/LSTM when `recurrent_dropout > 0` (its implementation 1); the expected values agree.
 
+/// The [`Layer`](super::Layer) implementation the recurrent layers share. Each layer has
+/// `cfg` (its config, with the common field names), `steps` and `features` (fixed by
+/// `build`), and provides `weights()` and `unrolled(g, x, params, state_mask)`.
+macro_rules! recurrent_layer {
+    ($layer:ident, $kind:literal, $variant:ident) => {
+        impl crate::layers::Layer for $layer {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn config(&self) -> crate::layers::LayerConfig {
+                crate::layers::LayerConfig::$variant(self.cfg.clone())
+            }
+
+            fn declared_input(&self) -> Option<Vec<usize>> {
+                self.cfg.input_shape.clone()
+            }
+
+            fn build(&mut self, name: &str, input: &[usize]) -> crate::Result<Vec<usize>> {
+                let c = &self.cfg;
+                (self.steps, self.features) = super::check_recurrent(
+                    name,
+                    $kind,
+                    c.units,
+                    (c.dropout, c.recurrent_dropout),
+                    c.input_shape.as_deref(),
+                    input,
+                )?;
+                Ok(super::recurrent_output(
+                    c.units,
+                    self.steps,
+                    c.return_sequences,
+                ))
+            }
+
+            fn params(&self) -> Vec<crate::layers::ParamSpec> {
+                self.weights()
+            }
+
+            fn forward(
+                &self,
+                g: &mut kiln_ir::Graph,
+                x: kiln_ir::NodeId,
+                params: &[kiln_ir::NodeId],
+            ) -> crate::Result<kiln_ir::NodeId> {
+                self.unrolled(g, x, params, None)
+            }
+
+            fn forward_train(
+                &self,
+                g: &mut kiln_ir::Graph,
+                x: kiln_ir::NodeId,
+                params: &[kiln_ir::NodeId],
+                ctx: &mut crate::layers::TrainContext,
+            ) -> crate::Result<kiln_ir::NodeId> {
+                let c = &self.cfg;
+                let (x, state_mask) =
+                    super::dropout_masks(g, x, ctx, c.units, (c.dropout, c.recurrent_dropout))?;
+                self.unrolled(g, x, params, state_mask)
+            }
+        }
+    };
+}
+
 mod embedding;
 mod gru;
 mod lstm;

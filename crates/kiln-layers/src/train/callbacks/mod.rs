@@ -1,5 +1,5 @@
 //! Training callbacks (Keras `tf.keras.callbacks`), run by
-//! [`Sequential::fit_with_callbacks`].
+//! [`Sequential::fit_with_callbacks`](crate::Sequential::fit_with_callbacks).
 //!
 //! ## Cost model
 //! A training step reads nothing back: the loss and metrics accumulate on the device. Epoch
