@@ -10,7 +10,11 @@
 //! exactly where it stopped. Files are written atomically (temp file, fsync, rename).
 
 use super::Sequential;
-use crate::layers::LayerConfig;
+// The layer configurations live next to their layers; they stay reachable here, where the
+// model file format is described (`kiln_layers::io::DenseConfig`...).
+pub use crate::layers::{
+    ActivationConfig, DenseConfig, DropoutConfig, FlattenConfig, InputLayerConfig, LayerConfig,
+};
 use crate::layers::{Loss, Metric, OptimizerConfig};
 use crate::{vars, LayerError, Result};
 use kiln_opt::{Backend, HostTensor};
