@@ -149,20 +149,21 @@ fn executors_depend_on_the_plan_contract_not_the_compiler() {
 
 #[test]
 fn layers_source_never_names_wgpu() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kiln-layers/src");
-    let mut checked = 0;
-    let mut todo = vec![dir];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kiln-layers/src");
+    // every file of the source tree (layers/, train/, data/ and the crate root)
     let mut files = vec![];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).expect("kiln-layers/src exists") {
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("kiln-layers/src exists") {
             let path = entry.expect("dir entry").path();
             if path.is_dir() {
-                todo.push(path);
+                dirs.push(path);
             } else {
                 files.push(path);
             }
         }
     }
+    let mut checked = 0;
     for path in files {
         let text = std::fs::read_to_string(&path).expect("readable source");
         assert!(

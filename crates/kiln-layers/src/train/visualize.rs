@@ -1,9 +1,11 @@
-//! Model diagrams (Keras `keras.utils.plot_model(model, show_shapes=True)`): the layers as
+//! Model views: Keras's `summary()` table ([`Sequential::summary`]) and diagrams (Keras `keras.utils.plot_model(model, show_shapes=True)`): the layers as
 //! Graphviz DOT text ([`Sequential::to_dot`]) and a PNG drawn by Graphviz's `dot`
 //! ([`Sequential::plot_model`]).
 
+use super::Sequential;
 use crate::layers::keras_shape;
-use crate::{LayerError, Result, Sequential};
+use crate::layers::Entry;
+use crate::{LayerError, Result};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -30,7 +32,7 @@ impl Sequential {
     /// [`InputLayer`]: crate::InputLayer
     pub fn to_dot(&self) -> String {
         let mut nodes: Vec<(String, String, String, String)> = vec![];
-        if let Some(first) = self.layers.first() {
+        if let Some(first) = self.stack.entries().first() {
             if !first.layer.is_input() {
                 let shape = format!("[{}]", keras_shape(&first.input));
                 nodes.push((
@@ -41,7 +43,7 @@ impl Sequential {
                 ));
             }
         }
-        for e in &self.layers {
+        for e in self.stack.entries() {
             let (i, o) = if e.layer.is_input() {
                 let s = format!("[{}]", keras_shape(&e.output));
                 (s.clone(), s)
@@ -129,5 +131,56 @@ impl Sequential {
             )));
         }
         Ok(())
+    }
+
+    /// Keras's `summary()` table.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let rule = "_".repeat(65);
+        let _ = writeln!(s, "Model: \"sequential\"\n{rule}");
+        let _ = writeln!(
+            s,
+            "{:<29}{:<26}{:>10}",
+            "Layer (type)", "Output Shape", "Param #"
+        );
+        let _ = writeln!(s, "{}", "=".repeat(65));
+        let mut total = 0;
+        // Keras shows no row for an InputLayer
+        let shown: Vec<&Entry> = self
+            .stack
+            .entries()
+            .iter()
+            .filter(|e| !e.layer.is_input())
+            .collect();
+        for (i, e) in shown.iter().enumerate() {
+            let n: usize = e
+                .params
+                .iter()
+                .map(|p| p.shape.iter().product::<usize>())
+                .sum();
+            total += n;
+            let shape = keras_shape(&e.output);
+            let _ = writeln!(
+                s,
+                "{:<29}{:<26}{:>10}",
+                format!("{} ({})", e.name, e.layer.kind()),
+                shape,
+                n
+            );
+            let _ = writeln!(
+                s,
+                "{}",
+                if i + 1 == shown.len() {
+                    "=".repeat(65)
+                } else {
+                    rule.clone()
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "Total params: {total}\nTrainable params: {total}\nNon-trainable params: 0\n{rule}"
+        );
+        s
     }
 }

@@ -9,11 +9,14 @@
 //! tag. Any safetensors reader sees the weights; kiln restores the model and resumes training
 //! exactly where it stopped. Files are written atomically (temp file, fsync, rename).
 
-use crate::layers::{ActivationLayer, Flatten, InputLayer};
-use crate::{
-    Activation, Dense, Initializer, Layer, LayerError, Loss, Metric, OptimizerConfig, Regularizer,
-    Result, Sequential,
+use super::Sequential;
+// The layer configurations live next to their layers; they stay reachable here, where the
+// model file format is described (`kiln_layers::io::DenseConfig`...).
+pub use crate::layers::{
+    ActivationConfig, DenseConfig, DropoutConfig, FlattenConfig, InputLayerConfig, LayerConfig,
 };
+use crate::layers::{Loss, Metric, OptimizerConfig};
+use crate::{vars, LayerError, Result};
 use kiln_opt::{Backend, HostTensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -21,136 +24,6 @@ use std::path::Path;
 
 /// The format tag of kiln model files.
 pub const MODEL_FORMAT: &str = "kiln-model-1";
-
-/// A layer as data (Keras's `class_name` + `config`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "class_name", content = "config")]
-pub enum LayerConfig {
-    /// [`Dense`]
-    Dense(DenseConfig),
-    /// [`crate::Lstm`]
-    #[serde(rename = "LSTM")]
-    Lstm(crate::LstmConfig),
-    /// [`crate::Gru`]
-    #[serde(rename = "GRU")]
-    Gru(crate::GruConfig),
-    /// [`crate::SimpleRnn`]
-    #[serde(rename = "SimpleRNN")]
-    SimpleRnn(crate::SimpleRnnConfig),
-    /// [`crate::Embedding`]
-    Embedding(crate::EmbeddingConfig),
-    /// [`crate::OneHot`]
-    OneHot(crate::OneHotConfig),
-    /// [`Flatten`]
-    Flatten(FlattenConfig),
-    /// [`ActivationLayer`] (Keras's `Activation` layer)
-    Activation(ActivationConfig),
-    /// [`InputLayer`]
-    InputLayer(InputLayerConfig),
-    /// [`crate::Dropout`]
-    Dropout(DropoutConfig),
-}
-
-/// The configuration of a [`crate::Dropout`] layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DropoutConfig {
-    /// Fraction of the inputs dropped while training.
-    pub rate: f64,
-}
-
-/// The configuration of a [`Flatten`] layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FlattenConfig {
-    /// Declared per-sample input shape (first layer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_shape: Option<Vec<usize>>,
-}
-
-/// The configuration of an [`ActivationLayer`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ActivationConfig {
-    /// The activation.
-    pub activation: Activation,
-    /// Declared per-sample input shape (first layer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_shape: Option<Vec<usize>>,
-}
-
-/// The configuration of an [`InputLayer`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InputLayerConfig {
-    /// Per-sample input shape.
-    pub input_shape: Vec<usize>,
-}
-
-/// The configuration of a [`Dense`] layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DenseConfig {
-    /// Output width.
-    pub units: usize,
-    /// Activation.
-    pub activation: Activation,
-    /// Whether it has a bias.
-    pub use_bias: bool,
-    /// Declared input width (first layer).
-    pub input_dim: Option<usize>,
-    /// Kernel initializer.
-    pub kernel_initializer: Initializer,
-    /// Bias initializer.
-    pub bias_initializer: Initializer,
-    /// Kernel penalty (absent: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_regularizer: Option<Regularizer>,
-    /// Bias penalty (absent: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bias_regularizer: Option<Regularizer>,
-}
-
-impl LayerConfig {
-    /// The layer this configuration describes.
-    pub fn build(&self) -> Box<dyn Layer> {
-        match self {
-            LayerConfig::Dense(c) => {
-                let mut d = Dense::new(c.units)
-                    .activation(c.activation)
-                    .use_bias(c.use_bias)
-                    .kernel_initializer(c.kernel_initializer)
-                    .bias_initializer(c.bias_initializer);
-                if let Some(i) = c.input_dim {
-                    d = d.input_dim(i);
-                }
-                if let Some(r) = c.kernel_regularizer {
-                    d = d.kernel_regularizer(r);
-                }
-                if let Some(r) = c.bias_regularizer {
-                    d = d.bias_regularizer(r);
-                }
-                Box::new(d)
-            }
-            LayerConfig::Lstm(c) => Box::new(crate::Lstm::from_config(c.clone())),
-            LayerConfig::Gru(c) => Box::new(crate::Gru::from_config(c.clone())),
-            LayerConfig::SimpleRnn(c) => Box::new(crate::SimpleRnn::from_config(c.clone())),
-            LayerConfig::Embedding(c) => Box::new(crate::Embedding::from_config(c.clone())),
-            LayerConfig::OneHot(c) => Box::new(crate::OneHot::from_config(c.clone())),
-            LayerConfig::Flatten(c) => {
-                let mut f = Flatten::new();
-                if let Some(s) = &c.input_shape {
-                    f = f.input_shape(s);
-                }
-                Box::new(f)
-            }
-            LayerConfig::Activation(c) => {
-                let mut a = ActivationLayer::new(c.activation);
-                if let Some(s) = &c.input_shape {
-                    a = a.input_shape(s);
-                }
-                Box::new(a)
-            }
-            LayerConfig::InputLayer(c) => Box::new(InputLayer::new(&c.input_shape)),
-            LayerConfig::Dropout(c) => Box::new(crate::Dropout::new(c.rate)),
-        }
-    }
-}
 
 /// The training configuration given to `compile`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,7 +62,12 @@ impl Sequential {
             class_name: "Sequential".into(),
             kiln_version: kiln_opt::codec::KILN_VERSION.into(),
             seed: self.seed,
-            layers: self.layers.iter().map(|e| e.layer.config()).collect(),
+            layers: self
+                .stack
+                .entries()
+                .iter()
+                .map(|e| e.layer.config())
+                .collect(),
             compile: self.compiled.as_ref().map(|c| CompileConfig {
                 loss: c.loss,
                 optimizer: c.optimizer.config(),
@@ -240,7 +118,7 @@ impl Sequential {
             .device
             .param_names()
             .into_iter()
-            .filter(|n| !n.starts_with("metrics/"))
+            .filter(|n| !vars::metrics::is_accumulator(n))
             .collect();
         names.sort();
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];

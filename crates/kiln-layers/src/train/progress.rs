@@ -13,46 +13,12 @@
 //! interval reads nothing before its end. When the output is not a terminal (CI logs) only the
 //! final line of each epoch is written and nothing is read mid-epoch.
 
-use crate::callbacks::{Callback, CallbackContext};
-use crate::{Logs, Result};
+use super::callbacks::{Callback, CallbackContext};
+pub use super::options::Verbosity;
+use super::Logs;
+use crate::Result;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
-
-/// How much [`Sequential::fit`](crate::Sequential::fit) prints (Keras `verbose`).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Verbosity {
-    /// Keras `"auto"`: a progress bar, unless [`Fit::verbose`](crate::Fit::verbose) is false.
-    #[default]
-    Auto,
-    /// `verbose=0`: nothing.
-    Silent,
-    /// `verbose=1`: an `Epoch i/n` line and a progress bar per epoch.
-    ProgressBar,
-    /// `verbose=2`: an `Epoch i/n` line and one summary line per epoch.
-    OneLinePerEpoch,
-}
-
-impl From<u8> for Verbosity {
-    /// Keras's integers: 0 silent, 1 progress bar, 2 (or more) one line per epoch.
-    fn from(v: u8) -> Self {
-        match v {
-            0 => Verbosity::Silent,
-            1 => Verbosity::ProgressBar,
-            _ => Verbosity::OneLinePerEpoch,
-        }
-    }
-}
-
-impl Verbosity {
-    /// The effective style: `verbose == false` silences every style; `Auto` is the bar.
-    pub fn resolve(self, verbose: bool) -> Verbosity {
-        match (verbose, self) {
-            (false, _) | (_, Verbosity::Silent) => Verbosity::Silent,
-            (true, Verbosity::Auto) | (true, Verbosity::ProgressBar) => Verbosity::ProgressBar,
-            (true, Verbosity::OneLinePerEpoch) => Verbosity::OneLinePerEpoch,
-        }
-    }
-}
 
 /// Width of the bar between `[` and `]` (Keras's default).
 const BAR_WIDTH: usize = 30;

@@ -18,8 +18,8 @@
 //! - Every file is validated while parsed (field counts, label range, declared sizes); a
 //!   malformed line is an error naming the file and line, never a panic.
 
+use super::preprocessing::{self, PreprocessingError};
 use crate::error::LayerError;
-use crate::preprocessing::{self, PreprocessingError};
 use kiln_opt::HostTensor;
 use std::io::Read;
 use std::path::{Path, PathBuf};
