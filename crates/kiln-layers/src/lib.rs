@@ -65,6 +65,8 @@
 //!   [`Adadelta`], [`Adamax`], [`Nadam`], each with Keras 2's `clipnorm` / `clipvalue`.
 //! - **Diagrams**: [`Sequential::to_dot`] and [`Sequential::plot_model`] (Graphviz).
 
+#![warn(missing_docs)]
+
 pub mod data;
 mod error;
 pub mod layers;
