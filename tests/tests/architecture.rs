@@ -114,6 +114,9 @@ fn ir_opt_and_layers_never_depend_on_wgpu() {
     );
 }
 
+/// The crates that run plans.
+const EXECUTORS: &[&str] = &["kiln-wgpu"];
+
 /// The plan contract sits between the compiler and the executors: executors depend on
 /// `kiln-plan`, never on the compiler, and the contract depends on nothing of kiln but the
 /// IR's scalar types.
@@ -132,7 +135,7 @@ fn executors_depend_on_the_plan_contract_not_the_compiler() {
         BTreeSet::from(["kiln-ir".to_string()]),
         "kiln-plan depends on kiln crates other than kiln-ir"
     );
-    for executor in ["kiln-wgpu"] {
+    for executor in EXECUTORS {
         let deps = kiln(&closure(&g, executor));
         assert_eq!(
             deps,
