@@ -193,7 +193,9 @@ pub trait Backend {
     fn param_names(&self) -> Vec<String>;
 }
 
-/// Checks `inputs` against the plan's input slots (count, shape, dtype).
+/// Checks `inputs` against the plan's input slots: count, shape, dtype, and for an index
+/// input ([`crate::Slot::indices`]) that every value is a whole number in its domain
+/// ([`Error::IndexOutOfRange`], naming the input). Every backend runs it before a dispatch.
 pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
     if inputs.len() != plan.inputs.len() {
         return Err(Error::Input(format!(
@@ -218,6 +220,35 @@ pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
                 t.shape
             )));
         }
+        if let Some(rows) = slot.indices {
+            check_indices(&slot.name, t, rows)?;
+        }
     }
     Ok(())
+}
+
+/// Checks that every element of `t` (fed to index input `input`) is a whole number in
+/// `0..rows`: the first one that is not is [`Error::IndexOutOfRange`]. [`check_inputs`]
+/// runs it for every slot with [`crate::Slot::indices`]; a caller that batches a whole data
+/// set can run it once up front.
+pub fn check_indices(input: &str, t: &HostTensor, rows: u32) -> Result<()> {
+    let bad = |element: usize, value: f64| Error::IndexOutOfRange {
+        input: input.to_string(),
+        element,
+        value,
+        rows,
+    };
+    match &t.data {
+        HostData::I32(v) => match v.iter().position(|&x| x < 0 || x as u32 >= rows) {
+            Some(i) => Err(bad(i, v[i] as f64)),
+            None => Ok(()),
+        },
+        HostData::F32(v) => {
+            let ok = |x: f32| x >= 0.0 && x.fract() == 0.0 && x < rows as f32;
+            match v.iter().position(|&x| !ok(x)) {
+                Some(i) => Err(bad(i, v[i] as f64)),
+                None => Ok(()),
+            }
+        }
+    }
 }
