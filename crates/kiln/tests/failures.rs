@@ -346,6 +346,11 @@ fn index_inputs_are_range_checked_by_every_entry_point() {
     compile(&model, "predict", "2", &plan, &cache);
     let r = kiln(&["inspect", &s(&plan)], &cache);
     assert!(r.out.contains("indices in 0..20"), "{}", r.out);
+    // a train plan too: the indices also feed the embedding gradient's scatter
+    let train = dir.join("train.kplan");
+    compile(&model, "train", "2", &train, &cache);
+    let r = kiln(&["inspect", &s(&train)], &cache);
+    assert_eq!(r.out.matches("indices in 0..20").count(), 1, "{}", r.out);
     let good = HostTensor::f32([2, 3], vec![0.0, 19.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
     let run = |t: &HostTensor| {
         kiln::npy::write(&dir.join("x.npy"), t).unwrap();
