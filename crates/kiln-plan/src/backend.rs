@@ -252,3 +252,29 @@ pub fn check_indices(input: &str, t: &HostTensor, rows: u32) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_must_be_whole_numbers_in_range() {
+        let f = |v: Vec<f32>| HostTensor::f32([v.len()], v).unwrap();
+        assert!(check_indices("x", &f(vec![0.0, 19.0]), 20).is_ok());
+        for (bad, at) in [(25.0, 1), (-1.0, 1), (f32::NAN, 1), (2.7, 1), (20.0, 1)] {
+            match check_indices("x", &f(vec![3.0, bad]), 20) {
+                Err(Error::IndexOutOfRange {
+                    input,
+                    element,
+                    rows,
+                    ..
+                }) => assert_eq!((input.as_str(), element, rows), ("x", at, 20)),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let i = |v: Vec<i32>| HostTensor::i32([v.len()], v).unwrap();
+        assert!(check_indices("x", &i(vec![0, 19]), 20).is_ok());
+        assert!(check_indices("x", &i(vec![0, -1]), 20).is_err());
+        assert!(check_indices("x", &i(vec![20]), 20).is_err());
+    }
+}

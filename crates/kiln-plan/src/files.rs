@@ -178,4 +178,31 @@ mod tests {
         assert_eq!(temp_owner(".x.y.0.tmp"), None);
         assert_eq!(temp_owner("..1.0.tmp"), None);
     }
+
+    #[test]
+    fn a_save_removes_temp_files_of_dead_processes_only() {
+        let dir = std::env::temp_dir().join(format!("kiln-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // 4194305 is above Linux's largest pid: never alive
+        let dead = dir.join(".model.safetensors.4194305.2.tmp");
+        let alive = dir.join(format!(".plan.kplan.{}.0.tmp", std::process::id()));
+        let other = dir.join("notes.tmp");
+        for f in [&dead, &alive, &other] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        write_atomic(&dir.join("x.kplan"), b"new").unwrap();
+        assert_eq!(std::fs::read(dir.join("x.kplan")).unwrap(), b"new");
+        assert_eq!(!dead.exists(), cfg!(target_os = "linux"));
+        assert!(alive.exists() && other.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn non_regular_files_are_refused_unopened() {
+        let e = read_regular(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        let e = read_regular(Path::new("/"), 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    }
 }
