@@ -582,3 +582,106 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
         })
         .collect()
 }
+
+/// Graphs whose inputs hold NaN, with the flat indices of every output that must be NaN:
+/// `relu`, `tanh`, `maximum`, `minimum` (plain, fused, 4-wide and as a matmul epilogue) and
+/// max-reductions (short, and long enough for a workgroup tree) propagate NaN, as IEEE 754
+/// and Keras do. One table, run on every backend by [`check_nan_table`].
+pub fn nan_graphs() -> Vec<(String, Graph, Feeds, Vec<usize>)> {
+    use kiln_ir::eval::Tensor;
+    let nan = f64::NAN;
+    // 4 x 16: NaN at (0, 1) and (2, 15); the rest finite, both signs, some large
+    let x_data: Vec<f64> = (0..64)
+        .map(|i| match i {
+            1 | 47 => nan,
+            _ => ((i * 37 % 23) as f64 - 11.0) * if i % 5 == 0 { 10.0 } else { 0.5 },
+        })
+        .collect();
+    let y_data: Vec<f64> = (0..64)
+        .map(|i| if i == 5 { nan } else { (i % 7) as f64 - 3.0 })
+        .collect();
+    let elementwise_nans = vec![1, 47];
+    let mut out = vec![];
+    type Build = fn(&mut Graph, NodeId, NodeId) -> kiln_ir::Result<NodeId>;
+    let cases: [(&str, Build, Vec<usize>); 8] = [
+        ("relu", |g, x, _| g.relu(x), elementwise_nans.clone()),
+        ("tanh", |g, x, _| g.tanh(x), elementwise_nans.clone()),
+        (
+            "relu_fused",
+            |g, x, _| {
+                let t = g.mul_scalar(x, 2.0)?;
+                g.relu(t)
+            },
+            elementwise_nans.clone(),
+        ),
+        ("maximum", |g, x, y| g.maximum(x, y), vec![1, 5, 47]),
+        ("minimum", |g, x, y| g.minimum(x, y), vec![1, 5, 47]),
+        ("max_rows", |g, x, _| g.max(x, &[1], false), vec![0, 2]),
+        ("max_cols", |g, x, _| g.max(x, &[0], false), vec![1, 15]),
+        (
+            "matmul_relu",
+            |g, x, y| {
+                let yt = g.permute(y, &[1, 0])?;
+                let p = g.matmul(x, yt)?;
+                g.relu(p)
+            },
+            // rows 0 and 2 of x hold NaN; column 0 of the product reads y row 0 (y[5] is NaN)
+            (0..16)
+                .filter(|&i| i / 4 == 0 || i / 4 == 2 || i % 4 == 0)
+                .collect(),
+        ),
+    ];
+    for (name, build, nans) in cases {
+        let mut g = Graph::new();
+        let x = g.input("x", [4, 16], DType::F32).expect("fresh");
+        let y = g.input("y", [4, 16], DType::F32).expect("fresh");
+        let r = build(&mut g, x, y).expect("valid graph");
+        g.output("out", r).expect("fresh name");
+        let mut feeds = Feeds::new();
+        feeds.insert(
+            "x".into(),
+            Tensor::new([4, 16], x_data.clone()).expect("fits"),
+        );
+        feeds.insert(
+            "y".into(),
+            Tensor::new([4, 16], y_data.clone()).expect("fits"),
+        );
+        out.push((name.to_string(), g, feeds, nans));
+    }
+    // a long max-reduction (a workgroup tree on the GPU) with one NaN in the middle
+    let n = 4096;
+    let mut g = Graph::new();
+    let x = g.input("x", [2, n], DType::F32).expect("fresh");
+    let r = g.max(x, &[1], false).expect("valid");
+    g.output("out", r).expect("fresh name");
+    let data: Vec<f64> = (0..2 * n)
+        .map(|i| if i == n / 2 { nan } else { (i % 101) as f64 })
+        .collect();
+    let mut feeds = Feeds::new();
+    feeds.insert("x".into(), Tensor::new([2, n], data).expect("fits"));
+    out.push(("max_long".into(), g, feeds, vec![0]));
+    out
+}
+
+/// Runs every [`nan_graphs`] case on `backend`: the f64 reference must be NaN exactly at the
+/// listed outputs, and the backend must match the reference (NaN where it is NaN). Returns
+/// the number of cases.
+pub fn check_nan_table(backend: &mut dyn Backend) -> std::result::Result<usize, String> {
+    let tol = Tolerance {
+        rel: 1e-4,
+        abs: 1e-4,
+    };
+    let cases = nan_graphs();
+    for (name, g, feeds, nans) in &cases {
+        let reference = kiln_ir::eval::run(g, feeds).map_err(|e| format!("{name}: eval: {e}"))?;
+        let want = &reference.outputs[0].1.data;
+        let got_nans: Vec<usize> = (0..want.len()).filter(|&i| want[i].is_nan()).collect();
+        if &got_nans != nans {
+            return Err(format!(
+                "{name}: the reference is NaN at {got_nans:?}, expected {nans:?}"
+            ));
+        }
+        check_graph(backend, g, feeds, tol).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(cases.len())
+}

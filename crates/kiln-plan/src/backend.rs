@@ -193,7 +193,9 @@ pub trait Backend {
     fn param_names(&self) -> Vec<String>;
 }
 
-/// Checks `inputs` against the plan's input slots (count, shape, dtype).
+/// Checks `inputs` against the plan's input slots: count, shape, dtype, and for an index
+/// input ([`crate::Slot::indices`]) that every value is a whole number in its domain
+/// ([`Error::IndexOutOfRange`], naming the input). Every backend runs it before a dispatch.
 pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
     if inputs.len() != plan.inputs.len() {
         return Err(Error::Input(format!(
@@ -218,6 +220,61 @@ pub fn check_inputs(plan: &Plan, inputs: &[&HostTensor]) -> Result<()> {
                 t.shape
             )));
         }
+        if let Some(rows) = slot.indices {
+            check_indices(&slot.name, t, rows)?;
+        }
     }
     Ok(())
+}
+
+/// Checks that every element of `t` (fed to index input `input`) is a whole number in
+/// `0..rows`: the first one that is not is [`Error::IndexOutOfRange`]. [`check_inputs`]
+/// runs it for every slot with [`crate::Slot::indices`]; a caller that batches a whole data
+/// set can run it once up front.
+pub fn check_indices(input: &str, t: &HostTensor, rows: u32) -> Result<()> {
+    let bad = |element: usize, value: f64| Error::IndexOutOfRange {
+        input: input.to_string(),
+        element,
+        value,
+        rows,
+    };
+    match &t.data {
+        HostData::I32(v) => match v.iter().position(|&x| x < 0 || x as u32 >= rows) {
+            Some(i) => Err(bad(i, v[i] as f64)),
+            None => Ok(()),
+        },
+        HostData::F32(v) => {
+            let ok = |x: f32| x >= 0.0 && x.fract() == 0.0 && x < rows as f32;
+            match v.iter().position(|&x| !ok(x)) {
+                Some(i) => Err(bad(i, v[i] as f64)),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_must_be_whole_numbers_in_range() {
+        let f = |v: Vec<f32>| HostTensor::f32([v.len()], v).unwrap();
+        assert!(check_indices("x", &f(vec![0.0, 19.0]), 20).is_ok());
+        for (bad, at) in [(25.0, 1), (-1.0, 1), (f32::NAN, 1), (2.7, 1), (20.0, 1)] {
+            match check_indices("x", &f(vec![3.0, bad]), 20) {
+                Err(Error::IndexOutOfRange {
+                    input,
+                    element,
+                    rows,
+                    ..
+                }) => assert_eq!((input.as_str(), element, rows), ("x", at, 20)),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let i = |v: Vec<i32>| HostTensor::i32([v.len()], v).unwrap();
+        assert!(check_indices("x", &i(vec![0, 19]), 20).is_ok());
+        assert!(check_indices("x", &i(vec![0, -1]), 20).is_err());
+        assert!(check_indices("x", &i(vec![20]), 20).is_err());
+    }
 }

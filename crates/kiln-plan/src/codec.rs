@@ -85,6 +85,45 @@ pub enum CodecError {
     /// Encoding failed.
     #[error("plan encoding failed: {0}")]
     Encode(String),
+    /// The file could not be read, or is not a regular file (a FIFO or device is refused
+    /// before it is opened).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Largest plan file: the body limit and the largest header.
+pub const MAX_FILE_BYTES: u64 = MAX_BODY_BYTES + 13 + 64 + 16 + 8 + 8;
+
+/// Reads a plan file's bytes with bounded work: refuses a non-regular file without opening
+/// it (a FIFO never blocks), checks the magic on the first 8 bytes and the file length
+/// against [`MAX_FILE_BYTES`] before reading the body. [`decode`] the result.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CodecError> {
+    use std::io::Read as _;
+    let io = |e: std::io::Error| CodecError::Io(e.to_string());
+    let (mut f, len) = crate::files::open_regular(path).map_err(io)?;
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < 8 {
+        match f.read(&mut magic[got..]).map_err(io)? {
+            0 => return Err(CodecError::Truncated(got)),
+            n => got += n,
+        }
+    }
+    if &magic != MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(CodecError::Length {
+            claimed: len,
+            actual: MAX_FILE_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    bytes.extend_from_slice(&magic);
+    f.take(MAX_FILE_BYTES - 8)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
 }
 
 fn config() -> impl bincode::config::Config {

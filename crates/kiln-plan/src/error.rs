@@ -26,6 +26,22 @@ pub enum Error {
     /// A run was given the wrong inputs.
     #[error("run: {0}")]
     Input(String),
+    /// An input slot that holds indices (an Embedding or OneHot input) was fed a value that
+    /// is not a whole number in `0..rows`.
+    #[error("input `{input}`: element {element} is {value}, but this input takes whole-number indices in 0..{rows}; hint: raise the vocabulary size (input_dim / depth) or clip the indices")]
+    IndexOutOfRange {
+        /// The input slot.
+        input: String,
+        /// Flat index of the first bad element.
+        element: usize,
+        /// Its value.
+        value: f64,
+        /// The size of the index domain.
+        rows: u32,
+    },
+    /// A `KILN_*` environment variable holds a value kiln does not accept.
+    #[error(transparent)]
+    Env(#[from] crate::env::EnvError),
     /// A variable (param) lookup or write failed.
     #[error("param `{name}`: {message}")]
     Param {

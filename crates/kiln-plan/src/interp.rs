@@ -165,6 +165,8 @@ fn f32_binary(op: BinaryOp, a: f32, b: f32) -> f32 {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
+        // NaN-propagating, like the f64 evaluator and the shaders
+        BinaryOp::Max | BinaryOp::Min if a.is_nan() || b.is_nan() => f32::NAN,
         BinaryOp::Max => a.max(b),
         BinaryOp::Min => a.min(b),
         BinaryOp::Pow => a.powf(b),
@@ -252,7 +254,9 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                             *a = match (f.kind, *a) {
                                 (ReduceKind::Sum, V::F(a)) => V::F(a + v.f()),
                                 (ReduceKind::Sum, V::I(a)) => V::I(a.wrapping_add(v.i())),
-                                (ReduceKind::Max, V::F(a)) => V::F(a.max(v.f())),
+                                (ReduceKind::Max, V::F(a)) => {
+                                    V::F(f32_binary(BinaryOp::Max, a, v.f()))
+                                }
                                 (ReduceKind::Max, V::I(a)) => V::I(a.max(v.i())),
                             };
                         }

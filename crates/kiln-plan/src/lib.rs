@@ -13,7 +13,8 @@
 //! - [`backend`]: the [`Backend`] / [`Executable`] traits, [`HostTensor`], [`DeviceLimits`];
 //! - [`interp`]: the reference CPU interpreter, a second, independent implementation of the
 //!   kernel semantics and the test oracle of the fast backends;
-//! - [`files`]: atomic file writes and the cache directories;
+//! - [`files`]: atomic file writes, bounded reads of regular files, the cache directories;
+//! - [`env`]: every `KILN_*` variable, parsed strictly;
 //! - [`Error`]: one error enum for compile, validation and run, with typed device errors.
 //!
 //! ## Invariants
@@ -32,6 +33,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod env;
 mod error;
 pub mod files;
 pub mod fuzzing;
@@ -42,9 +44,11 @@ pub mod schedule;
 pub mod validate;
 
 pub use backend::{
-    check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData, HostTensor,
+    check_indices, check_inputs, AdapterClass, Backend, DeviceLimits, Executable, HostData,
+    HostTensor,
 };
+pub use env::EnvError;
 pub use error::{DeviceError, DeviceErrorKind, Error, PlanError, Result};
 pub use plan::{
-    BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
+    BufferDesc, BufferId, BufferKind, Plan, PlanKind, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
 };

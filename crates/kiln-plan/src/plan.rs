@@ -8,7 +8,42 @@ use std::fmt::Write as _;
 /// Version of the plan layout; bump on any change of the serialized types.
 /// 2: `KernelOp::Elementwise::vector`. 4: register-blocked products of fewer than
 /// [`crate::kernel::SMALL_PRODUCT_PATCHES`] patches launch 8-thread workgroups.
-pub const PLAN_FORMAT_VERSION: u32 = 4;
+/// 5: [`Plan::kind`] (a train step is told from a predict plan by the plan itself) and
+/// [`Slot::indices`] (index inputs carry their domain, checked by every entry point).
+pub const PLAN_FORMAT_VERSION: u32 = 5;
+
+/// What a plan computes, as its compiler was told ([`Plan::kind`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PlanKind {
+    /// One training step: forward, loss, gradients and the optimizer's updates of the
+    /// params (a run changes the weights).
+    Train,
+    /// Loss and metrics of a batch; no weight changes.
+    Evaluate,
+    /// Forward pass only.
+    Predict,
+    /// A plain graph whose purpose the compiler was not told (the default).
+    #[default]
+    Graph,
+}
+
+impl PlanKind {
+    /// The lower-case name (`train`, `evaluate`, `predict`, `graph`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PlanKind::Train => "train",
+            PlanKind::Evaluate => "evaluate",
+            PlanKind::Predict => "predict",
+            PlanKind::Graph => "graph",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Index of a buffer in [`Plan::buffers`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +99,10 @@ pub struct Slot {
     pub shape: Shape,
     /// Element type.
     pub dtype: DType,
+    /// For an input that holds indices (the rows an Embedding or OneHot picks): the size of
+    /// the index domain. Every value fed must then be a whole number in `0..indices`
+    /// (enforced by [`crate::check_inputs`], which every backend runs). `None` elsewhere.
+    pub indices: Option<u32>,
 }
 
 /// One step of the schedule.
@@ -135,6 +174,8 @@ pub struct Allocation {
 pub struct Plan {
     /// [`PLAN_FORMAT_VERSION`] at compile time.
     pub format_version: u32,
+    /// What the plan computes (train step, evaluation, prediction or a plain graph).
+    pub kind: PlanKind,
     /// All buffers.
     pub buffers: Vec<BufferDesc>,
     /// All kernels (referenced by dispatch steps).
@@ -158,6 +199,27 @@ impl Plan {
             .iter()
             .filter(|s| matches!(s, Step::Dispatch { .. }))
             .count()
+    }
+
+    /// Whether a run writes any param (a train step's optimizer updates): a copy into, or a
+    /// kernel arg with write access bound to, a param buffer.
+    pub fn updates_params(&self) -> bool {
+        let is_param = |b: &BufferId| {
+            self.buffers
+                .get(b.0 as usize)
+                .is_some_and(|d| d.kind == BufferKind::Param)
+        };
+        self.steps.iter().any(|s| match s {
+            Step::Copy { dst, .. } => is_param(dst),
+            Step::Dispatch {
+                kernel, buffers, ..
+            } => self.kernels.get(*kernel as usize).is_some_and(|k| {
+                k.args
+                    .iter()
+                    .zip(buffers)
+                    .any(|(a, b)| a.access.writes() && is_param(b))
+            }),
+        })
     }
 
     /// A readable table of the plan's kernels and stats.

@@ -38,6 +38,7 @@ fn buffer(p: &mut Plan, name: &str, n: usize, kind: BufferKind) -> BufferId {
         buffer: id,
         shape: Shape::new(vec![n]),
         dtype: DType::F32,
+        indices: None,
     };
     match kind {
         BufferKind::Input => p.inputs.push(slot),
@@ -54,6 +55,7 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
 fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
     let mut p = Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: kiln_plan::PlanKind::Graph,
         buffers: vec![],
         kernels: vec![],
         steps: vec![],

@@ -237,13 +237,13 @@ impl Backend for WgpuBackend {
 
 /// A backend for tests: `Some` when an adapter opens. With no adapter it prints
 /// `skipping: no GPU adapter` and returns `None`, unless `KILN_REQUIRE_GPU=1` is set, in
-/// which case (as in CI) it panics. Any other device error panics: it is a real failure.
+/// which case (as in CI) it panics; so does a `KILN_REQUIRE_GPU` that is not a boolean
+/// ([`kiln_plan::env::BOOL_ACCEPTED`]). Any other device error panics: it is a real failure.
 pub fn test_backend() -> Option<WgpuBackend> {
+    let required = kiln_plan::env::require_gpu().unwrap_or_else(|e| panic!("{e}"));
     match WgpuBackend::new() {
         Ok(b) => Some(b),
-        Err(WgpuError::NoAdapter { .. })
-            if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") =>
-        {
+        Err(WgpuError::NoAdapter { .. }) if !required => {
             eprintln!("skipping: no GPU adapter");
             None
         }

@@ -45,6 +45,9 @@ pub enum WgpuError {
         /// Names of the adapters found.
         available: String,
     },
+    /// A `KILN_*` variable that selects the device holds a bad value.
+    #[error(transparent)]
+    Env(#[from] kiln_plan::EnvError),
     /// The adapter refused to create a device.
     #[error("could not open adapter `{adapter}`: {source}")]
     RequestDevice {
@@ -57,6 +60,9 @@ pub enum WgpuError {
 
 impl From<WgpuError> for Error {
     fn from(e: WgpuError) -> Self {
+        if let WgpuError::Env(e) = e {
+            return Error::Env(e);
+        }
         Error::Device(DeviceError::new(
             DeviceErrorKind::Unavailable,
             "opening a device",
@@ -96,6 +102,8 @@ pub struct Gpu {
     /// The limits requested (the adapter's own).
     pub limits: wgpu::Limits,
     created: Arc<AtomicU64>,
+    /// `KILN_SUBGROUPS` (default on), read when the device was opened.
+    subgroups_allowed: bool,
 }
 
 impl Drop for Gpu {
@@ -146,9 +154,10 @@ pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
 impl Gpu {
     /// What codegen may assume of this device: subgroups of a fixed size where the device
     /// has the `SUBGROUP` feature and the adapter's minimum and maximum subgroup sizes agree
-    /// (lavapipe: 8, its SIMD width). `KILN_SUBGROUPS=0` turns them off (portable shaders).
+    /// (lavapipe: 8, its SIMD width). `KILN_SUBGROUPS=0` (any boolean of [`kiln_plan::env`]; a
+    /// bad value fails [`Gpu::open`]) turns them off (portable shaders).
     pub fn codegen_target(&self) -> crate::codegen::Target {
-        let off = std::env::var("KILN_SUBGROUPS").is_ok_and(|v| v == "0");
+        let off = !self.subgroups_allowed;
         let fixed = self.info.subgroup_min_size == self.info.subgroup_max_size;
         let has = self.device.features().contains(wgpu::Features::SUBGROUP);
         crate::codegen::Target {
@@ -163,10 +172,12 @@ impl Gpu {
     /// Picks an adapter and opens a device with the adapter's own limits.
     ///
     /// Preference: `KILN_ADAPTER=<substring>` (case-insensitive, on the adapter name) when
-    /// set; otherwise a discrete GPU, then integrated, virtual, other, and finally a
+    /// set (empty is an error, [`WgpuError::Env`]); otherwise a discrete GPU, then integrated, virtual, other, and finally a
     /// CPU-type adapter (lavapipe). Ties keep wgpu's enumeration order. Backends come from
     /// `WGPU_BACKEND` when set (wgpu's own variable), else all compiled-in primary ones.
     pub fn open() -> Result<Gpu, WgpuError> {
+        let wanted = kiln_plan::env::adapter()?;
+        let subgroups_allowed = kiln_plan::env::bool_var("KILN_SUBGROUPS", true)?;
         let _driver = driver_lock();
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -185,7 +196,7 @@ impl Gpu {
                 describe_adapter(&a.get_info())
             );
         }
-        if let Ok(wanted) = std::env::var("KILN_ADAPTER") {
+        if let Some(wanted) = wanted {
             let needle = wanted.to_lowercase();
             let available = adapters
                 .iter()
@@ -236,6 +247,7 @@ impl Gpu {
             info,
             limits,
             created: Arc::new(AtomicU64::new(0)),
+            subgroups_allowed,
         })
     }
 

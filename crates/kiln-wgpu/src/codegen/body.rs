@@ -258,6 +258,44 @@ pub(super) fn zero(dt: DType) -> W {
     }
 }
 
+/// `isnan(x)` lane for lane, for an f32 scalar or vector `x` of `width` lanes, on the bits:
+/// `x != x` is no test (naga emits an *ordered* not-equal, false for NaN) and WGSL has no
+/// `isnan`. With `b` the bits, `min(b, b ^ 0x80000000)` is `b` without its sign bit, above
+/// `0x7f800000` (infinity) exactly for NaN.
+fn is_nan(x: W, width: u32) -> W {
+    let u = |v: u32| {
+        if width == 1 {
+            W::u32(v)
+        } else {
+            W::Construct(Type::Vec(width as u8, Scalar::U32), vec![W::u32(v)])
+        }
+    };
+    let ty = if width == 1 {
+        Type::Scalar(Scalar::U32)
+    } else {
+        Type::Vec(width as u8, Scalar::U32)
+    };
+    let bits = W::Bitcast(ty, Box::new(x));
+    let magnitude = W::call(
+        Builtin::Min,
+        vec![bits.clone(), bits.bin(BinOp::Xor, u(0x8000_0000))],
+    );
+    magnitude.bin(BinOp::Gt, u(0x7f80_0000))
+}
+
+/// `f(a, b)` for `f` = `max` or `min` that is NaN when either operand is (IEEE 754-2019
+/// `maximum`, Keras `tf.maximum`); WGSL's `max`/`min` may return the other operand. For f32
+/// `a` and `b` (of `width` lanes) should be named values or loads (they are repeated); i32
+/// needs nothing.
+pub(super) fn nan_propagating(f: Builtin, a: W, b: W, dt: DType, width: u32) -> W {
+    let plain = W::call(f, vec![a.clone(), b.clone()]);
+    if dt != DType::F32 {
+        return plain;
+    }
+    let b_nan = W::call(Builtin::Select, vec![plain, b.clone(), is_nan(b, width)]);
+    W::call(Builtin::Select, vec![b_nan, a.clone(), is_nan(a, width)])
+}
+
 /// 1 of `dt`.
 fn one(dt: DType) -> W {
     match dt {
@@ -301,6 +339,15 @@ fn unary(op: UnaryOp, x: W, dt: DType, width: u32) -> W {
         UnaryOp::Neg => x.un(UnOp::Neg),
         UnaryOp::Abs => W::call(Builtin::Abs, vec![x]),
         UnaryOp::Sign => W::call(Builtin::Sign, vec![x]),
+        // NaN stays NaN (as in Keras; WGSL's max may return the other operand)
+        UnaryOp::Relu if dt == DType::F32 => W::call(
+            Builtin::Select,
+            vec![
+                W::call(Builtin::Max, vec![x.clone(), k(zero(dt))]),
+                x.clone(),
+                is_nan(x, width),
+            ],
+        ),
         UnaryOp::Relu => W::call(Builtin::Max, vec![x, k(zero(dt))]),
         UnaryOp::Recip => k(one(dt)).bin(BinOp::Div, x),
         UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Tanh | UnaryOp::Sigmoid
@@ -315,13 +362,21 @@ fn unary(op: UnaryOp, x: W, dt: DType, width: u32) -> W {
         UnaryOp::Exp => W::call(Builtin::Exp, vec![x]),
         UnaryOp::Log => W::call(Builtin::Log, vec![x]),
         UnaryOp::Sqrt => W::call(Builtin::Sqrt, vec![x]),
-        // tanh(±15) is ±1 in f32; clamping avoids the NaN some drivers return for large |x|.
+        // tanh(±15) is ±1 in f32; clamping avoids the NaN some drivers return for large |x|,
+        // and the select keeps a NaN operand NaN (the clamp would make it ±1)
         UnaryOp::Tanh => W::call(
-            Builtin::Tanh,
-            vec![W::call(
-                Builtin::Clamp,
-                vec![x, k(W::f32(-15.0)), k(W::f32(15.0))],
-            )],
+            Builtin::Select,
+            vec![
+                W::call(
+                    Builtin::Tanh,
+                    vec![W::call(
+                        Builtin::Clamp,
+                        vec![x.clone(), k(W::f32(-15.0)), k(W::f32(15.0))],
+                    )],
+                ),
+                x.clone(),
+                is_nan(x, width),
+            ],
         ),
         UnaryOp::Sigmoid => k(W::f32(1.0)).bin(
             BinOp::Div,
@@ -344,8 +399,8 @@ fn binary(op: BinaryOp, a: W, b: W, dt: DType, width: u32) -> W {
         BinaryOp::Sub => a.bin(BinOp::Sub, b),
         BinaryOp::Mul => a.bin(BinOp::Mul, b),
         BinaryOp::Div => a.bin(BinOp::Div, b),
-        BinaryOp::Max => W::call(Builtin::Max, vec![a, b]),
-        BinaryOp::Min => W::call(Builtin::Min, vec![a, b]),
+        BinaryOp::Max => nan_propagating(Builtin::Max, a, b, dt, width),
+        BinaryOp::Min => nan_propagating(Builtin::Min, a, b, dt, width),
         BinaryOp::Pow if dt == DType::I32 => convert(
             W::call(
                 Builtin::Pow,

@@ -121,7 +121,9 @@ pub(super) fn reduce(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenError> {
             let v = W::ident(format!("{prefix}{}", f.value));
             let combined = match f.kind {
                 ReduceKind::Sum => acc.clone().bin(BinOp::Add, v),
-                ReduceKind::Max => W::call(Builtin::Max, vec![acc.clone(), v]),
+                ReduceKind::Max => {
+                    super::body::nan_propagating(Builtin::Max, acc.clone(), v, dt, 1)
+                }
             };
             tail.push(Stmt::Assign(acc.clone(), combined));
         }
@@ -159,7 +161,13 @@ pub(super) fn reduce(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenError> {
                     let other = at(lid.clone().bin(BinOp::Add, W::u32(half)));
                     let combined = match f.kind {
                         ReduceKind::Sum => at(lid.clone()).bin(BinOp::Add, other),
-                        ReduceKind::Max => W::call(Builtin::Max, vec![at(lid.clone()), other]),
+                        ReduceKind::Max => super::body::nan_propagating(
+                            Builtin::Max,
+                            at(lid.clone()),
+                            other,
+                            dt,
+                            1,
+                        ),
                     };
                     g.stmts.push(Stmt::If(
                         lid.clone().bin(BinOp::Lt, W::u32(half)),
