@@ -80,7 +80,7 @@ pub use train::{callbacks, io, progress};
 
 pub use data::datasets::{Dataset, DatasetError, TextDataset};
 pub use data::preprocessing::{to_categorical, PreprocessingError, Tokenizer};
-pub use error::{LayerError, Result};
+pub use error::{LayerError, ModelFileError, NonFinite, Result};
 pub use kiln_opt::HostTensor;
 pub use layers::{
     slot_name, Activation, ActivationConfig, ActivationLayer, Adadelta, Adagrad, Adam, Adamax,
@@ -92,7 +92,8 @@ pub use layers::{
     SELU_SCALE, TRUNCATED_NORMAL_STDDEV,
 };
 pub use train::{
-    load_model, saved_variables, Callback, CallbackContext, CompileConfig, CsvLogger,
-    EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint, ModelConfig,
-    MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan, Verbosity,
+    load_model, load_model_from_bytes, saved_variables, Callback, CallbackContext, CompileConfig,
+    CsvLogger, EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint,
+    ModelConfig, MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan,
+    Verbosity,
 };

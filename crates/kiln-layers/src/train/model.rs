@@ -28,6 +28,8 @@ pub struct Sequential {
     pub(super) lr: Option<f32>,
     /// How many times `set_learning_rate` was called (to tell whether a fit changed it).
     pub(super) lr_changes: u64,
+    /// Whether `fit` checks every step for non-finite values (`None`: `KILN_CHECK_NUMERICS`).
+    pub(super) check_numerics: Option<bool>,
 }
 
 impl Sequential {
@@ -44,6 +46,7 @@ impl Sequential {
             cache_log: vec![],
             lr: None,
             lr_changes: 0,
+            check_numerics: None,
         }
     }
 
@@ -138,9 +141,14 @@ impl Sequential {
                 }));
             }
         }
-        optimizer.config().check().map_err(|e| {
-            LayerError::Usage(format!("compile: {} optimizer: {e}", optimizer.name()))
-        })?;
+        if let Some((argument, value, expected)) = optimizer.config().invalid_hyper_parameter() {
+            return Err(LayerError::argument(
+                optimizer.name(),
+                argument,
+                value,
+                expected,
+            ));
+        }
         self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device
