@@ -69,6 +69,7 @@
 
 pub mod data;
 mod error;
+pub mod fuzzing;
 pub mod layers;
 pub mod train;
 pub mod vars;
