@@ -34,7 +34,19 @@
 //! - A short last batch gets its own plan (cached), so it computes exactly what a full batch
 //!   of that size would.
 //! - This crate never names a GPU API; it reaches devices only through the `Backend` trait.
-//! - Errors name the layer and the shapes, with a hint; user input never panics.
+//! - Errors name the layer and the shapes, with a hint; user input never panics. Arguments
+//!   out of their domain (`batch_size` 0, `validation_split` outside `[0, 1)`, a negative
+//!   or NaN learning rate, `input_dim(0)`...) are [`LayerError::InvalidArgument`] before
+//!   anything runs.
+//! - Non-finite training is detected on the device: every training step checks its own
+//!   loss and records the first non-finite step next to the loss accumulator, so
+//!   [`TerminateOnNan`] names the epoch, the step and the first non-finite variable without
+//!   a per-step readback; `KILN_CHECK_NUMERICS=1` (or [`Sequential::set_check_numerics`])
+//!   checks every step and names the first kernel that produced a NaN or an infinity
+//!   ([`train::numerics`]).
+//! - Model files ([`io`]) are byte-reproducible and carry a checksum per tensor, verified on
+//!   load; a file lacking a weight its structure needs is an error naming it, never a
+//!   random weight; [`fuzzing`] holds the harness of the model-file fuzz target.
 //!
 //! ## What is supported (Keras names, defaults and formulas)
 //! - **Layers**: [`Dense`] (with `kernel_regularizer` / `bias_regularizer`), [`Flatten`],
