@@ -240,3 +240,45 @@ fn a_fifo_is_refused_not_read_forever() {
         other => panic!("expected Io, got {:?}", other.err()),
     }
 }
+
+#[test]
+fn rewriting_tensors_with_model_file_bytes_keeps_the_file_loadable() {
+    // what `kiln train` does: new tensor values under the old file's metadata (whose
+    // checksum table is stale); model_file_bytes writes a fresh one
+    let d = dir("rewrite");
+    let p = d.join("m.safetensors");
+    let mut m = trained();
+    m.save(&p).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = kiln_layers::saved_variables(&bytes)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            let v: Vec<f32> = t.to_f32().iter().map(|x| x * 0.5).collect();
+            let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n, t.shape.dims().to_vec(), b)
+        })
+        .collect();
+    let out = kiln_layers::io::model_file_bytes(&tensors, meta.clone()).unwrap();
+    assert_eq!(
+        out,
+        kiln_layers::io::model_file_bytes(&tensors, meta).unwrap()
+    );
+    std::fs::write(&p, &out).unwrap();
+    let mut l = load_model(&p, cpu()).unwrap();
+    let halved: Vec<Vec<f32>> = m
+        .get_weights()
+        .unwrap()
+        .iter()
+        .map(|t| t.to_f32().iter().map(|x| x * 0.5).collect())
+        .collect();
+    let got: Vec<Vec<f32>> = l
+        .get_weights()
+        .unwrap()
+        .iter()
+        .map(|t| t.to_f32())
+        .collect();
+    assert_eq!(got, halved);
+}

@@ -163,10 +163,33 @@ impl Sequential {
     }
 }
 
-/// A safetensors file of f32 `tensors` (sorted by name) with kiln's metadata, keys sorted:
-/// the same input always gives the same bytes (the `safetensors` crate writes its metadata
-/// map in hash order).
 fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], structure: &str) -> Result<Vec<u8>> {
+    let meta = [
+        ("format".to_string(), MODEL_FORMAT.to_string()),
+        ("kiln_model".to_string(), structure.to_string()),
+    ];
+    model_file_bytes(tensors, meta)
+}
+
+/// The bytes of a model file holding the f32 `tensors` `(name, shape, little-endian data)`
+/// and `metadata` (e.g. the metadata of the file a program updates, with its structure and
+/// format tag): tensors sorted by name, metadata keys sorted, and a fresh checksum table
+/// (`kiln_xxh3_64`, replacing any in `metadata`, which would be stale). The same input
+/// always gives the same bytes (the `safetensors` crate writes its metadata in hash order).
+/// Programs that rewrite a model file's tensors write it with this, so that it still loads.
+pub fn model_file_bytes(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<u8>> {
+    for (name, shape, bytes) in tensors {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(4)) != Some(bytes.len()) {
+            return Err(LayerError::Data(format!(
+                "model file: tensor `{name}` has {} bytes, not 4 per element of {shape:?}",
+                bytes.len()
+            )));
+        }
+    }
     let mut sorted: Vec<&(String, Vec<usize>, Vec<u8>)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let checksums: BTreeMap<&str, String> = sorted
@@ -174,16 +197,11 @@ fn serialize(tensors: &[(String, Vec<usize>, Vec<u8>)], structure: &str) -> Resu
         .map(|(n, _, b)| (n.as_str(), tensor_checksum(b)))
         .collect();
     let json = |e: serde_json::Error| LayerError::Data(format!("model file header: {e}"));
-    let meta: BTreeMap<&str, String> = [
-        (
-            CHECKSUM_KEY,
-            serde_json::to_string(&checksums).map_err(json)?,
-        ),
-        ("format", MODEL_FORMAT.to_string()),
-        ("kiln_model", structure.to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let mut meta: BTreeMap<String, String> = metadata.into_iter().collect();
+    meta.insert(
+        CHECKSUM_KEY.to_string(),
+        serde_json::to_string(&checksums).map_err(json)?,
+    );
     let mut header = format!(
         "{{\"__metadata__\":{}",
         serde_json::to_string(&meta).map_err(json)?
