@@ -9,6 +9,8 @@
 //!   SGD 0.01), batch 5, 1000 samples: one epoch (200 steps) of `fit`, and the mean step.
 //! - `mlp`: MLP 784-512-512-10 (relu, relu, softmax; categorical crossentropy; Adam), batch
 //!   128, 2048 random samples: training samples/s.
+//! - `fit_scaling`: ms per `fit` step of a 784-64-10 MLP (batch 128, shuffled) on 4k, 16k
+//!   and 64k rows: flat, because `fit` gathers only each batch's rows.
 //! - `matmul`: `x @ w`, square 256..2048: GFLOP/s end to end (upload x, run, read back y) and
 //!   device-resident (x, w variables; y assigned to a variable; nothing read back but a wait).
 //! - `elementwise`: `a * b + c` over 16M f32: GB/s counting 16 bytes per element (3 reads, 1
@@ -37,9 +39,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 type Res<T> = std::result::Result<T, Box<dyn Error>>;
 
-const WORKLOADS: [&str; 6] = [
+mod fit_scaling;
+
+const WORKLOADS: [&str; 7] = [
     "unit_circle",
     "mlp",
+    "fit_scaling",
     "matmul",
     "elementwise",
     "char_lstm",
@@ -57,7 +62,7 @@ struct Args {
 const USAGE: &str =
     "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick] [--profile]
        kiln-bench --startup [--json FILE]   (cold vs warm start of three train-step plans)
-  workloads: unit_circle, mlp, matmul, elementwise, char_lstm, imdb_lstm
+  workloads: unit_circle, mlp, fit_scaling, matmul, elementwise, char_lstm, imdb_lstm
   --profile    also time every kernel of each recurrent train step once (GPU; one submit each)
   --json FILE  where to write the JSON report (default target/kiln-bench.json)
   --cpu        run on the CPU plan interpreter instead of the wgpu adapter
@@ -965,6 +970,7 @@ fn run() -> Res<()> {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match name {
             "unit_circle" => bench_unit_circle(kind, budget.unit_circle, &mut rows),
             "mlp" => bench_mlp(kind, budget.mlp, &mut rows),
+            "fit_scaling" => fit_scaling::bench_fit_scaling(kind, budget.mlp / 3.0, &mut rows),
             "matmul" => bench_matmul(kind, sizes, budget.matmul, &mut rows),
             "char_lstm" => bench_char_lstm(kind, budget.recurrent, args.profile, &mut rows),
             "imdb_lstm" => bench_imdb_lstm(kind, budget.recurrent, args.profile, &mut rows),

@@ -34,7 +34,19 @@
 //! - A short last batch gets its own plan (cached), so it computes exactly what a full batch
 //!   of that size would.
 //! - This crate never names a GPU API; it reaches devices only through the `Backend` trait.
-//! - Errors name the layer and the shapes, with a hint; user input never panics.
+//! - Errors name the layer and the shapes, with a hint; user input never panics. Arguments
+//!   out of their domain (`batch_size` 0, `validation_split` outside `[0, 1)`, a negative
+//!   or NaN learning rate, `input_dim(0)`...) are [`LayerError::InvalidArgument`] before
+//!   anything runs.
+//! - Non-finite training is detected on the device: every training step checks its own
+//!   loss and records the first non-finite step next to the loss accumulator, so
+//!   [`TerminateOnNan`] names the epoch, the step and the first non-finite variable without
+//!   a per-step readback; `KILN_CHECK_NUMERICS=1` (or [`Sequential::set_check_numerics`])
+//!   checks every step and names the first kernel that produced a NaN or an infinity
+//!   ([`train::numerics`]).
+//! - Model files ([`io`]) are byte-reproducible and carry a checksum per tensor, verified on
+//!   load; a file lacking a weight its structure needs is an error naming it, never a
+//!   random weight; [`fuzzing`] holds the harness of the model-file fuzz target.
 //!
 //! ## What is supported (Keras names, defaults and formulas)
 //! - **Layers**: [`Dense`] (with `kernel_regularizer` / `bias_regularizer`), [`Flatten`],
@@ -69,6 +81,7 @@
 
 pub mod data;
 mod error;
+pub mod fuzzing;
 pub mod layers;
 pub mod train;
 pub mod vars;
@@ -80,7 +93,7 @@ pub use train::{callbacks, io, progress};
 
 pub use data::datasets::{Dataset, DatasetError, TextDataset};
 pub use data::preprocessing::{to_categorical, PreprocessingError, Tokenizer};
-pub use error::{LayerError, Result};
+pub use error::{LayerError, ModelFileError, NonFinite, Result};
 pub use kiln_opt::HostTensor;
 pub use layers::{
     slot_name, Activation, ActivationConfig, ActivationLayer, Adadelta, Adagrad, Adam, Adamax,
@@ -92,7 +105,8 @@ pub use layers::{
     SELU_SCALE, TRUNCATED_NORMAL_STDDEV,
 };
 pub use train::{
-    load_model, saved_variables, Callback, CallbackContext, CompileConfig, CsvLogger,
-    EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint, ModelConfig,
-    MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan, Verbosity,
+    load_model, load_model_from_bytes, saved_variables, Callback, CallbackContext, CompileConfig,
+    CsvLogger, EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint,
+    ModelConfig, MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan,
+    Verbosity,
 };

@@ -16,6 +16,7 @@
 //! | Nadam's momentum schedule | [`optimizer::NADAM_SCHEDULE`] | yes |
 //! | the dropout noise step | [`NOISE_STEP`] | yes |
 //! | the loss / metric accumulators | [`metrics::LOSS_SUM`], [`metrics::sum`] | no |
+//! | the finite-loss check of training | [`metrics::STEPS`], [`metrics::FIRST_NONFINITE`] | no |
 
 /// The name of weight `weight` of layer `layer`: `<layer>/<weight>` (`dense_1/kernel`).
 pub fn weight(layer: &str, weight: &str) -> String {
@@ -62,6 +63,12 @@ pub mod metrics {
     /// The sample-weighted loss sum.
     pub const LOSS_SUM: &str = "metrics/loss_sum";
 
+    /// The number of training steps run since the accumulators were reset.
+    pub const STEPS: &str = "metrics/steps";
+    /// The 1-based step (since the reset) whose loss was first non-finite; 0 while every
+    /// loss was finite.
+    pub const FIRST_NONFINITE: &str = "metrics/first_nonfinite_step";
+
     /// The accumulator of the `i`-th compiled metric: `metrics/<i>_sum`.
     pub fn sum(i: usize) -> String {
         format!("{PREFIX}{i}_sum")
@@ -91,6 +98,8 @@ mod tests {
         assert_eq!(optimizer::NADAM_SCHEDULE, "optimizer/m_schedule");
         assert_eq!(metrics::LOSS_SUM, "metrics/loss_sum");
         assert_eq!(metrics::sum(2), "metrics/2_sum");
+        assert!(metrics::is_accumulator(metrics::FIRST_NONFINITE));
+        assert!(metrics::is_accumulator(metrics::STEPS));
         assert!(metrics::is_accumulator(metrics::LOSS_SUM));
         assert!(optimizer::is_optimizer(optimizer::RHO));
     }

@@ -124,6 +124,20 @@ impl Stack {
             })?,
         };
         let output = layer.build(&name, &input)?;
+        if self.entries.is_empty() && input.contains(&0) {
+            // Keras and PyTorch refuse zero-sized dimensions when the layer is made (layers
+            // that check their own input first keep their messages)
+            let (argument, value) = match (kind, input.as_slice()) {
+                ("Dense", [d]) => ("input_dim", d.to_string()),
+                _ => ("input_shape", format!("{input:?}")),
+            };
+            return Err(LayerError::argument(
+                kind,
+                argument,
+                value,
+                "every dimension must be at least 1",
+            ));
+        }
         let params = layer.params();
         for p in &params {
             p.init
@@ -235,10 +249,40 @@ impl Stack {
             g.assign(acc, next)?;
         }
         if mode == Mode::Train {
+            finite_check(&mut g, loss)?;
             let grads = autodiff::grad(&mut g, loss, &trainable)?;
             let pairs: Vec<(NodeId, NodeId)> = trainable.into_iter().zip(grads).collect();
             cfg.optimizer.apply(&mut g, &pairs)?;
         }
         Ok(g)
     }
+}
+
+/// The in-plan finite check of a training step's loss, riding on the accumulators: counts
+/// the steps ([`vars::metrics::STEPS`]) and records the first one whose loss is NaN or
+/// infinite ([`vars::metrics::FIRST_NONFINITE`], 1-based, 0 for none). Scalar arithmetic
+/// only: it fuses into the kernel that already updates the loss accumulator, so the step
+/// costs no extra dispatch and reads nothing back.
+fn finite_check(g: &mut Graph, loss: NodeId) -> Result<()> {
+    use kiln_ir::BinaryOp;
+    let steps = g.param(vars::metrics::STEPS, [], DType::F32)?;
+    let first = g.param(vars::metrics::FIRST_NONFINITE, [], DType::F32)?;
+    // |loss| <= MAX is false exactly for NaN and ±inf (every comparison with NaN is false)
+    let magnitude = g.abs(loss)?;
+    let largest = g.scalar(f32::MAX as f64);
+    let finite = g.binary(BinaryOp::Le, magnitude, largest)?;
+    let not_finite = g.neg(finite)?;
+    let bad = g.add_scalar(not_finite, 1.0)?;
+    // steps + 1, written as steps + finite + bad (= 1) so that the counter depends on the
+    // loss and fuses into the kernel that computes it instead of running as its own
+    let one = g.add(finite, bad)?;
+    let step = g.add(steps, one)?;
+    let zero = g.scalar(0.0);
+    let none_yet = g.binary(BinaryOp::Eq, first, zero)?;
+    let hit = g.mul(bad, none_yet)?;
+    let record = g.mul(hit, step)?;
+    let next = g.add(first, record)?;
+    g.assign(steps, step)?;
+    g.assign(first, next)?;
+    Ok(())
 }

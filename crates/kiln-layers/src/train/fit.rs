@@ -11,20 +11,37 @@ fn rows(t: &HostTensor) -> usize {
     t.shape.dims().first().copied().unwrap_or(0)
 }
 
-/// Gathers rows `idx` of `t` into a new tensor.
+/// Gathers rows `idx` of `t` into a new f32 tensor (i32 values converted), touching only
+/// those rows: a training step's host work is O(batch), whatever the data-set size.
 fn gather_rows(t: &HostTensor, idx: &[usize]) -> HostTensor {
     let row: usize = t.shape.dims()[1..].iter().product();
     let mut dims = t.shape.dims().to_vec();
     dims[0] = idx.len();
     let mut v = Vec::with_capacity(idx.len() * row);
-    let src = t.to_f32();
     for &i in idx {
-        v.extend_from_slice(&src[i * row..(i + 1) * row]);
+        let rows = i * row..(i + 1) * row;
+        match &t.data {
+            kiln_opt::HostData::F32(src) => v.extend_from_slice(&src[rows]),
+            kiln_opt::HostData::I32(src) => v.extend(src[rows].iter().map(|&x| x as f32)),
+        }
     }
     HostTensor {
         shape: dims.into(),
         data: kiln_opt::HostData::F32(v),
     }
+}
+
+/// `batch_size` of `function` is at least 1.
+fn check_batch_size(function: &str, batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(LayerError::argument(
+            function,
+            "batch_size",
+            0,
+            "must be at least 1",
+        ));
+    }
+    Ok(())
 }
 
 impl Sequential {
@@ -240,6 +257,15 @@ impl Sequential {
         if opts.batch_size == 0 {
             return Err(LayerError::Data("batch_size must be at least 1".into()));
         }
+        let split = opts.validation_split;
+        if !(0.0..1.0).contains(&split) {
+            return Err(LayerError::argument(
+                "fit",
+                "validation_split",
+                split,
+                "must be in [0, 1): the fraction of the samples held out",
+            ));
+        }
         let y = &*self.prepare_y(y)?;
         let n = rows(x);
         let (n_train, val) = if let Some((vx, vy)) = &opts.validation_data {
@@ -247,7 +273,7 @@ impl Sequential {
             let vy = self.prepare_y(vy)?.into_owned();
             (n, Some((vx.clone(), vy, (0..rows(vx)).collect::<Vec<_>>())))
         } else if opts.validation_split > 0.0 {
-            let nv = ((n as f64) * opts.validation_split.min(1.0)) as usize;
+            let nv = ((n as f64) * split) as usize;
             (n - nv, Some((x.clone(), y.clone(), (n - nv..n).collect())))
         } else {
             (n, None)
@@ -255,6 +281,7 @@ impl Sequential {
         if n_train == 0 {
             return Err(LayerError::Data("no training samples".into()));
         }
+        let check_numerics = self.check_numerics_on()?;
         let verbosity = opts.verbosity.resolve(opts.verbose);
         let mut bar = (verbosity != Verbosity::Silent).then(|| ProgressBar::new(verbosity));
         let seed = self.seed;
@@ -299,7 +326,12 @@ impl Sequential {
             each(&mut ctx, &mut |cb, ctx| cb.on_epoch_begin(ctx, epoch))?;
             for (b, chunk) in order.chunks(opts.batch_size).enumerate() {
                 each(&mut ctx, &mut |cb, ctx| cb.on_batch_begin(ctx, b))?;
-                ctx.model.run_step(Mode::Train, x, y, Some(chunk))?;
+                if check_numerics {
+                    let (xb, yb) = (gather_rows(x, chunk), gather_rows(y, chunk));
+                    ctx.model.checked_step(epoch, b, &xb, &yb)?;
+                } else {
+                    ctx.model.run_step(Mode::Train, x, y, Some(chunk))?;
+                }
                 ctx.seen += chunk.len();
                 ctx.steps_run += 1;
                 ctx.latest = None;
@@ -347,19 +379,29 @@ impl Sequential {
     pub fn evaluate(&mut self, x: &HostTensor, y: &HostTensor, batch_size: usize) -> Result<Logs> {
         self.check_xy(x, Some(y))?;
         self.check_compiled("evaluate")?;
+        check_batch_size("evaluate", batch_size)?;
+        if rows(x) == 0 {
+            return Err(LayerError::argument(
+                "evaluate",
+                "x",
+                "0 samples",
+                "must hold at least one sample (the mean over no samples is undefined)",
+            ));
+        }
         let y = &*self.prepare_y(y)?;
         let idx: Vec<usize> = (0..rows(x)).collect();
-        self.run_batches(Mode::Evaluate, x, y, &idx, batch_size.max(1))
+        self.run_batches(Mode::Evaluate, x, y, &idx, batch_size)
     }
 
     /// Model outputs for `x`, `[n, ..output]` (Keras `predict`).
     pub fn predict(&mut self, x: &HostTensor, batch_size: usize) -> Result<HostTensor> {
         self.check_xy(x, None)?;
+        check_batch_size("predict", batch_size)?;
         self.init_weights()?;
         let n = rows(x);
         let mut out = Vec::new();
         let idx: Vec<usize> = (0..n).collect();
-        for chunk in idx.chunks(batch_size.max(1)) {
+        for chunk in idx.chunks(batch_size) {
             let xb = gather_rows(x, chunk);
             let r = self.plan(Mode::Predict, chunk.len())?.run(&[&xb])?;
             out.extend(r[0].to_f32());

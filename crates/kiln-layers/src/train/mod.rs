@@ -17,6 +17,7 @@ mod fit;
 mod history;
 pub mod io;
 mod model;
+pub mod numerics;
 mod options;
 mod plans;
 pub mod progress;
@@ -28,7 +29,7 @@ pub use callbacks::{
     ModelCheckpoint, MonitorMode, ReduceLrOnPlateau, TerminateOnNan,
 };
 pub use history::{History, Logs};
-pub use io::{load_model, saved_variables, CompileConfig, ModelConfig};
+pub use io::{load_model, load_model_from_bytes, saved_variables, CompileConfig, ModelConfig};
 pub use model::Sequential;
 pub use options::{Fit, Verbosity};
 pub use progress::ProgressBar;

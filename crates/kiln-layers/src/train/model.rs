@@ -22,17 +22,26 @@ pub struct Sequential {
     pub(super) plans: PlanMap,
     pub(super) weights_ready: bool,
     pub(super) cache: PlanCache,
+    /// A bad `KILN_CACHE*` value found by [`Sequential::new`], reported by the first compile
+    /// (cleared by `with_plan_cache`).
+    pub(super) cache_env_error: Option<kiln_opt::EnvError>,
     pub(super) cache_log: CacheLog,
     /// Host copy of the learning-rate variable (known after `compile`, kept by
     /// `set_learning_rate`), so reading it costs no device round trip.
     pub(super) lr: Option<f32>,
     /// How many times `set_learning_rate` was called (to tell whether a fit changed it).
     pub(super) lr_changes: u64,
+    /// Whether `fit` checks every step for non-finite values (`None`: `KILN_CHECK_NUMERICS`).
+    pub(super) check_numerics: Option<bool>,
 }
 
 impl Sequential {
     /// An empty model on `device`, with seed 0.
     pub fn new(device: Box<dyn Backend>) -> Self {
+        let (cache, cache_env_error) = match PlanCache::try_from_env() {
+            Ok(c) => (c, None),
+            Err(e) => (PlanCache::disabled(), Some(e)),
+        };
         Sequential {
             device,
             stack: Stack::default(),
@@ -40,10 +49,12 @@ impl Sequential {
             compiled: None,
             plans: HashMap::new(),
             weights_ready: false,
-            cache: PlanCache::from_env(),
+            cache,
+            cache_env_error,
             cache_log: vec![],
             lr: None,
             lr_changes: 0,
+            check_numerics: None,
         }
     }
 
@@ -138,9 +149,14 @@ impl Sequential {
                 }));
             }
         }
-        optimizer.config().check().map_err(|e| {
-            LayerError::Usage(format!("compile: {} optimizer: {e}", optimizer.name()))
-        })?;
+        if let Some((argument, value, expected)) = optimizer.config().invalid_hyper_parameter() {
+            return Err(LayerError::argument(
+                optimizer.name(),
+                argument,
+                value,
+                expected,
+            ));
+        }
         self.lr = None;
         for (name, v) in optimizer.hyper_params() {
             self.device

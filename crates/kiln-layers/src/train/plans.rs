@@ -5,7 +5,7 @@ use super::Sequential;
 use crate::layers::Mode;
 use crate::{LayerError, Result};
 use kiln_opt::cache::{compile_cached, CacheOutcome, PlanCache};
-use kiln_opt::{CompileOptions, Executable};
+use kiln_opt::{CompileOptions, Executable, PlanKind};
 use std::sync::Arc;
 
 impl Sequential {
@@ -13,6 +13,7 @@ impl Sequential {
     /// (`KILN_CACHE_DIR`, `KILN_CACHE=off`).
     pub fn with_plan_cache(mut self, cache: PlanCache) -> Self {
         self.cache = cache;
+        self.cache_env_error = None;
         self
     }
 
@@ -23,10 +24,22 @@ impl Sequential {
 
     pub(super) fn plan(&mut self, mode: Mode, batch: usize) -> Result<&mut Box<dyn Executable>> {
         if !self.plans.contains_key(&(mode, batch)) {
+            // a bad KILN_CACHE* value is an error, not a silently disabled cache
+            if let Some(e) = &self.cache_env_error {
+                return Err(kiln_opt::OptError::Env(e.clone()).into());
+            }
             let g = self.graph(mode, batch)?;
+            let options = CompileOptions {
+                kind: match mode {
+                    Mode::Predict => PlanKind::Predict,
+                    Mode::Evaluate => PlanKind::Evaluate,
+                    Mode::Train => PlanKind::Train,
+                },
+                ..CompileOptions::default()
+            };
             let (plan, outcome) = compile_cached(
                 &g,
-                &CompileOptions::default(),
+                &options,
                 &self.device.limits(),
                 &self.device.fingerprint(),
                 &self.cache,

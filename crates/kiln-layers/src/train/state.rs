@@ -43,6 +43,9 @@ impl Sequential {
         let nm = self.compiled.as_ref().map(|c| c.metrics.len()).unwrap_or(0);
         let zero = HostTensor::f32([], vec![0.0])?;
         self.device.write_param(vars::metrics::LOSS_SUM, &zero)?;
+        self.device.write_param(vars::metrics::STEPS, &zero)?;
+        self.device
+            .write_param(vars::metrics::FIRST_NONFINITE, &zero)?;
         for i in 0..nm {
             self.device.write_param(&vars::metrics::sum(i), &zero)?;
         }
@@ -67,6 +70,48 @@ impl Sequential {
             logs.insert(name.into(), v / n);
         }
         Ok(logs)
+    }
+
+    /// The step (0-based, since the accumulators were reset) whose loss was first
+    /// non-finite, from the in-plan check ([`vars::metrics::FIRST_NONFINITE`]); waits for
+    /// the device.
+    pub(crate) fn first_nonfinite_step(&mut self) -> Result<Option<usize>> {
+        if !self
+            .device
+            .param_names()
+            .iter()
+            .any(|n| n == vars::metrics::FIRST_NONFINITE)
+        {
+            return Ok(None);
+        }
+        let v = scalar(&self.device.read_param(vars::metrics::FIRST_NONFINITE)?);
+        Ok((v >= 1.0).then(|| v as usize - 1))
+    }
+
+    /// The first device variable, in model order (the weights layer by layer, then the
+    /// other saved variables by name), holding a NaN or an infinity; reads them all.
+    pub(crate) fn first_nonfinite_variable(&mut self) -> Result<Option<String>> {
+        let mut names: Vec<String> = self
+            .stack
+            .weight_specs()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut rest: Vec<String> = self
+            .device
+            .param_names()
+            .into_iter()
+            .filter(|n| !vars::metrics::is_accumulator(n) && !names.contains(n))
+            .collect();
+        rest.sort();
+        names.extend(rest);
+        for n in names {
+            let t = self.device.read_param(&n)?;
+            if t.to_f64().iter().any(|v| !v.is_finite()) {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn check_compiled(&self, what: &str) -> Result<()> {
@@ -97,6 +142,14 @@ impl Sequential {
     /// step uses it without recompiling (Keras `optimizer.learning_rate.assign`).
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         self.check_compiled("set_learning_rate")?;
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(LayerError::argument(
+                "set_learning_rate",
+                "learning_rate",
+                lr,
+                "must be a finite number >= 0",
+            ));
+        }
         self.device.write_param(
             vars::optimizer::LEARNING_RATE,
             &HostTensor::f32([], vec![lr])?,

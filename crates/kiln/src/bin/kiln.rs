@@ -589,17 +589,10 @@ fn train(
         let bytes = t.to_f32().iter().flat_map(|v| v.to_le_bytes()).collect();
         tensors.push((name.clone(), t.shape.dims().to_vec(), bytes));
     }
-    let views = tensors
-        .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| CliError::Msg(e.to_string()))
-        })
-        .collect::<Res<Vec<_>>>()?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&wbytes).map_err(|e| e.to_string())?;
-    let bytes =
-        safetensors::serialize(views, meta.metadata().clone()).map_err(|e| e.to_string())?;
+    // sorted metadata and a fresh checksum table (the input's would be stale)
+    let bytes = kiln::io::model_file_bytes(&tensors, meta.metadata().clone().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
     kiln::opt::cache::write_atomic(output, &bytes)
         .map_err(|e| format!("{}: {e}", output.display()))?;
     outln!("wrote {}", output.display());

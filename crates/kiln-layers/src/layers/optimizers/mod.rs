@@ -93,9 +93,79 @@ impl OptimizerConfig {
         (c.clipnorm, c.clipvalue)
     }
 
-    /// An error message when `clipnorm` or `clipvalue` is not a finite number above 0.
+    /// An error message when a hyper-parameter is out of its range (see
+    /// [`OptimizerConfig::invalid_hyper_parameter`]).
     pub fn check(&self) -> std::result::Result<(), String> {
-        self.common().check()
+        match self.invalid_hyper_parameter() {
+            Some((name, value, expected)) => Err(format!("{name} = {value}: {expected}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The first hyper-parameter out of the range Keras and PyTorch accept, as `(name,
+    /// value, what it must be)`: a learning rate, `epsilon` or Adagrad's initial accumulator
+    /// below 0 or not finite, a momentum or `rho` outside `[0, 1]`, a `beta` outside
+    /// `[0, 1)`, a `clipnorm` / `clipvalue` not above 0.
+    pub fn invalid_hyper_parameter(&self) -> Option<(&'static str, f32, &'static str)> {
+        const NON_NEGATIVE: &str = "must be a finite number >= 0";
+        const UNIT: &str = "must be in [0, 1]";
+        const BETA: &str = "must be in [0, 1)";
+        let common = self.common();
+        let mut checks: Vec<(&'static str, f32, &'static str, bool)> = vec![];
+        let lr = common.learning_rate;
+        checks.push((
+            "learning_rate",
+            lr,
+            NON_NEGATIVE,
+            lr.is_finite() && lr >= 0.0,
+        ));
+        for (name, x) in [
+            ("clipnorm", common.clipnorm),
+            ("clipvalue", common.clipvalue),
+        ] {
+            if let Some(x) = x {
+                let expected = "must be a finite number > 0; hint: leave it unset for no clipping";
+                checks.push((name, x, expected, x.is_finite() && x > 0.0));
+            }
+        }
+        let non_negative = |x: f32| x.is_finite() && x >= 0.0;
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        let own: Vec<(&'static str, f32, &'static str, bool)> = match self {
+            OptimizerConfig::Sgd(o) => vec![("momentum", o.momentum, UNIT, unit(o.momentum))],
+            OptimizerConfig::RmsProp(o) => vec![
+                ("rho", o.rho, UNIT, unit(o.rho)),
+                ("epsilon", o.epsilon, NON_NEGATIVE, non_negative(o.epsilon)),
+            ],
+            OptimizerConfig::Adadelta(o) => vec![
+                ("rho", o.rho, UNIT, unit(o.rho)),
+                ("epsilon", o.epsilon, NON_NEGATIVE, non_negative(o.epsilon)),
+            ],
+            OptimizerConfig::Adagrad(o) => vec![
+                (
+                    "initial_accumulator_value",
+                    o.initial_accumulator_value,
+                    NON_NEGATIVE,
+                    non_negative(o.initial_accumulator_value),
+                ),
+                ("epsilon", o.epsilon, NON_NEGATIVE, non_negative(o.epsilon)),
+            ],
+            OptimizerConfig::Adam(o) => betas(o.beta_1, o.beta_2, o.epsilon),
+            OptimizerConfig::Adamax(o) => betas(o.beta_1, o.beta_2, o.epsilon),
+            OptimizerConfig::Nadam(o) => betas(o.beta_1, o.beta_2, o.epsilon),
+        };
+        fn betas(b1: f32, b2: f32, eps: f32) -> Vec<(&'static str, f32, &'static str, bool)> {
+            let beta = |x: f32| (0.0..1.0).contains(&x);
+            vec![
+                ("beta_1", b1, BETA, beta(b1)),
+                ("beta_2", b2, BETA, beta(b2)),
+                ("epsilon", eps, NON_NEGATIVE, eps.is_finite() && eps >= 0.0),
+            ]
+        }
+        checks
+            .into_iter()
+            .chain(own)
+            .find(|c| !c.3)
+            .map(|(name, value, expected, _)| (name, value, expected))
     }
 
     /// The optimizer this configuration describes.
