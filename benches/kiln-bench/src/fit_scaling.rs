@@ -35,7 +35,7 @@ pub(crate) fn bench_fit_scaling(kind: DeviceKind, budget: f64, rows: &mut Vec<Ro
         }
         let x = HostTensor::f32([n, 784], x)?;
         let y = HostTensor::f32([n, 10], y)?;
-        let (_, runs) = timed(budget, 1, 5, || {
+        let (_, runs) = timed(budget, 3, 5, || {
             m.fit(&x, &y, fit.clone())?;
             Ok(())
         })?;
