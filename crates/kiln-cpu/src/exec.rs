@@ -1,0 +1,574 @@
+//! Prepared kernels: every [`KernelOp`] turned at load time into phases ([`Phase`]) and GEMM
+//! calls, and their execution on rayon threads.
+//!
+//! Work is split into tasks of a size fixed by the kernel's shape alone — elementwise
+//! kernels in chunks of [`CHUNK`] elements, reductions in chunks of whole outputs (each
+//! output folded sequentially in the interpreter's order), matmuls in output tiles (each
+//! one single-threaded GEMM call over the whole `k`) — so the bits never depend on the
+//! number of threads.
+
+use crate::prog::{max_index, Accs, Phase, RawBuf, Scalar, Scratch, Value, BLOCK};
+use kiln_ir::{unravel, DType};
+use kiln_opt::kernel::{Dense, Expr, Fold, Kernel, KernelOp, MatOperand, ReduceKind};
+use kiln_opt::{OptError, Result};
+use rayon::prelude::*;
+
+/// Elements per elementwise task.
+pub const CHUNK: usize = 64 * BLOCK;
+
+/// A reduce stage: its phase and folds.
+#[derive(Debug)]
+pub struct Stage {
+    phase: Phase,
+    folds: Vec<(ReduceKind, u32, bool)>,
+}
+
+/// A kernel ready to run (built once per load: the size of its variants does not matter).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Prepared {
+    /// An elementwise kernel.
+    Elementwise(Phase),
+    /// A reduce kernel.
+    Reduce {
+        /// The full iteration shape.
+        in_shape: Vec<usize>,
+        /// Extents of the output (reduced axes set to 1).
+        out_shape: Vec<usize>,
+        /// Elements folded per output.
+        red_n: usize,
+        stages: Vec<Stage>,
+        epilogue: Phase,
+        broadcast: Option<Phase>,
+        /// Outputs per task.
+        chunk: usize,
+    },
+    /// A matmul: GEMM tiles then the epilogue per tile row.
+    MatMul(Box<MatMul>),
+    /// A scatter-add.
+    ScatterAdd {
+        /// Rows of the output.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Positions.
+        count: usize,
+        /// Row indices.
+        index: Dense,
+        /// Values.
+        src: Dense,
+        /// Output.
+        dst: Dense,
+    },
+}
+
+/// A prepared matmul.
+#[derive(Debug)]
+pub struct MatMul {
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatOperand,
+    b: MatOperand,
+    epilogue: Phase,
+    /// `(arg, offset, batch stride, row stride, col stride)` of the output when the
+    /// epilogue only stores the product: GEMM writes it in place, no epilogue pass.
+    direct: Option<(u32, usize, usize, usize, usize)>,
+    tm: usize,
+    tn: usize,
+}
+
+/// A kernel with the largest element it touches per arg (the load-time bounds check).
+#[derive(Debug)]
+pub struct Compiled {
+    /// What runs.
+    pub prepared: Prepared,
+    /// `(arg, largest element index)` of every access.
+    pub extents: Vec<(u32, usize)>,
+}
+
+fn bad(what: &str, msg: String) -> OptError {
+    OptError::Backend(format!("native: kernel `{what}`: {msg}"))
+}
+
+/// Prepares one kernel.
+pub fn prepare(k: &Kernel) -> Result<Compiled> {
+    let args = &k.args;
+    let mut extents = vec![];
+    let prepared = match &k.op {
+        KernelOp::Elementwise {
+            shape,
+            body,
+            stores,
+            ..
+        } => {
+            let all: Vec<usize> = (0..shape.len()).collect();
+            let p = Phase::new(body, stores, args, shape, &all, shape, &[])?;
+            extents.extend(p.extents.iter().copied());
+            Prepared::Elementwise(p)
+        }
+        KernelOp::Reduce {
+            in_shape,
+            axes,
+            stages,
+            epilogue,
+            stores,
+            broadcast,
+            broadcast_stores,
+            ..
+        } => {
+            let out_shape: Vec<usize> = in_shape
+                .iter()
+                .enumerate()
+                .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
+                .collect();
+            let out_axes: Vec<usize> = (0..in_shape.len()).filter(|d| !axes.contains(d)).collect();
+            let red_n: usize = axes.iter().filter_map(|&a| in_shape.get(a)).product();
+            let mut st = vec![];
+            let mut naccs = 0;
+            for s in stages {
+                let keep: Vec<u32> = s.folds.iter().map(|f| f.value).collect();
+                let phase = Phase::new(&s.body, &s.stores, args, in_shape, axes, in_shape, &keep)?;
+                extents.extend(phase.extents.iter().copied());
+                let folds =
+                    s.folds
+                        .iter()
+                        .map(|f: &Fold| {
+                            let node =
+                                s.body.nodes.get(f.value as usize).ok_or_else(|| {
+                                    bad(&k.label, "fold of a missing value".into())
+                                })?;
+                            Ok((f.kind, f.value, node.dtype == DType::I32))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                naccs += folds.len();
+                st.push(Stage { phase, folds });
+            }
+            let _ = naccs;
+            let epi = Phase::new(
+                epilogue,
+                stores,
+                args,
+                &out_shape,
+                &out_axes,
+                &out_shape,
+                &[],
+            )?;
+            extents.extend(epi.extents.iter().copied());
+            let bc = if broadcast_stores.is_empty() {
+                None
+            } else {
+                let p = Phase::new(
+                    broadcast,
+                    broadcast_stores,
+                    args,
+                    in_shape,
+                    axes,
+                    in_shape,
+                    &[],
+                )?;
+                extents.extend(p.extents.iter().copied());
+                Some(p)
+            };
+            let chunk = (8192 / red_n.max(1)).clamp(1, BLOCK);
+            Prepared::Reduce {
+                in_shape: in_shape.clone(),
+                out_shape,
+                red_n,
+                stages: st,
+                epilogue: epi,
+                broadcast: bc,
+                chunk,
+            }
+        }
+        KernelOp::MatMul {
+            batch,
+            m,
+            n,
+            k: kk,
+            a,
+            b,
+            epilogue,
+            stores,
+            ..
+        } => {
+            let (batch, m, n, kk) = (*batch, *m, *n, *kk);
+            let shape = [batch, m, n];
+            let epi = Phase::new(epilogue, stores, args, &shape, &[0, 1, 2], &shape, &[])?;
+            extents.extend(epi.extents.iter().copied());
+            for (op, rows, cols) in [(a, m, kk), (b, kk, n)] {
+                if args.get(op.arg as usize).map(|a| a.dtype) != Some(DType::F32) {
+                    return Err(bad(&k.label, "matmul operand is not an f32 arg".into()));
+                }
+                if batch > 0 && rows > 0 && cols > 0 {
+                    let e = max_index(
+                        op.offset,
+                        &[op.batch_stride, op.row_stride, op.col_stride],
+                        &[batch, rows, cols],
+                    )
+                    .ok_or_else(|| bad(&k.label, "operand overflows".into()))?;
+                    extents.push((op.arg, e));
+                }
+            }
+            // only the product, stored once into an f32 arg that is not an operand
+            let direct = match (epilogue.nodes.as_slice(), stores.as_slice()) {
+                ([node], [st])
+                    if node.expr == Expr::Acc(0)
+                        && node.dtype == DType::F32
+                        && st.value == 0
+                        && st.arg != a.arg
+                        && st.arg != b.arg
+                        && args.get(st.arg as usize).map(|a| a.dtype) == Some(DType::F32) =>
+                {
+                    let s = match &st.strides {
+                        Some(s) if s.len() >= 3 => [s[0], s[1], s[2]],
+                        Some(_) => return Err(bad(&k.label, "store rank".into())),
+                        None => [m * n, n, 1],
+                    };
+                    Some((st.arg, st.offset, s[0], s[1], s[2]))
+                }
+                _ => None,
+            };
+            // tiles from the shape only (never from the thread count)
+            let tn = if n <= 512 { n.max(1) } else { 256 };
+            let tm = if m * kk >= 1 << 20 && m >= 1024 {
+                256
+            } else if m >= 256 {
+                128
+            } else {
+                64
+            };
+            Prepared::MatMul(Box::new(MatMul {
+                batch,
+                m,
+                n,
+                k: kk,
+                a: a.clone(),
+                b: b.clone(),
+                epilogue: epi,
+                direct,
+                tm,
+                tn,
+            }))
+        }
+        KernelOp::ScatterAdd {
+            rows,
+            cols,
+            count,
+            index,
+            src,
+            dst,
+        } => {
+            let ty = |a: u32| args.get(a as usize).map(|a| a.dtype);
+            if ty(index.arg) != Some(DType::I32)
+                || ty(src.arg) != Some(DType::F32)
+                || ty(dst.arg) != Some(DType::F32)
+            {
+                return Err(bad(&k.label, "scatter-add arg types".into()));
+            }
+            let end = |d: &Dense, n: usize| {
+                d.offset
+                    .checked_add(n)
+                    .map(|e| e.saturating_sub(1))
+                    .ok_or_else(|| bad(&k.label, "scatter-add overflows".into()))
+            };
+            if *count > 0 {
+                extents.push((index.arg, end(index, *count)?));
+                let n = count
+                    .checked_mul(*cols)
+                    .ok_or_else(|| bad(&k.label, "overflow".into()))?;
+                if n > 0 {
+                    extents.push((src.arg, end(src, n)?));
+                }
+            }
+            let n = rows
+                .checked_mul(*cols)
+                .ok_or_else(|| bad(&k.label, "overflow".into()))?;
+            if n > 0 {
+                extents.push((dst.arg, end(dst, n)?));
+            }
+            Prepared::ScatterAdd {
+                rows: *rows,
+                cols: *cols,
+                count: *count,
+                index: index.clone(),
+                src: src.clone(),
+                dst: dst.clone(),
+            }
+        }
+    };
+    Ok(Compiled { prepared, extents })
+}
+
+/// Runs `tasks` tasks, in parallel when there are several.
+fn for_tasks<S: Send>(
+    tasks: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize) + Sync + Send,
+) {
+    if tasks == 1 {
+        let mut s = init();
+        f(&mut s, 0);
+    } else if tasks > 1 {
+        (0..tasks)
+            .into_par_iter()
+            .for_each_init(init, |s, t| f(s, t));
+    }
+}
+
+impl Prepared {
+    /// Runs the kernel over its bound buffers.
+    ///
+    /// # Safety
+    /// `args` are the kernel's buffers with the arg types, each longer than every extent
+    /// [`prepare`] reported for it.
+    pub unsafe fn run(&self, args: &[RawBuf]) {
+        match self {
+            Prepared::Elementwise(p) => {
+                let total = p.numel;
+                let mut bases = vec![];
+                p.bases(&[], &mut bases);
+                for_tasks(
+                    total.div_ceil(CHUNK),
+                    || p.scratch(),
+                    |s, t| {
+                        let end = ((t + 1) * CHUNK).min(total);
+                        let mut at = t * CHUNK;
+                        while at < end {
+                            let n = (end - at).min(BLOCK);
+                            p.run_block(s, args, &bases, at, n, Accs::None);
+                            at += n;
+                        }
+                    },
+                );
+            }
+            Prepared::Reduce {
+                in_shape,
+                out_shape,
+                red_n,
+                stages,
+                epilogue,
+                broadcast,
+                chunk,
+            } => {
+                let outputs: usize = out_shape.iter().product();
+                let naccs: usize = stages.iter().map(|s| s.folds.len()).sum();
+                let init = || {
+                    let ss: Vec<Scratch> = stages.iter().map(|s| s.phase.scratch()).collect();
+                    (
+                        ss,
+                        epilogue.scratch(),
+                        broadcast.as_ref().map(|b| b.scratch()),
+                        vec![Scalar::F(0.0); naccs * chunk],
+                        vec![Scalar::F(0.0); naccs],
+                        Vec::new(),
+                        vec![0usize; in_shape.len()],
+                    )
+                };
+                let (chunk, red_n) = (*chunk, *red_n);
+                for_tasks(outputs.div_ceil(chunk), init, |st, t| {
+                    let (ss, es, bs, chunk_accs, accs, bases, idx) = st;
+                    let o0 = t * chunk;
+                    let cn = (outputs - o0).min(chunk);
+                    for c in 0..cn {
+                        unravel(o0 + c, out_shape, idx);
+                        accs.clear();
+                        for (stage, s) in stages.iter().zip(ss.iter_mut()) {
+                            let first = accs.len();
+                            for &(kind, _, int) in &stage.folds {
+                                accs.push(match (kind, int) {
+                                    (ReduceKind::Sum, false) => Scalar::F(0.0),
+                                    (ReduceKind::Sum, true) => Scalar::I(0),
+                                    (ReduceKind::Max, false) => Scalar::F(f32::NEG_INFINITY),
+                                    (ReduceKind::Max, true) => Scalar::I(i32::MIN),
+                                });
+                            }
+                            stage.phase.bases(idx, bases);
+                            let mut at = 0;
+                            while at < red_n {
+                                let n = (red_n - at).min(BLOCK);
+                                let (done, fresh) = accs.split_at_mut(first);
+                                stage
+                                    .phase
+                                    .run_block(s, args, bases, at, n, Accs::Splat(done));
+                                for (a, &(kind, value, _)) in fresh.iter_mut().zip(&stage.folds) {
+                                    *a = fold(*a, kind, stage.phase.value(s, value, n));
+                                }
+                                at += n;
+                            }
+                        }
+                        for (j, a) in accs.iter().enumerate() {
+                            chunk_accs[j * chunk + c] = *a;
+                        }
+                        if let (Some(b), Some(bs)) = (broadcast, bs.as_mut()) {
+                            // the epilogue of this output first (the interpreter's order)
+                            epilogue.bases(&[], bases);
+                            epilogue.run_block(es, args, bases, o0 + c, 1, Accs::Splat(accs));
+                            b.bases(idx, bases);
+                            let mut at = 0;
+                            while at < red_n {
+                                let n = (red_n - at).min(BLOCK);
+                                b.run_block(bs, args, bases, at, n, Accs::Splat(accs));
+                                at += n;
+                            }
+                        }
+                    }
+                    if broadcast.is_none() {
+                        epilogue.bases(&[], bases);
+                        epilogue.run_block(
+                            es,
+                            args,
+                            bases,
+                            o0,
+                            cn,
+                            Accs::Chunk {
+                                values: chunk_accs,
+                                stride: chunk,
+                                first: 0,
+                            },
+                        );
+                    }
+                });
+            }
+            Prepared::MatMul(mm) => mm.run(args),
+            Prepared::ScatterAdd {
+                rows,
+                cols,
+                count,
+                index,
+                src,
+                dst,
+            } => {
+                let (rows, cols) = (*rows, *cols);
+                let d = args[dst.arg as usize].ptr.add(dst.offset);
+                let dst = std::slice::from_raw_parts_mut(d, rows * cols);
+                dst.fill(0.0);
+                let ip = args[index.arg as usize].ptr as *const i32;
+                let sp = args[src.arg as usize].ptr as *const f32;
+                for i in 0..*count {
+                    let r = *ip.add(index.offset + i);
+                    if r >= 0 && (r as usize) < rows {
+                        let s = std::slice::from_raw_parts(sp.add(src.offset + i * cols), cols);
+                        for (o, x) in dst[r as usize * cols..][..cols].iter_mut().zip(s) {
+                            *o += x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fold(a: Scalar, kind: ReduceKind, v: Value) -> Scalar {
+    match (kind, a, v) {
+        (ReduceKind::Sum, Scalar::F(mut a), Value::F(v)) => {
+            for &x in v {
+                a += x;
+            }
+            Scalar::F(a)
+        }
+        (ReduceKind::Max, Scalar::F(mut a), Value::F(v)) => {
+            for &x in v {
+                a = a.max(x);
+            }
+            Scalar::F(a)
+        }
+        (ReduceKind::Sum, Scalar::I(mut a), Value::I(v)) => {
+            for &x in v {
+                a = a.wrapping_add(x);
+            }
+            Scalar::I(a)
+        }
+        (ReduceKind::Max, Scalar::I(mut a), Value::I(v)) => {
+            for &x in v {
+                a = a.max(x);
+            }
+            Scalar::I(a)
+        }
+        // the accumulator is typed like its value, so these do not occur
+        (_, a, _) => a,
+    }
+}
+
+impl MatMul {
+    unsafe fn run(&self, args: &[RawBuf]) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if self.batch == 0 || m == 0 || n == 0 {
+            return;
+        }
+        let (tm, tn) = (self.tm, self.tn);
+        let (mt, nt) = (m.div_ceil(tm), n.div_ceil(tn));
+        let tasks = self.batch * mt * nt;
+        let (abuf, bbuf) = (args[self.a.arg as usize], args[self.b.arg as usize]);
+        let epi = &self.epilogue;
+        let init = || {
+            (
+                vec![0f32; if self.direct.is_some() { 0 } else { tm * tn }],
+                epi.scratch(),
+                Vec::new(),
+            )
+        };
+        for_tasks(tasks, init, |(c, s, bases), t| {
+            let bi = t / (mt * nt);
+            let (i0, j0) = ((t / nt) % mt * tm, t % nt * tn);
+            let (rows, cols) = ((m - i0).min(tm), (n - j0).min(tn));
+            let (ap, bp) = (abuf.fp() as *const f32, bbuf.fp() as *const f32);
+            let a = ap.add(self.a.offset + bi * self.a.batch_stride + i0 * self.a.row_stride);
+            let b = bp.add(self.b.offset + bi * self.b.batch_stride + j0 * self.b.col_stride);
+            let (cp, rsc, csc) = match self.direct {
+                Some((arg, off, bs, rs, cs)) => (
+                    args[arg as usize]
+                        .ptr
+                        .add(off + bi * bs + i0 * rs + j0 * cs),
+                    rs,
+                    cs,
+                ),
+                None => (c.as_mut_ptr(), cols, 1),
+            };
+            if k == 0 {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        *cp.add(i * rsc + j * csc) = 0.0;
+                    }
+                }
+            } else {
+                matrixmultiply::sgemm(
+                    rows,
+                    k,
+                    cols,
+                    1.0,
+                    a,
+                    self.a.row_stride as isize,
+                    self.a.col_stride as isize,
+                    b,
+                    self.b.row_stride as isize,
+                    self.b.col_stride as isize,
+                    0.0,
+                    cp,
+                    rsc as isize,
+                    csc as isize,
+                );
+            }
+            if self.direct.is_none() {
+                epi.bases(&[], bases);
+                for i in 0..rows {
+                    let flat = (bi * m + i0 + i) * n + j0;
+                    let mut at = 0;
+                    while at < cols {
+                        let len = (cols - at).min(BLOCK);
+                        epi.run_block(
+                            s,
+                            args,
+                            bases,
+                            flat + at,
+                            len,
+                            Accs::Row(&c[i * cols + at..][..len]),
+                        );
+                        at += len;
+                    }
+                }
+            }
+        });
+    }
+}

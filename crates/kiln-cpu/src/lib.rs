@@ -1,0 +1,364 @@
+//! # kiln-cpu: the native CPU backend
+//!
+//! Runs a [`Plan`] on the host at native speed. At [`Backend::load`] the plan is validated
+//! (`codec::validate`: a bad plan is an error, never a panic) and every kernel is prepared
+//! ([`exec::prepare`]): matmuls become tiled GEMM calls (`matrixmultiply`, arbitrary strides,
+//! so transposed operands are read in place) with the epilogue applied to each tile right
+//! after its product while it is in cache, and elementwise / reduce / gather / random bodies
+//! become register programs ([`prog::Phase`]) evaluated over blocks of
+//! [`prog::BLOCK`] elements with loops the compiler vectorises.
+//!
+//! ## Invariants
+//! - The semantics are those of the reference interpreter (`kiln_opt::interp`); products and
+//!   transcendental functions may differ from it in rounding only.
+//! - **Deterministic for any thread count**: work is split into tasks whose size depends on
+//!   the kernel's shape only; each reduction output is folded sequentially by one task, each
+//!   product's `k` sum is done by one GEMM call. The same plan and inputs give the same bits
+//!   on 1 or N threads (rayon's current pool is used: run inside `ThreadPool::install` to
+//!   choose it).
+//! - Variables (params) live in the backend's store by name, shared by every plan loaded on
+//!   it, as in the interpreter. During a run their storage is moved into the plan's buffers
+//!   (no copy) and moved back after.
+//! - Every element any kernel touches is checked against its buffer at load, so the
+//!   unchecked accesses of a run stay in bounds.
+
+pub mod exec;
+mod math;
+pub mod prog;
+
+use kiln_ir::DType;
+use kiln_opt::backend::{check_inputs, AdapterClass, DeviceLimits, HostData};
+use kiln_opt::plan::{BufferKind, Step};
+use kiln_opt::{Backend, Executable, HostTensor, OptError, Plan, Result};
+use prog::RawBuf;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type VarStore = Arc<Mutex<BTreeMap<String, HostTensor>>>;
+
+fn lock(s: &VarStore) -> Result<MutexGuard<'_, BTreeMap<String, HostTensor>>> {
+    s.lock()
+        .map_err(|_| OptError::Backend("variable store lock poisoned".into()))
+}
+
+/// The native CPU backend: variables in host memory, plans run natively on rayon threads.
+#[derive(Default)]
+pub struct NativeBackend {
+    params: VarStore,
+    limits: Option<DeviceLimits>,
+}
+
+impl NativeBackend {
+    /// A backend with no variables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A backend that reports `limits` to the compiler (to run plans made for small devices).
+    pub fn with_limits(limits: DeviceLimits) -> Self {
+        NativeBackend {
+            params: VarStore::default(),
+            limits: Some(limits),
+        }
+    }
+}
+
+impl Backend for NativeBackend {
+    fn describe(&self) -> String {
+        format!(
+            "native cpu ({} threads, kiln-cpu)",
+            rayon::current_num_threads()
+        )
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("kiln native cpu {}", kiln_opt::codec::KILN_VERSION)
+    }
+
+    fn limits(&self) -> DeviceLimits {
+        if let Some(l) = &self.limits {
+            return l.clone();
+        }
+        DeviceLimits {
+            max_storage_buffers_per_shader_stage: 32,
+            max_storage_buffer_binding_size: 1 << 32,
+            max_buffer_size: 1 << 32,
+            max_compute_workgroups_per_dimension: u32::MAX,
+            adapter_class: AdapterClass::Cpu,
+            ..DeviceLimits::default()
+        }
+    }
+
+    fn load(&mut self, plan: Arc<Plan>) -> Result<Box<dyn Executable>> {
+        kiln_opt::codec::validate(&plan)
+            .map_err(|e| OptError::Backend(format!("native: invalid plan: {e}")))?;
+        let kernels = plan
+            .kernels
+            .iter()
+            .map(exec::prepare)
+            .collect::<Result<Vec<_>>>()?;
+        for (si, step) in plan.steps.iter().enumerate() {
+            if let Step::Dispatch {
+                kernel, buffers, ..
+            } = step
+            {
+                let k = &kernels[*kernel as usize];
+                let kd = &plan.kernels[*kernel as usize];
+                for &(arg, max) in &k.extents {
+                    let ok = buffers.get(arg as usize).is_some_and(|b| {
+                        plan.buffers.get(b.0 as usize).is_some_and(|d| {
+                            max < d.len
+                                && Some(&d.dtype) == kd.args.get(arg as usize).map(|a| &a.dtype)
+                        })
+                    });
+                    if !ok {
+                        return Err(OptError::Backend(format!(
+                            "native: invalid plan: step {si} (`{}`) reaches element {max} of arg {arg}, outside its buffer",
+                            kd.label
+                        )));
+                    }
+                }
+            }
+        }
+        let mut store = lock(&self.params)?;
+        for slot in &plan.params {
+            match store.get(&slot.name) {
+                Some(t) if t.shape != slot.shape || t.dtype() != slot.dtype => {
+                    return Err(OptError::Param {
+                        name: slot.name.clone(),
+                        message: format!(
+                            "exists as {}{} but the plan declares {}{}",
+                            t.dtype(),
+                            t.shape,
+                            slot.dtype,
+                            slot.shape
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    store.insert(
+                        slot.name.clone(),
+                        HostTensor::zeros(slot.shape.clone(), slot.dtype),
+                    );
+                }
+            }
+        }
+        drop(store);
+        let bufs = plan
+            .buffers
+            .iter()
+            .map(|b| match (&b.kind, b.dtype) {
+                (BufferKind::Constant { values }, DType::F32) => Buf::F(values.clone()),
+                (BufferKind::Constant { values }, DType::I32) => {
+                    Buf::I(values.iter().map(|&v| v as i32).collect())
+                }
+                // params are moved in at run time
+                (BufferKind::Param, _) => Buf::F(vec![]),
+                (_, DType::F32) => Buf::F(vec![0.0; b.len]),
+                (_, DType::I32) => Buf::I(vec![0; b.len]),
+            })
+            .collect();
+        Ok(Box::new(NativeExecutable {
+            plan,
+            kernels,
+            bufs,
+            params: self.params.clone(),
+        }))
+    }
+
+    fn write_param(&mut self, name: &str, value: &HostTensor) -> Result<()> {
+        let mut store = lock(&self.params)?;
+        if let Some(t) = store.get(name) {
+            if t.shape != value.shape || t.dtype() != value.dtype() {
+                return Err(OptError::Param {
+                    name: name.into(),
+                    message: format!(
+                        "is {}{}, cannot write {}{}",
+                        t.dtype(),
+                        t.shape,
+                        value.dtype(),
+                        value.shape
+                    ),
+                });
+            }
+        }
+        store.insert(name.to_string(), value.clone());
+        Ok(())
+    }
+
+    fn read_param(&mut self, name: &str) -> Result<HostTensor> {
+        lock(&self.params)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| OptError::Param {
+                name: name.into(),
+                message: "no such variable".into(),
+            })
+    }
+
+    fn param_names(&self) -> Vec<String> {
+        self.params
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A buffer's contents.
+#[derive(Debug)]
+enum Buf {
+    F(Vec<f32>),
+    I(Vec<i32>),
+}
+
+impl Buf {
+    fn raw(&mut self) -> RawBuf {
+        match self {
+            Buf::F(v) => RawBuf {
+                ptr: v.as_mut_ptr(),
+                len: v.len(),
+                dtype: DType::F32,
+            },
+            Buf::I(v) => RawBuf {
+                ptr: v.as_mut_ptr() as *mut f32,
+                len: v.len(),
+                dtype: DType::I32,
+            },
+        }
+    }
+    fn to_host(&self, shape: kiln_ir::Shape) -> HostTensor {
+        let n = shape.numel();
+        let data = match self {
+            Buf::F(v) => HostData::F32(v[..n].to_vec()),
+            Buf::I(v) => HostData::I32(v[..n].to_vec()),
+        };
+        HostTensor { shape, data }
+    }
+}
+
+struct NativeExecutable {
+    plan: Arc<Plan>,
+    kernels: Vec<exec::Compiled>,
+    bufs: Vec<Buf>,
+    params: VarStore,
+}
+
+/// Moves a param's storage between the store and a plan buffer of `len` elements: swapped
+/// when the sizes match, else copied (and padded with zeros).
+fn param_in(t: &mut HostTensor, len: usize) -> Buf {
+    match &mut t.data {
+        HostData::F32(v) if v.len() == len => Buf::F(std::mem::take(v)),
+        HostData::I32(v) if v.len() == len => Buf::I(std::mem::take(v)),
+        HostData::F32(v) => {
+            let mut b = v.clone();
+            b.resize(len, 0.0);
+            Buf::F(b)
+        }
+        HostData::I32(v) => {
+            let mut b = v.clone();
+            b.resize(len, 0);
+            Buf::I(b)
+        }
+    }
+}
+
+fn param_out(t: &mut HostTensor, buf: &mut Buf) {
+    let n = t.shape.numel();
+    match (&mut t.data, buf) {
+        (HostData::F32(v), Buf::F(b)) if v.is_empty() && b.len() == n => std::mem::swap(v, b),
+        (HostData::I32(v), Buf::I(b)) if v.is_empty() && b.len() == n => std::mem::swap(v, b),
+        (HostData::F32(v), Buf::F(b)) => {
+            v.clear();
+            v.extend_from_slice(&b[..n]);
+        }
+        (HostData::I32(v), Buf::I(b)) => {
+            v.clear();
+            v.extend_from_slice(&b[..n]);
+        }
+        _ => {}
+    }
+}
+
+impl Executable for NativeExecutable {
+    fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn run(&mut self, inputs: &[&HostTensor]) -> Result<Vec<HostTensor>> {
+        let plan = self.plan.clone();
+        check_inputs(&plan, inputs)?;
+        for (slot, t) in plan.inputs.iter().zip(inputs) {
+            match (&mut self.bufs[slot.buffer.0 as usize], &t.data) {
+                (Buf::F(b), HostData::F32(v)) => b[..v.len()].copy_from_slice(v),
+                (Buf::I(b), HostData::I32(v)) => b[..v.len()].copy_from_slice(v),
+                _ => return Err(OptError::Input(format!("input `{}` dtype", slot.name))),
+            }
+        }
+        // the store stays locked for the run: its params' storage is inside the plan
+        let params = self.params.clone();
+        let mut store = lock(&params)?;
+        if let Some(slot) = plan.params.iter().find(|s| !store.contains_key(&s.name)) {
+            return Err(OptError::Param {
+                name: slot.name.clone(),
+                message: "missing from the variable store".into(),
+            });
+        }
+        // `moved[i]`: slot i holds the param's own storage (the first slot of each name)
+        let mut moved: Vec<bool> = Vec::with_capacity(plan.params.len());
+        for (i, slot) in plan.params.iter().enumerate() {
+            let len = plan.buffers[slot.buffer.0 as usize].len;
+            let first = plan.params.iter().position(|s| s.name == slot.name);
+            let b = match (first, store.get_mut(&slot.name)) {
+                (Some(f), Some(t)) if f == i => param_in(t, len),
+                (Some(f), _) => match &self.bufs[plan.params[f].buffer.0 as usize] {
+                    // a second slot of the same param: a copy of the first
+                    Buf::F(v) => Buf::F(v.clone()),
+                    Buf::I(v) => Buf::I(v.clone()),
+                },
+                _ => continue,
+            };
+            self.bufs[slot.buffer.0 as usize] = b;
+            moved.push(first == Some(i));
+        }
+        let mut raw: Vec<RawBuf> = vec![];
+        for step in &plan.steps {
+            match step {
+                Step::Dispatch {
+                    kernel, buffers, ..
+                } => {
+                    raw.clear();
+                    for b in buffers {
+                        raw.push(self.bufs[b.0 as usize].raw());
+                    }
+                    // SAFETY: load checked every extent of this kernel against these
+                    // buffers, and their dtypes against the kernel's args.
+                    unsafe { self.kernels[*kernel as usize].prepared.run(&raw) };
+                }
+                Step::Copy { src, dst } => {
+                    let (s, d) = (src.0 as usize, dst.0 as usize);
+                    let tmp = std::mem::replace(&mut self.bufs[s], Buf::F(vec![]));
+                    match (&tmp, &mut self.bufs[d]) {
+                        (Buf::F(a), Buf::F(b)) => b.copy_from_slice(a),
+                        (Buf::I(a), Buf::I(b)) => b.copy_from_slice(a),
+                        _ => {}
+                    }
+                    self.bufs[s] = tmp;
+                }
+            }
+        }
+        let outputs = plan
+            .outputs
+            .iter()
+            .map(|s| self.bufs[s.buffer.0 as usize].to_host(s.shape.clone()))
+            .collect();
+        for (slot, &m) in plan.params.iter().zip(&moved) {
+            if m {
+                if let Some(t) = store.get_mut(&slot.name) {
+                    param_out(t, &mut self.bufs[slot.buffer.0 as usize]);
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
