@@ -104,7 +104,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             ..
         } => {
             let all: Vec<usize> = (0..shape.len()).collect();
-            let p = Phase::new(body, stores, args, shape, &all, shape, &[])?;
+            let p = Phase::new(body, stores, args, shape, &all, shape, &[], false)?;
             extents.extend(p.extents.iter().copied());
             Prepared::Elementwise(p)
         }
@@ -129,7 +129,9 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             let mut naccs = 0;
             for s in stages {
                 let keep: Vec<u32> = s.folds.iter().map(|f| f.value).collect();
-                let phase = Phase::new(&s.body, &s.stores, args, in_shape, axes, in_shape, &keep)?;
+                let phase = Phase::new(
+                    &s.body, &s.stores, args, in_shape, axes, in_shape, &keep, true,
+                )?;
                 extents.extend(phase.extents.iter().copied());
                 let folds =
                     s.folds
@@ -154,6 +156,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 &out_axes,
                 &out_shape,
                 &[],
+                false,
             )?;
             extents.extend(epi.extents.iter().copied());
             let bc = if broadcast_stores.is_empty() {
@@ -167,6 +170,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                     axes,
                     in_shape,
                     &[],
+                    true,
                 )?;
                 extents.extend(p.extents.iter().copied());
                 Some(p)
@@ -195,7 +199,16 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
         } => {
             let (batch, m, n, kk) = (*batch, *m, *n, *kk);
             let shape = [batch, m, n];
-            let epi = Phase::new(epilogue, stores, args, &shape, &[0, 1, 2], &shape, &[])?;
+            let epi = Phase::new(
+                epilogue,
+                stores,
+                args,
+                &shape,
+                &[0, 1, 2],
+                &shape,
+                &[],
+                false,
+            )?;
             extents.extend(epi.extents.iter().copied());
             for (op, rows, cols) in [(a, m, kk), (b, kk, n)] {
                 if args.get(op.arg as usize).map(|a| a.dtype) != Some(DType::F32) {
@@ -230,14 +243,15 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 }
                 _ => None,
             };
-            // tiles from the shape only (never from the thread count)
-            let tn = if n <= 512 { n.max(1) } else { 256 };
-            let tm = if m * kk >= 1 << 20 && m >= 1024 {
-                256
-            } else if m >= 256 {
-                128
+            // tiles from the shape only (never from the thread count): large enough that
+            // packing stays small against the product, small enough to spread over cores
+            let (tm, tn) = if m >= 1024 && n >= 1024 {
+                (512, 512)
             } else {
-                64
+                (
+                    if m >= 256 { 128 } else { 64 },
+                    if n <= 512 { n.max(1) } else { 256 },
+                )
             };
             Prepared::MatMul(Box::new(MatMul {
                 batch,

@@ -202,6 +202,8 @@ pub struct Phase {
     pub numel: usize,
     accesses: Vec<Access>,
     ops: Vec<Op>,
+    /// Per op: it computes one element, filled over the block.
+    uniform: Vec<bool>,
     consts_f: Vec<(u32, f32)>,
     consts_i: Vec<(u32, i32)>,
     stores: Vec<StoreOp>,
@@ -225,6 +227,7 @@ struct Builder<'a> {
     free_i: Vec<u32>,
     consts_f: Vec<(u32, f32)>,
     consts_i: Vec<(u32, i32)>,
+    uni: Vec<bool>,
 }
 
 impl Builder<'_> {
@@ -284,7 +287,9 @@ pub fn store_access(st: &Store, shape: &[usize]) -> RawAccess {
 impl Phase {
     /// Compiles `body` with its `stores` for a phase over `shape` iterating `iter_axes`
     /// (sorted). `store_shape` gives the row-major layout of dense stores; `keep` lists the
-    /// expressions read after the body (fold values).
+    /// expressions read after the body (fold values); `accs_uniform`: accumulators are the
+    /// same at every element (stage and broadcast bodies).
+    #[allow(clippy::too_many_arguments)] // one call per phase kind, each naming every part
     pub fn new(
         body: &Body,
         stores: &[Store],
@@ -293,6 +298,7 @@ impl Phase {
         iter_axes: &[usize],
         store_shape: &[usize],
         keep: &[u32],
+        accs_uniform: bool,
     ) -> Result<Phase> {
         let rank = shape.len();
         let fit = |s: &[usize]| -> Result<Vec<usize>> {
@@ -312,6 +318,7 @@ impl Phase {
             free_i: vec![],
             consts_f: vec![],
             consts_i: vec![],
+            uni: vec![],
         };
         // last use of every expression (stores and folds keep theirs to the end)
         let n = body.nodes.len();
@@ -334,6 +341,10 @@ impl Phase {
         }
         let mut regs: Vec<Reg> = Vec::with_capacity(n);
         let mut is_const = vec![false; n];
+        // uniform: the same value at every element of a task (constants, loads and
+        // accumulators that do not move over the iterated axes, and what only they feed)
+        let mut uni: Vec<bool> = Vec::with_capacity(n);
+        let still = |st: &[usize]| iter_axes.iter().all(|&d| st.get(d).is_none_or(|&x| x == 0));
         for (k, node) in body.nodes.iter().enumerate() {
             let int = node.dtype == DType::I32;
             // converted operands: a cast into a fresh register where types differ
@@ -348,6 +359,20 @@ impl Phase {
                 t
             };
             let dst;
+            let u = match &node.expr {
+                Expr::Const(_) => true,
+                Expr::Load { view, .. } => still(&view.strides),
+                Expr::Acc(_) => accs_uniform,
+                Expr::Random { .. } => false,
+                Expr::Gather { view, index, .. } => {
+                    still(&view.strides) && uni.get(*index as usize) == Some(&true)
+                }
+                e => operands(e)
+                    .iter()
+                    .all(|&o| uni.get(o as usize) == Some(&true)),
+            };
+            uni.push(u);
+            let ops_before = b.ops.len();
             match &node.expr {
                 Expr::Const(c) => {
                     dst = b.alloc_fresh(int);
@@ -465,6 +490,11 @@ impl Phase {
             for t in temps {
                 b.release(t);
             }
+            // every op of a uniform expression (its casts too) computes one element
+            while b.uni.len() < b.ops.len() {
+                b.uni.push(u);
+            }
+            let _ = ops_before;
             regs.push(dst);
             // free operands whose last use is this expression (each once: `x * x`)
             let mut ops = operands(&node.expr);
@@ -552,6 +582,7 @@ impl Phase {
             numel,
             accesses,
             ops: b.ops,
+            uniform: b.uni,
             consts_f: b.consts_f,
             consts_i: b.consts_i,
             stores: stores_out,
@@ -667,16 +698,22 @@ impl Phase {
         let na = self.accesses.len();
         let f = s.f.as_mut_ptr();
         let ip = s.i.as_mut_ptr();
-        let fr = |r: Reg| reg(f, r, n);
-        let ir = |r: Reg| reg(ip, r, n);
-        let fw = |r: Reg| reg_mut(f, r, n);
-        let iw = |r: Reg| reg_mut(ip, r, n);
-        for op in &self.ops {
+        let full = n;
+        let len_now = std::cell::Cell::new(n);
+        let fr = |r: Reg| reg(f, r, len_now.get());
+        let ir = |r: Reg| reg(ip, r, len_now.get());
+        let fw = |r: Reg| reg_mut(f, r, len_now.get());
+        let iw = |r: Reg| reg_mut(ip, r, len_now.get());
+        let one_run = [(0usize, 1usize)];
+        for (op, &u) in self.ops.iter().zip(&self.uniform) {
+            let n = if u { 1 } else { full };
+            len_now.set(n);
+            let runs: &[(usize, usize)] = if u { &one_run } else { &s.runs };
             match *op {
                 Op::Load { access, arg, dst } => {
                     let buf = args[arg as usize];
                     let step = self.accesses[access as usize].strides[last];
-                    for (r, &(p, len)) in s.runs.iter().enumerate() {
+                    for (r, &(p, len)) in runs.iter().enumerate() {
                         let base = s.bases[r * na + access as usize];
                         debug_assert!(base + (len - 1) * step < buf.len, "load past the end {:?} {:?} base {base} len {len} step {step} buf {} start {start} n {n} runs {:?}", self.dims, self.accesses[access as usize], buf.len, s.runs);
                         match (dst.int, buf.dtype) {
@@ -838,7 +875,22 @@ impl Phase {
                     }
                 }
             }
+            if u && full > 1 {
+                let d = op_dst(op);
+                len_now.set(full);
+                if d.int {
+                    let r = iw(d);
+                    let x = r[0];
+                    r[1..].fill(x);
+                } else {
+                    let r = fw(d);
+                    let x = r[0];
+                    r[1..].fill(x);
+                }
+            }
         }
+        let n = full;
+        len_now.set(n);
         for st in &self.stores {
             let buf = args[st.arg as usize];
             let step = self.accesses[st.access as usize].strides[last];
@@ -952,6 +1004,20 @@ unsafe fn fill(f: *mut f32, ip: *mut i32, dst: Reg, n: usize, x: Scalar) {
         reg_mut(ip, dst, n).fill(x.i())
     } else {
         reg_mut(f, dst, n).fill(x.f())
+    }
+}
+
+/// The register an op writes.
+fn op_dst(op: &Op) -> Reg {
+    match *op {
+        Op::Load { dst, .. }
+        | Op::Un { dst, .. }
+        | Op::Bin { dst, .. }
+        | Op::Select { dst, .. }
+        | Op::Cast { dst, .. }
+        | Op::Gather { dst, .. }
+        | Op::Random { dst, .. }
+        | Op::Acc { dst, .. } => dst,
     }
 }
 
