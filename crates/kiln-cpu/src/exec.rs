@@ -7,7 +7,7 @@
 //! one single-threaded GEMM call over the whole `k`) — so the bits never depend on the
 //! number of threads.
 
-use crate::prog::{max_index, Accs, Phase, RawBuf, Scalar, Scratch, Value, BLOCK};
+use crate::prog::{max_index, AccCol, Accs, Phase, RawBuf, Scalar, Scratch, Value, BLOCK};
 use kiln_ir::{unravel, DType};
 use kiln_opt::kernel::{Dense, Expr, Fold, Kernel, KernelOp, MatOperand, ReduceKind};
 use kiln_opt::{OptError, Result};
@@ -42,6 +42,8 @@ pub enum Prepared {
         broadcast: Option<Phase>,
         /// Outputs per task.
         chunk: usize,
+        /// Column mode (see [`Columns`]), where the innermost axis is not reduced.
+        columns: Option<Columns>,
     },
     /// A matmul: GEMM tiles then the epilogue per tile row.
     MatMul(Box<MatMul>),
@@ -60,6 +62,23 @@ pub enum Prepared {
         /// Output.
         dst: Dense,
     },
+}
+
+/// A reduction run column-wise: for a chunk of consecutive outputs, every reduced index in
+/// order, its stage bodies evaluated over the chunk (vectorised across outputs, contiguous
+/// loads where the outputs are the innermost axis), folded into one accumulator per output.
+/// Each output still folds its values in the interpreter's order, so the bits are those of
+/// the row-wise mode.
+#[derive(Debug)]
+pub struct Columns {
+    /// Stage phases over the output axes (reduced axes fixed per step).
+    stages: Vec<Phase>,
+    /// The broadcast phase over the output axes.
+    broadcast: Option<Phase>,
+    /// Extents of the reduced axes.
+    red_dims: Vec<usize>,
+    /// The reduced axes.
+    axes: Vec<usize>,
 }
 
 /// A prepared matmul.
@@ -176,6 +195,41 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 Some(p)
             };
             let chunk = (8192 / red_n.max(1)).clamp(1, BLOCK);
+            // column mode where the innermost non-trivial axis is an output axis
+            let inner = in_shape.iter().rposition(|&e| e > 1);
+            let outputs: usize = out_shape.iter().product();
+            let columns = match inner {
+                Some(d) if !axes.contains(&d) && outputs >= 8 && red_n > 1 => {
+                    let mut cs = vec![];
+                    for s in stages {
+                        let keep: Vec<u32> = s.folds.iter().map(|f| f.value).collect();
+                        cs.push(Phase::new(
+                            &s.body, &s.stores, args, in_shape, &out_axes, in_shape, &keep, false,
+                        )?);
+                    }
+                    let cb = if broadcast_stores.is_empty() {
+                        None
+                    } else {
+                        Some(Phase::new(
+                            broadcast,
+                            broadcast_stores,
+                            args,
+                            in_shape,
+                            &out_axes,
+                            in_shape,
+                            &[],
+                            false,
+                        )?)
+                    };
+                    Some(Columns {
+                        stages: cs,
+                        broadcast: cb,
+                        red_dims: axes.iter().map(|&a| in_shape[a]).collect(),
+                        axes: axes.clone(),
+                    })
+                }
+                _ => None,
+            };
             Prepared::Reduce {
                 in_shape: in_shape.clone(),
                 out_shape,
@@ -184,6 +238,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 epilogue: epi,
                 broadcast: bc,
                 chunk,
+                columns,
             }
         }
         KernelOp::MatMul {
@@ -363,8 +418,18 @@ impl Prepared {
                 red_n,
                 stages,
                 epilogue,
+                columns: Some(cols),
+                ..
+            } => run_columns(cols, stages, epilogue, in_shape, out_shape, *red_n, args),
+            Prepared::Reduce {
+                in_shape,
+                out_shape,
+                red_n,
+                stages,
+                epilogue,
                 broadcast,
                 chunk,
+                columns: None,
             } => {
                 let outputs: usize = out_shape.iter().product();
                 let naccs: usize = stages.iter().map(|s| s.folds.len()).sum();
@@ -471,6 +536,156 @@ impl Prepared {
                 }
             }
         }
+    }
+}
+
+/// Runs a column-mode reduction (see [`Columns`]).
+unsafe fn run_columns(
+    cols: &Columns,
+    stages: &[Stage],
+    epilogue: &Phase,
+    in_shape: &[usize],
+    out_shape: &[usize],
+    red_n: usize,
+    args: &[RawBuf],
+) {
+    let outputs: usize = out_shape.iter().product();
+    // outputs per task: any grouping gives the same bits (each output folds alone)
+    let chunk = if outputs >= 2 * BLOCK { BLOCK } else { 64 };
+    let naccs: usize = stages.iter().map(|s| s.folds.len()).sum();
+    let init = || {
+        (
+            cols.stages
+                .iter()
+                .map(|p| p.scratch())
+                .collect::<Vec<Scratch>>(),
+            epilogue.scratch(),
+            cols.broadcast.as_ref().map(|b| b.scratch()),
+            Vec::<AccCol>::with_capacity(naccs),
+            vec![Scalar::F(0.0); naccs * chunk],
+            Vec::new(),
+            vec![0usize; in_shape.len()],
+            vec![0usize; cols.red_dims.len()],
+        )
+    };
+    for_tasks(outputs.div_ceil(chunk), init, |st, t| {
+        let (ss, es, bs, accs, chunk_accs, bases, idx, ridx) = st;
+        let o0 = t * chunk;
+        let cn = (outputs - o0).min(chunk);
+        accs.clear();
+        for ((stage, phase), s) in stages.iter().zip(&cols.stages).zip(ss.iter_mut()) {
+            let first = accs.len();
+            for &(kind, _, int) in &stage.folds {
+                accs.push(match (kind, int) {
+                    (ReduceKind::Sum, false) => AccCol::F(vec![0.0; cn]),
+                    (ReduceKind::Sum, true) => AccCol::I(vec![0; cn]),
+                    (ReduceKind::Max, false) => AccCol::F(vec![f32::NEG_INFINITY; cn]),
+                    (ReduceKind::Max, true) => AccCol::I(vec![i32::MIN; cn]),
+                });
+            }
+            for r in 0..red_n {
+                unravel(r, &cols.red_dims, ridx);
+                for (k, &a) in cols.axes.iter().enumerate() {
+                    idx[a] = ridx[k];
+                }
+                phase.bases(idx, bases);
+                let mut at = 0;
+                while at < cn {
+                    let n = (cn - at).min(BLOCK);
+                    let (done, fresh) = accs.split_at_mut(first);
+                    phase.run_block(
+                        s,
+                        args,
+                        bases,
+                        o0 + at,
+                        n,
+                        Accs::Cols {
+                            cols: done,
+                            first: at,
+                        },
+                    );
+                    for (a, &(kind, value, _)) in fresh.iter_mut().zip(&stage.folds) {
+                        fold_cols(a, at, kind, phase.value(s, value, n));
+                    }
+                    at += n;
+                }
+            }
+        }
+        for (j, a) in accs.iter().enumerate() {
+            for c in 0..cn {
+                chunk_accs[j * chunk + c] = match a {
+                    AccCol::F(v) => Scalar::F(v[c]),
+                    AccCol::I(v) => Scalar::I(v[c]),
+                };
+            }
+        }
+        epilogue.bases(&[], bases);
+        let mut at = 0;
+        while at < cn {
+            let n = (cn - at).min(BLOCK);
+            epilogue.run_block(
+                es,
+                args,
+                bases,
+                o0 + at,
+                n,
+                Accs::Chunk {
+                    values: chunk_accs,
+                    stride: chunk,
+                    first: at,
+                },
+            );
+            at += n;
+        }
+        if let (Some(b), Some(bs)) = (&cols.broadcast, bs.as_mut()) {
+            for r in 0..red_n {
+                unravel(r, &cols.red_dims, ridx);
+                for (k, &a) in cols.axes.iter().enumerate() {
+                    idx[a] = ridx[k];
+                }
+                b.bases(idx, bases);
+                let mut at = 0;
+                while at < cn {
+                    let n = (cn - at).min(BLOCK);
+                    b.run_block(
+                        bs,
+                        args,
+                        bases,
+                        o0 + at,
+                        n,
+                        Accs::Cols {
+                            cols: accs,
+                            first: at,
+                        },
+                    );
+                    at += n;
+                }
+            }
+        }
+    });
+}
+
+/// Folds one block of values into a chunk's accumulators (element `e` into `acc[at + e]`).
+fn fold_cols(acc: &mut AccCol, at: usize, kind: ReduceKind, v: Value) {
+    match (acc, v) {
+        (AccCol::F(a), Value::F(v)) => {
+            let a = &mut a[at..at + v.len()];
+            match kind {
+                ReduceKind::Sum => a.iter_mut().zip(v).for_each(|(a, x)| *a += x),
+                ReduceKind::Max => a.iter_mut().zip(v).for_each(|(a, x)| *a = a.max(*x)),
+            }
+        }
+        (AccCol::I(a), Value::I(v)) => {
+            let a = &mut a[at..at + v.len()];
+            match kind {
+                ReduceKind::Sum => a
+                    .iter_mut()
+                    .zip(v)
+                    .for_each(|(a, x)| *a = a.wrapping_add(*x)),
+                ReduceKind::Max => a.iter_mut().zip(v).for_each(|(a, x)| *a = (*a).max(*x)),
+            }
+        }
+        _ => {}
     }
 }
 

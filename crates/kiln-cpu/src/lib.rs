@@ -21,6 +21,9 @@
 //!   (no copy) and moved back after.
 //! - Every element any kernel touches is checked against its buffer at load, so the
 //!   unchecked accesses of a run stay in bounds.
+//!
+//! `KILN_CPU_PROFILE=1` times every dispatch and prints, when an executable is dropped, the
+//! kernels grouped by label (kind, calls, total milliseconds), slowest first.
 
 pub mod exec;
 mod math;
@@ -159,11 +162,13 @@ impl Backend for NativeBackend {
                 (_, DType::I32) => Buf::I(vec![0; b.len]),
             })
             .collect();
+        let profile = std::env::var("KILN_CPU_PROFILE").is_ok_and(|v| v == "1");
         Ok(Box::new(NativeExecutable {
             plan,
             kernels,
             bufs,
             params: self.params.clone(),
+            profile: profile.then(BTreeMap::new),
         }))
     }
 
@@ -242,6 +247,32 @@ struct NativeExecutable {
     kernels: Vec<exec::Compiled>,
     bufs: Vec<Buf>,
     params: VarStore,
+    /// `KILN_CPU_PROFILE=1`: `label -> (kind, calls, seconds)`.
+    profile: Option<BTreeMap<String, (&'static str, u64, f64)>>,
+}
+
+impl Drop for NativeExecutable {
+    fn drop(&mut self) {
+        let Some(p) = self.profile.take() else {
+            return;
+        };
+        let mut rows: Vec<_> = p.into_iter().collect();
+        rows.sort_by(|a, b| b.1 .2.total_cmp(&a.1 .2));
+        let total: f64 = rows.iter().map(|r| r.1 .2).sum();
+        eprintln!(
+            "kiln-cpu profile: {} kernels, {:.1} ms in dispatches",
+            rows.len(),
+            total * 1e3
+        );
+        for (label, (kind, calls, secs)) in rows.iter().take(25) {
+            eprintln!(
+                "  {:>9.2} ms {:>5.1}% {:>7} x  {kind:<11} {label}",
+                secs * 1e3,
+                100.0 * secs / total.max(1e-12),
+                calls
+            );
+        }
+    }
 }
 
 /// Moves a param's storage between the store and a plan buffer of `len` elements: swapped
@@ -331,9 +362,34 @@ impl Executable for NativeExecutable {
                     for b in buffers {
                         raw.push(self.bufs[b.0 as usize].raw());
                     }
+                    let t = self.profile.is_some().then(std::time::Instant::now);
                     // SAFETY: load checked every extent of this kernel against these
                     // buffers, and their dtypes against the kernel's args.
                     unsafe { self.kernels[*kernel as usize].prepared.run(&raw) };
+                    if let (Some(t), Some(p)) = (t, self.profile.as_mut()) {
+                        let k = &plan.kernels[*kernel as usize];
+                        let kind = match k.op {
+                            kiln_opt::kernel::KernelOp::Elementwise { .. } => "elementwise",
+                            kiln_opt::kernel::KernelOp::Reduce { .. } => "reduce",
+                            kiln_opt::kernel::KernelOp::MatMul { .. } => "matmul",
+                            kiln_opt::kernel::KernelOp::ScatterAdd { .. } => "scatter-add",
+                        };
+                        // unrolled timesteps share a label up to their step number
+                        let mut label: String =
+                            k.label.chars().filter(|c| !c.is_ascii_digit()).collect();
+                        match &k.op {
+                            kiln_opt::kernel::KernelOp::Reduce { in_shape, axes, .. } => {
+                                label += &format!(" {in_shape:?} over {axes:?}")
+                            }
+                            kiln_opt::kernel::KernelOp::MatMul { batch, m, n, k, .. } => {
+                                label += &format!(" [{batch}x{m}x{k}]·[{k}x{n}]")
+                            }
+                            _ => {}
+                        }
+                        let e = p.entry(label).or_insert((kind, 0, 0.0));
+                        e.1 += 1;
+                        e.2 += t.elapsed().as_secs_f64();
+                    }
                 }
                 Step::Copy { src, dst } => {
                     let (s, d) = (src.0 as usize, dst.0 as usize);

@@ -10,6 +10,7 @@ use kiln_ir::eval::{apply_binary, apply_unary};
 use kiln_ir::{BinaryOp, UnaryOp};
 
 /// `out = op(x)` in f32.
+#[inline(always)]
 pub fn unary_f32(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     let it = out.iter_mut().zip(x);
     match op {
@@ -35,6 +36,7 @@ pub fn unary_f32(op: UnaryOp, x: &[f32], out: &mut [f32]) {
 }
 
 /// `out = op(x)` in i32 (through f64, as the interpreter does).
+#[inline(always)]
 pub fn unary_i32(op: UnaryOp, x: &[i32], out: &mut [i32]) {
     for (o, &x) in out.iter_mut().zip(x) {
         *o = apply_unary(op, x as f64) as i32;
@@ -42,6 +44,7 @@ pub fn unary_i32(op: UnaryOp, x: &[i32], out: &mut [i32]) {
 }
 
 /// `out = op(a, b)` in f32.
+#[inline(always)]
 pub fn binary_f32(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
     let n = out.len();
     let (a, b) = (&a[..n], &b[..n]);
@@ -71,6 +74,7 @@ pub fn binary_f32(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
 }
 
 /// `out = op(a, b)` in i32.
+#[inline(always)]
 pub fn binary_i32(op: BinaryOp, a: &[i32], b: &[i32], out: &mut [i32]) {
     let n = out.len();
     let (a, b) = (&a[..n], &b[..n]);

@@ -180,6 +180,22 @@ pub enum Accs<'a> {
     },
     /// `Acc(0)` of element `e` is `row[e]` (a matmul epilogue).
     Row(&'a [f32]),
+    /// Accumulator `j` of element `e` is `cols[j][first + e]` (a column-mode reduction).
+    Cols {
+        /// One column of values per accumulator.
+        cols: &'a [AccCol],
+        /// Index of the block's first element.
+        first: usize,
+    },
+}
+
+/// The accumulators of one fold for a chunk of reduce outputs.
+#[derive(Clone, Debug)]
+pub enum AccCol {
+    /// f32 accumulators.
+    F(Vec<f32>),
+    /// i32 accumulators.
+    I(Vec<i32>),
 }
 
 /// Per-task scratch memory of a phase: register files and run tables.
@@ -660,9 +676,46 @@ impl Phase {
     /// # Safety
     /// `args` are the kernel's bound buffers, every access of the phase lies inside them
     /// (checked at load), and no other task touches the elements this block stores.
+    pub unsafe fn run_block(
+        &self,
+        s: &mut Scratch,
+        args: &[RawBuf],
+        task_bases: &[usize],
+        start: usize,
+        n: usize,
+        accs: Accs,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return self.run_block_avx2(s, args, task_bases, start, n, accs);
+            }
+        }
+        self.run_block_impl(s, args, task_bases, start, n, accs)
+    }
+
+    /// [`Phase::run_block`] compiled for AVX2 (8-wide vectors). Multiplies and adds are never
+    /// fused, so the bits are those of the baseline build.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_block_avx2(
+        &self,
+        s: &mut Scratch,
+        args: &[RawBuf],
+        task_bases: &[usize],
+        start: usize,
+        n: usize,
+        accs: Accs,
+    ) {
+        self.run_block_impl(s, args, task_bases, start, n, accs)
+    }
+
     // index loops over several slices of one length are what vectorises here
     #[allow(clippy::needless_range_loop)]
-    pub unsafe fn run_block(
+    #[inline(always)]
+    unsafe fn run_block_impl(
         &self,
         s: &mut Scratch,
         args: &[RawBuf],
@@ -802,6 +855,29 @@ impl Phase {
                                 }
                             }
                         }
+                        Accs::Cols { cols, first } => match cols.get(j) {
+                            Some(AccCol::F(c)) => {
+                                let src = &c[first..first + n];
+                                if dst.int {
+                                    for (o, v) in iw(dst).iter_mut().zip(src) {
+                                        *o = *v as i32;
+                                    }
+                                } else {
+                                    fw(dst).copy_from_slice(src);
+                                }
+                            }
+                            Some(AccCol::I(c)) => {
+                                let src = &c[first..first + n];
+                                if dst.int {
+                                    iw(dst).copy_from_slice(src);
+                                } else {
+                                    for (o, v) in fw(dst).iter_mut().zip(src) {
+                                        *o = *v as f32;
+                                    }
+                                }
+                            }
+                            None => fill(f, ip, dst, n, Scalar::F(f32::NAN)),
+                        },
                         Accs::Row(row) => {
                             if j == 0 {
                                 if dst.int {
@@ -937,7 +1013,7 @@ pub enum Value<'s> {
     I(&'s [i32]),
 }
 
-#[inline]
+#[inline(always)]
 unsafe fn load<S: Copy, D: Copy>(
     out: &mut [D],
     src: *const S,
@@ -961,7 +1037,7 @@ unsafe fn load<S: Copy, D: Copy>(
     }
 }
 
-#[inline]
+#[inline(always)]
 unsafe fn store<S: Copy, D>(
     vals: &[S],
     dst: *mut D,
@@ -987,13 +1063,13 @@ unsafe fn store<S: Copy, D>(
 /// # Safety
 /// `p` is a register file with register `r`; the caller never holds a mutable and another
 /// slice of the same register at once.
-#[inline]
+#[inline(always)]
 unsafe fn reg<'a, T>(p: *mut T, r: Reg, n: usize) -> &'a [T] {
     std::slice::from_raw_parts(p.add(r.i as usize * BLOCK), n)
 }
 
 /// Register `r` as a mutable slice (see [`reg`]).
-#[inline]
+#[inline(always)]
 #[allow(clippy::mut_from_ref)]
 unsafe fn reg_mut<'a, T>(p: *mut T, r: Reg, n: usize) -> &'a mut [T] {
     std::slice::from_raw_parts_mut(p.add(r.i as usize * BLOCK), n)
