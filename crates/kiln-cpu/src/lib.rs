@@ -349,7 +349,10 @@ impl Executable for NativeExecutable {
                     Buf::F(v) => Buf::F(v.clone()),
                     Buf::I(v) => Buf::I(v.clone()),
                 },
-                _ => continue,
+                _ => {
+                    moved.push(false);
+                    continue;
+                }
             };
             self.bufs[slot.buffer.0 as usize] = b;
             moved.push(first == Some(i));

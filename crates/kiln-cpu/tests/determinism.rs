@@ -169,3 +169,35 @@ fn bad_plans_are_errors_not_panics() {
     assert_eq!(exe.run(&[&x]).unwrap().len(), 2);
     assert!(exe.run(&[]).is_err());
 }
+
+#[test]
+fn reductions_fold_in_the_interpreters_order() {
+    // row-wise (innermost axis reduced) and column-wise (outer axis reduced) reductions
+    // fold each output sequentially, as the interpreter does: the same bits
+    let mut g = Graph::new();
+    let x = g.input("x", [300, 70], DType::F32).unwrap();
+    let rows = g.sum(x, &[1], false).unwrap();
+    let cols = g.sum(x, &[0], false).unwrap();
+    let colmax = g.max(x, &[0], false).unwrap();
+    g.output("rows", rows).unwrap();
+    g.output("cols", cols).unwrap();
+    g.output("colmax", colmax).unwrap();
+    let xv = HostTensor::f32([300, 70], values(300 * 70, 9)).unwrap();
+    let mut outs = vec![];
+    let backends: Vec<Box<dyn Backend>> = vec![
+        Box::new(NativeBackend::new()),
+        Box::new(kiln_opt::interp::CpuBackend::new()),
+    ];
+    for mut b in backends {
+        let plan = Arc::new(compile(&g, &CompileOptions::default(), &b.limits()).unwrap());
+        let mut exe = b.load(plan).unwrap();
+        let o: Vec<Vec<u32>> = exe
+            .run(&[&xv])
+            .unwrap()
+            .iter()
+            .map(|t| t.to_f32().iter().map(|v| v.to_bits()).collect())
+            .collect();
+        outs.push(o);
+    }
+    assert_eq!(outs[0], outs[1]);
+}
