@@ -22,6 +22,7 @@ fn main() {
     let mut files = vec![];
     visit(&root.join("src"), &mut files);
     visit(&root.join("../kiln-ir/src"), &mut files);
+    visit(&root.join("../kiln-plan/src"), &mut files);
     files.sort();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for f in &files {

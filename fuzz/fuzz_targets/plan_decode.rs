@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(plan) = kiln_opt::codec::decode(data, None) {
-        assert!(kiln_opt::codec::validate(&plan).is_ok());
+    if let Ok(plan) = kiln_plan::codec::decode(data, None) {
+        assert!(kiln_plan::validate::structure(&plan).is_ok());
     }
 });

@@ -82,7 +82,7 @@ fn closure(g: &HashMap<String, Vec<String>>, root: &str) -> BTreeSet<String> {
 #[test]
 fn ir_opt_and_layers_never_depend_on_wgpu() {
     let g = dependency_graph();
-    for krate in ["kiln-ir", "kiln-opt", "kiln-layers"] {
+    for krate in ["kiln-ir", "kiln-plan", "kiln-opt", "kiln-layers"] {
         let deps = closure(&g, krate);
         for banned in [
             "wgpu",
@@ -114,12 +114,60 @@ fn ir_opt_and_layers_never_depend_on_wgpu() {
     );
 }
 
+/// The crates that run plans.
+const EXECUTORS: &[&str] = &["kiln-wgpu", "kiln-cpu"];
+
+/// The plan contract sits between the compiler and the executors: executors depend on
+/// `kiln-plan`, never on the compiler, and the contract depends on nothing of kiln but the
+/// IR's scalar types.
+#[test]
+fn executors_depend_on_the_plan_contract_not_the_compiler() {
+    let g = dependency_graph();
+    let kiln = |deps: &BTreeSet<String>| -> BTreeSet<String> {
+        deps.iter()
+            .filter(|d| d.starts_with("kiln"))
+            .cloned()
+            .collect()
+    };
+    let plan = kiln(&closure(&g, "kiln-plan"));
+    assert_eq!(
+        plan,
+        BTreeSet::from(["kiln-ir".to_string()]),
+        "kiln-plan depends on kiln crates other than kiln-ir"
+    );
+    for executor in EXECUTORS {
+        let deps = kiln(&closure(&g, executor));
+        assert_eq!(
+            deps,
+            BTreeSet::from(["kiln-ir".to_string(), "kiln-plan".to_string()]),
+            "{executor} must depend on the plan contract only"
+        );
+    }
+    let opt = closure(&g, "kiln-opt");
+    assert!(
+        opt.contains("kiln-plan"),
+        "the compiler produces kiln-plan plans"
+    );
+}
+
 #[test]
 fn layers_source_never_names_wgpu() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kiln-layers/src");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/kiln-layers/src");
+    // every file of the source tree (layers/, train/, data/ and the crate root)
+    let mut files = vec![];
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("kiln-layers/src exists") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("kiln-layers/src exists") {
-        let path = entry.expect("dir entry").path();
+    for path in files {
         let text = std::fs::read_to_string(&path).expect("readable source");
         assert!(
             !text.to_lowercase().contains("wgpu"),

@@ -7,10 +7,11 @@
 //! one single-threaded GEMM call over the whole `k`) — so the bits never depend on the
 //! number of threads.
 
+use crate::math::max_nan;
 use crate::prog::{max_index, AccCol, Accs, Phase, RawBuf, Scalar, Scratch, Value, BLOCK};
 use kiln_ir::{unravel, DType};
-use kiln_opt::kernel::{Dense, Expr, Fold, Kernel, KernelOp, MatOperand, ReduceKind};
-use kiln_opt::{OptError, Result};
+use kiln_plan::kernel::{Dense, Expr, Fold, Kernel, KernelOp, MatOperand, ReduceKind};
+use kiln_plan::{Error, PlanError, Result};
 use rayon::prelude::*;
 
 /// Elements per elementwise task.
@@ -107,8 +108,8 @@ pub struct Compiled {
     pub extents: Vec<(u32, usize)>,
 }
 
-fn bad(what: &str, msg: String) -> OptError {
-    OptError::Backend(format!("native: kernel `{what}`: {msg}"))
+fn bad(what: &str, msg: String) -> Error {
+    Error::Plan(PlanError::new(format!("kernel `{what}`: {msg}")))
 }
 
 /// Prepares one kernel.
@@ -715,7 +716,7 @@ fn fold_cols(acc: &mut AccCol, at: usize, kind: ReduceKind, v: Value) {
             let a = &mut a[at..at + v.len()];
             match kind {
                 ReduceKind::Sum => a.iter_mut().zip(v).for_each(|(a, x)| *a += x),
-                ReduceKind::Max => a.iter_mut().zip(v).for_each(|(a, x)| *a = a.max(*x)),
+                ReduceKind::Max => a.iter_mut().zip(v).for_each(|(a, x)| *a = max_nan(*a, *x)),
             }
         }
         (AccCol::I(a), Value::I(v)) => {
@@ -742,7 +743,7 @@ fn fold(a: Scalar, kind: ReduceKind, v: Value) -> Scalar {
         }
         (ReduceKind::Max, Scalar::F(mut a), Value::F(v)) => {
             for &x in v {
-                a = a.max(x);
+                a = max_nan(a, x);
             }
             Scalar::F(a)
         }

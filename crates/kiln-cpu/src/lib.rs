@@ -32,9 +32,11 @@ mod math;
 pub mod prog;
 
 use kiln_ir::DType;
-use kiln_opt::backend::{check_inputs, AdapterClass, DeviceLimits, HostData};
-use kiln_opt::plan::{BufferKind, Step};
-use kiln_opt::{Backend, Executable, HostTensor, OptError, Plan, Result};
+use kiln_plan::backend::{check_inputs, AdapterClass, DeviceLimits, HostData};
+use kiln_plan::plan::{BufferKind, Step};
+use kiln_plan::{
+    Backend, DeviceError, DeviceErrorKind, Error, Executable, HostTensor, Plan, PlanError, Result,
+};
 use prog::RawBuf;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,8 +44,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 type VarStore = Arc<Mutex<BTreeMap<String, HostTensor>>>;
 
 fn lock(s: &VarStore) -> Result<MutexGuard<'_, BTreeMap<String, HostTensor>>> {
-    s.lock()
-        .map_err(|_| OptError::Backend("variable store lock poisoned".into()))
+    s.lock().map_err(|_| {
+        Error::Device(DeviceError::new(
+            DeviceErrorKind::Internal,
+            "variable store",
+            "lock poisoned: an earlier run panicked while holding it",
+        ))
+    })
 }
 
 /// The native CPU backend: variables in host memory, plans run natively on rayon threads.
@@ -77,7 +84,7 @@ impl Backend for NativeBackend {
     }
 
     fn fingerprint(&self) -> String {
-        format!("kiln native cpu {}", kiln_opt::codec::KILN_VERSION)
+        format!("kiln native cpu {}", kiln_plan::codec::KILN_VERSION)
     }
 
     fn limits(&self) -> DeviceLimits {
@@ -95,8 +102,7 @@ impl Backend for NativeBackend {
     }
 
     fn load(&mut self, plan: Arc<Plan>) -> Result<Box<dyn Executable>> {
-        kiln_opt::codec::validate(&plan)
-            .map_err(|e| OptError::Backend(format!("native: invalid plan: {e}")))?;
+        plan.validate(&self.limits())?;
         let kernels = plan
             .kernels
             .iter()
@@ -117,10 +123,10 @@ impl Backend for NativeBackend {
                         })
                     });
                     if !ok {
-                        return Err(OptError::Backend(format!(
-                            "native: invalid plan: step {si} (`{}`) reaches element {max} of arg {arg}, outside its buffer",
+                        return Err(Error::Plan(PlanError::new(format!(
+                            "step {si} (`{}`) reaches element {max} of arg {arg}, outside its buffer",
                             kd.label
-                        )));
+                        ))));
                     }
                 }
             }
@@ -129,7 +135,7 @@ impl Backend for NativeBackend {
         for slot in &plan.params {
             match store.get(&slot.name) {
                 Some(t) if t.shape != slot.shape || t.dtype() != slot.dtype => {
-                    return Err(OptError::Param {
+                    return Err(Error::Param {
                         name: slot.name.clone(),
                         message: format!(
                             "exists as {}{} but the plan declares {}{}",
@@ -178,7 +184,7 @@ impl Backend for NativeBackend {
         let mut store = lock(&self.params)?;
         if let Some(t) = store.get(name) {
             if t.shape != value.shape || t.dtype() != value.dtype() {
-                return Err(OptError::Param {
+                return Err(Error::Param {
                     name: name.into(),
                     message: format!(
                         "is {}{}, cannot write {}{}",
@@ -198,7 +204,7 @@ impl Backend for NativeBackend {
         lock(&self.params)?
             .get(name)
             .cloned()
-            .ok_or_else(|| OptError::Param {
+            .ok_or_else(|| Error::Param {
                 name: name.into(),
                 message: "no such variable".into(),
             })
@@ -325,14 +331,14 @@ impl Executable for NativeExecutable {
             match (&mut self.bufs[slot.buffer.0 as usize], &t.data) {
                 (Buf::F(b), HostData::F32(v)) => b[..v.len()].copy_from_slice(v),
                 (Buf::I(b), HostData::I32(v)) => b[..v.len()].copy_from_slice(v),
-                _ => return Err(OptError::Input(format!("input `{}` dtype", slot.name))),
+                _ => return Err(Error::Input(format!("input `{}` dtype", slot.name))),
             }
         }
         // the store stays locked for the run: its params' storage is inside the plan
         let params = self.params.clone();
         let mut store = lock(&params)?;
         if let Some(slot) = plan.params.iter().find(|s| !store.contains_key(&s.name)) {
-            return Err(OptError::Param {
+            return Err(Error::Param {
                 name: slot.name.clone(),
                 message: "missing from the variable store".into(),
             });
@@ -374,19 +380,19 @@ impl Executable for NativeExecutable {
                     if let (Some(t), Some(p)) = (t, self.profile.as_mut()) {
                         let k = &plan.kernels[*kernel as usize];
                         let kind = match k.op {
-                            kiln_opt::kernel::KernelOp::Elementwise { .. } => "elementwise",
-                            kiln_opt::kernel::KernelOp::Reduce { .. } => "reduce",
-                            kiln_opt::kernel::KernelOp::MatMul { .. } => "matmul",
-                            kiln_opt::kernel::KernelOp::ScatterAdd { .. } => "scatter-add",
+                            kiln_plan::kernel::KernelOp::Elementwise { .. } => "elementwise",
+                            kiln_plan::kernel::KernelOp::Reduce { .. } => "reduce",
+                            kiln_plan::kernel::KernelOp::MatMul { .. } => "matmul",
+                            kiln_plan::kernel::KernelOp::ScatterAdd { .. } => "scatter-add",
                         };
                         // unrolled timesteps share a label up to their step number
                         let mut label: String =
                             k.label.chars().filter(|c| !c.is_ascii_digit()).collect();
                         match &k.op {
-                            kiln_opt::kernel::KernelOp::Reduce { in_shape, axes, .. } => {
+                            kiln_plan::kernel::KernelOp::Reduce { in_shape, axes, .. } => {
                                 label += &format!(" {in_shape:?} over {axes:?}")
                             }
-                            kiln_opt::kernel::KernelOp::MatMul {
+                            kiln_plan::kernel::KernelOp::MatMul {
                                 batch,
                                 m,
                                 n,

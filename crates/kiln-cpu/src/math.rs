@@ -4,10 +4,42 @@
 //! compiler vectorises where the instruction set allows. `exp`, `tanh` and `sigmoid` are
 //! branch-free f32 polynomials (Cephes' `expf`/`tanhf` coefficients, within a few ulp of the
 //! interpreter's f64-then-rounded values) so that they vectorise too; `log` and `pow` call the
-//! f64/f32 library functions.
+//! f64/f32 library functions. `relu`, `max` and `min` propagate NaN (IEEE 754-2019
+//! `maximum`/`minimum`, Keras), as the interpreter and the shaders do: Rust's `f32::max`
+//! would return the other operand.
 
 use kiln_ir::eval::{apply_binary, apply_unary};
 use kiln_ir::{BinaryOp, UnaryOp};
+
+/// `max(x, y)`, NaN when either is NaN; a select the compiler vectorises.
+#[inline(always)]
+pub fn max_nan(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.max(y)
+    }
+}
+
+/// `min(x, y)`, NaN when either is NaN.
+#[inline(always)]
+pub fn min_nan(x: f32, y: f32) -> f32 {
+    if x.is_nan() || y.is_nan() {
+        f32::NAN
+    } else {
+        x.min(y)
+    }
+}
+
+/// `max(x, 0)`, NaN for NaN.
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else {
+        x.max(0.0)
+    }
+}
 
 /// `out = op(x)` in f32.
 #[inline(always)]
@@ -16,7 +48,7 @@ pub fn unary_f32(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     match op {
         UnaryOp::Neg => it.for_each(|(o, &x)| *o = -x),
         UnaryOp::Abs => it.for_each(|(o, &x)| *o = x.abs()),
-        UnaryOp::Relu => it.for_each(|(o, &x)| *o = x.max(0.0)),
+        UnaryOp::Relu => it.for_each(|(o, &x)| *o = relu(x)),
         UnaryOp::Sqrt => it.for_each(|(o, &x)| *o = x.sqrt()),
         UnaryOp::Recip => it.for_each(|(o, &x)| *o = 1.0 / x),
         UnaryOp::Exp => it.for_each(|(o, &x)| *o = exp(x)),
@@ -61,8 +93,8 @@ pub fn binary_f32(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
         BinaryOp::Sub => each!(|x: f32, y: f32| x - y),
         BinaryOp::Mul => each!(|x: f32, y: f32| x * y),
         BinaryOp::Div => each!(|x: f32, y: f32| x / y),
-        BinaryOp::Max => each!(|x: f32, y: f32| x.max(y)),
-        BinaryOp::Min => each!(|x: f32, y: f32| x.min(y)),
+        BinaryOp::Max => each!(max_nan),
+        BinaryOp::Min => each!(min_nan),
         BinaryOp::Pow => each!(|x: f32, y: f32| x.powf(y)),
         BinaryOp::Lt => each!(|x: f32, y: f32| t(x < y)),
         BinaryOp::Le => each!(|x: f32, y: f32| t(x <= y)),
@@ -182,5 +214,23 @@ mod tests {
         assert_eq!(tanh(100.0), 1.0);
         assert_eq!(tanh(-100.0), -1.0);
         assert_eq!(tanh(0.0), 0.0);
+    }
+
+    #[test]
+    fn relu_max_min_propagate_nan() {
+        let nan = f32::NAN;
+        assert!(relu(nan).is_nan() && max_nan(nan, 1.0).is_nan() && max_nan(1.0, nan).is_nan());
+        assert!(min_nan(nan, 1.0).is_nan() && min_nan(1.0, nan).is_nan());
+        assert_eq!(
+            (relu(-2.0), max_nan(1.0, 2.0), min_nan(1.0, 2.0)),
+            (0.0, 2.0, 1.0)
+        );
+        let (mut o, x, y) = ([0.0; 3], [nan, -1.0, 3.0], [0.0, nan, 1.0]);
+        unary_f32(UnaryOp::Relu, &x, &mut o);
+        assert!(o[0].is_nan() && o[1] == 0.0 && o[2] == 3.0);
+        binary_f32(BinaryOp::Max, &x, &y, &mut o);
+        assert!(o[0].is_nan() && o[1].is_nan() && o[2] == 3.0);
+        binary_f32(BinaryOp::Min, &x, &y, &mut o);
+        assert!(o[0].is_nan() && o[1].is_nan() && o[2] == 1.0);
     }
 }

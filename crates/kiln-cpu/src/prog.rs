@@ -12,8 +12,8 @@
 //! over `f32`/`i32` slices that the compiler vectorises.
 
 use kiln_ir::{unravel, BinaryOp, DType, UnaryOp};
-use kiln_opt::kernel::{Arg, Body, Expr, Store};
-use kiln_opt::{OptError, Result};
+use kiln_plan::kernel::{Arg, Body, Expr, Store};
+use kiln_plan::{Error, PlanError, Result};
 
 /// Elements per block.
 pub const BLOCK: usize = 256;
@@ -285,8 +285,8 @@ impl Builder<'_> {
     }
 }
 
-fn bad(msg: String) -> OptError {
-    OptError::Backend(format!("native: invalid kernel: {msg}"))
+fn bad(msg: String) -> Error {
+    Error::Plan(PlanError::new(format!("kernel: {msg}")))
 }
 
 /// The full-shape strides of a store (row-major over `shape` when it has none).

@@ -47,7 +47,7 @@ pub fn grad(g: &mut Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> 
             if parts[i].is_empty() {
                 continue;
             }
-            let id = NodeId(i as u32);
+            let id = NodeId::at(i);
             let dy = combine(g, id, std::mem::take(&mut parts[i]))?;
             adj[i] = Some(dy);
             let node = g.node(id).clone();
@@ -102,10 +102,6 @@ enum Part {
     },
 }
 
-/// At most this many rows (the reduced length) in one stacked product (see
-/// [`stack_recurrent_products`]): keeps each product's reduction loop well inside what
-/// every driver runs (llvmpipe ends loops after 65,535 iterations).
-const STACK_ROWS: usize = 16384;
 /// Fewer outer-product parts than this are summed as they are.
 const STACK_MIN: usize = 2;
 
@@ -131,8 +127,10 @@ fn outer_product(g: &Graph, n: NodeId) -> Option<(NodeId, NodeId)> {
 /// tensor `[B, T, N]` sliced per step, so its adjoint is a concat of `reshape(dₜ, [B, 1,
 /// N])` along axis 1. With `A = [B, T, U]` holding `aₜ` at the same positions (zeros where
 /// no part of this weight is), the sum is `reshape(A, [B·T, U])ᵀ · reshape(D, [B·T, N])` —
-/// both reshapes views, no copy — split into row ranges of at most [`STACK_ROWS`]. Parts
-/// that do not fit this pattern (or when no such concat exists) are returned as they are.
+/// both reshapes views, no copy. This is a device-independent rewrite: a device whose loops
+/// are limited gets the long product split by the compiler (`kiln-opt`'s
+/// `SplitLongMatMuls`). Parts that do not fit this pattern (or when no such concat exists)
+/// are returned as they are.
 fn stack_recurrent_products(g: &mut Graph, fulls: Vec<NodeId>) -> Result<Vec<NodeId>> {
     let found: Vec<Option<(NodeId, NodeId)>> = fulls.iter().map(|&n| outer_product(g, n)).collect();
     let Some(Some((a0, d0))) = found.iter().find(|f| f.is_some()).copied() else {
@@ -172,14 +170,14 @@ fn stack_recurrent_products(g: &mut Graph, fulls: Vec<NodeId>) -> Result<Vec<Nod
     for (i, node) in g.nodes.iter().enumerate() {
         if node.op == Op::Reshape && node.shape.0 == [b, 1, n] {
             if let Some(&p) = part_of.get(&node.inputs[0]) {
-                reshaped.insert(NodeId(i as u32), p);
+                reshaped.insert(NodeId::at(i), p);
             }
         }
     }
     let concat = g.nodes.iter().enumerate().find(|(_, node)| {
         node.op == Op::Concat { axis: 1 } && node.inputs.iter().any(|o| reshaped.contains_key(o))
     });
-    let Some((c, c_node)) = concat.map(|(i, node)| (NodeId(i as u32), node.clone())) else {
+    let Some((c, c_node)) = concat.map(|(i, node)| (NodeId::at(i), node.clone())) else {
         return Ok(fulls);
     };
     let mut used = vec![false; stack.len()];
@@ -204,19 +202,8 @@ fn stack_recurrent_products(g: &mut Graph, fulls: Vec<NodeId>) -> Result<Vec<Nod
     let a = g.concat(&blocks, 1)?;
     let a = g.reshape(a, [b * t, u])?;
     let d = g.reshape(c, [b * t, n])?;
-    let rows = b * t;
-    let mut start = 0;
-    while start < rows {
-        let len = STACK_ROWS.min(rows - start);
-        let (sa, sd) = if len == rows {
-            (a, d)
-        } else {
-            (g.slice(a, 0, start, len)?, g.slice(d, 0, start, len)?)
-        };
-        let at = g.transpose(sa)?;
-        rest.push(g.matmul(at, sd)?);
-        start += len;
-    }
+    let at = g.transpose(a)?;
+    rest.push(g.matmul(at, d)?);
     Ok(rest)
 }
 

@@ -81,7 +81,7 @@ pub fn eval(g: &Graph, wanted: &[NodeId], feeds: &Feeds) -> Result<Vec<Tensor>> 
                     .expect("operands precede their users")
             })
             .collect();
-        let v = eval_node(g, NodeId(i as u32), &args, feeds)?;
+        let v = eval_node(g, NodeId::at(i), &args, feeds)?;
         vals[i] = Some(v);
     }
     Ok(wanted
@@ -138,7 +138,14 @@ pub fn apply_unary(op: UnaryOp, x: f64) -> f64 {
         UnaryOp::Recip => 1.0 / x,
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Relu => x.max(0.0),
+        // NaN stays NaN (IEEE, Keras); `f64::max` would drop it
+        UnaryOp::Relu => {
+            if x.is_nan() {
+                x
+            } else {
+                x.max(0.0)
+            }
+        }
         UnaryOp::Abs => x.abs(),
         UnaryOp::Sign => {
             if x > 0.0 {
@@ -152,6 +159,25 @@ pub fn apply_unary(op: UnaryOp, x: f64) -> f64 {
     }
 }
 
+/// `max(a, b)` that is NaN when either operand is (IEEE 754-2019 `maximum`, Keras
+/// `tf.maximum`); Rust's `f64::max` returns the other operand instead.
+pub fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// `min(a, b)` that is NaN when either operand is (see [`nan_max`]).
+pub fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
 /// Applies a binary op to one pair of values.
 pub fn apply_binary(op: BinaryOp, a: f64, b: f64) -> f64 {
     let t = |c: bool| if c { 1.0 } else { 0.0 };
@@ -160,8 +186,8 @@ pub fn apply_binary(op: BinaryOp, a: f64, b: f64) -> f64 {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
+        BinaryOp::Max => nan_max(a, b),
+        BinaryOp::Min => nan_min(a, b),
         BinaryOp::Pow => a.powf(b),
         BinaryOp::Lt => t(a < b),
         BinaryOp::Le => t(a <= b),
@@ -315,7 +341,7 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
                     .map(|d| if axes.contains(&d) { 0 } else { idx[d] * os[d] })
                     .sum();
                 match op {
-                    ReduceOp::Max => acc[o] = acc[o].max(x),
+                    ReduceOp::Max => acc[o] = nan_max(acc[o], x),
                     _ => acc[o] += x,
                 }
             }
@@ -355,4 +381,25 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
         data
     };
     Ok(Tensor { shape, data })
+}
+
+#[cfg(test)]
+mod nan_tests {
+    use super::*;
+
+    #[test]
+    fn relu_max_min_propagate_nan() {
+        let nan = f64::NAN;
+        assert!(apply_unary(UnaryOp::Relu, nan).is_nan());
+        assert!(apply_unary(UnaryOp::Tanh, nan).is_nan());
+        assert_eq!(apply_unary(UnaryOp::Relu, -2.0), 0.0);
+        for (a, b) in [(nan, 1.0), (1.0, nan), (nan, nan)] {
+            assert!(apply_binary(BinaryOp::Max, a, b).is_nan());
+            assert!(apply_binary(BinaryOp::Min, a, b).is_nan());
+        }
+        assert_eq!(
+            apply_binary(BinaryOp::Max, f64::INFINITY, f64::NEG_INFINITY),
+            f64::INFINITY
+        );
+    }
 }

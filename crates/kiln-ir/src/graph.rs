@@ -7,9 +7,14 @@ use std::fmt;
 /// A typed index of a node in its [`Graph`]. Cheap to copy; only meaningful for the graph
 /// that made it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct NodeId(pub u32);
+pub struct NodeId(u32);
 
 impl NodeId {
+    /// The id of arena position `i` (crate-internal: ids come from the graph that owns them).
+    pub(crate) fn at(i: usize) -> NodeId {
+        NodeId(i as u32)
+    }
+
     /// Position in the arena.
     pub fn index(self) -> usize {
         self.0 as usize
@@ -63,6 +68,12 @@ impl Graph {
         self.nodes.len()
     }
 
+    /// The id of the node at arena position `i`, when there is one (nodes are numbered in
+    /// creation order from 0).
+    pub fn id_at(&self, i: usize) -> Option<NodeId> {
+        (i < self.nodes.len()).then(|| NodeId::at(i))
+    }
+
     /// True when the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
@@ -106,7 +117,7 @@ impl Graph {
         self.nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (NodeId(i as u32), n))
+            .map(|(i, n)| (NodeId::at(i), n))
     }
 
     /// Named outputs, in the order they were marked.
@@ -207,7 +218,7 @@ impl Graph {
     /// Appends a node whose shape and dtype were already inferred and checked.
     /// Only the builder (and passes re-building graphs) call this.
     pub fn push_unchecked(&mut self, node: Node) -> NodeId {
-        let id = NodeId(self.nodes.len() as u32);
+        let id = NodeId::at(self.nodes.len());
         self.nodes.push(node);
         id
     }

@@ -43,6 +43,8 @@
 //! assert_eq!(out[1].data, vec![2.0, 3.0]);  // column means of x
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod autodiff;
 mod error;
 pub mod eval;

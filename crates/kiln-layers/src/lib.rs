@@ -6,11 +6,29 @@
 //! (mode, batch size) — for training: forward, loss, metrics, autodiff backward and the
 //! optimizer update — compile it once into a plan and replay it batch after batch.
 //!
+//! ## Three parts
+//! - [`layers`] — **graph building**: the [`Layer`] trait and the layers (each file holds a
+//!   layer and its serializable config), activations, initializers, regularizers, losses,
+//!   metrics, optimizers (their updates are graph assignments) and
+//!   [`layers::Stack`], which turns the layers and the `compile` setup into the graph of one
+//!   [`Mode`] and batch size. It never sees a device.
+//! - [`train`] — **the runtime**: [`Sequential`] binds a stack to a device, compiles its
+//!   graphs into plans through the plan cache and runs them: the `fit` loop with its
+//!   [`callbacks`] and [`progress`] bar, `evaluate`, `predict`, the host's view of the device
+//!   state (weights, learning rate, accumulators), model files ([`io`]), `summary`, diagrams.
+//! - [`data`] — **host-side data**: [`preprocessing`] (Keras's utilities, the tokenizer,
+//!   splits) and [`datasets`] (the bundled data sets).
+//!
+//! The dependencies go one way: `train` uses `layers`; `layers` uses neither `train` nor
+//! `data`; `data` uses neither. [`vars`] names every device variable; [`LayerError`] is the
+//! crate's one error type.
+//!
 //! ## Invariants
 //! - One training step is one plan run: the update is part of the graph (assignments), so
 //!   weights never leave the device during `fit`.
 //! - Weights are device variables named `<layer>/<weight>` (`dense_1/kernel`), shared by the
-//!   train, evaluate and predict plans.
+//!   train, evaluate and predict plans. Every device-variable name is built by [`vars`] and
+//!   nowhere else; the names are the model file format.
 //! - Seeded and deterministic: initializers and shuffling use counter-based streams derived
 //!   from the model seed.
 //! - A short last batch gets its own plan (cached), so it computes exactly what a full batch
@@ -47,48 +65,34 @@
 //!   [`Adadelta`], [`Adamax`], [`Nadam`], each with Keras 2's `clipnorm` / `clipvalue`.
 //! - **Diagrams**: [`Sequential::to_dot`] and [`Sequential::plot_model`] (Graphviz).
 
-mod activation;
-pub mod callbacks;
-pub mod datasets;
-mod error;
-mod init;
-pub mod io;
-pub mod layers;
-mod losses;
-mod model;
-mod optimizers;
-pub mod preprocessing;
-pub mod progress;
-mod recurrent;
-pub mod regularizers;
-mod visualize;
+#![warn(missing_docs)]
 
-pub use activation::{Activation, SELU_ALPHA, SELU_SCALE};
-pub use callbacks::{
-    Callback, CallbackContext, CsvLogger, EarlyStopping, FitParams, LambdaCallback,
-    ModelCheckpoint, MonitorMode, ReduceLrOnPlateau, TerminateOnNan,
-};
-pub use datasets::{Dataset, DatasetError, TextDataset};
+pub mod data;
+mod error;
+pub mod layers;
+pub mod train;
+pub mod vars;
+
+// The historical module paths (`kiln_layers::preprocessing::pad_sequences`...).
+pub use data::{datasets, preprocessing};
+pub use layers::regularizers;
+pub use train::{callbacks, io, progress};
+
+pub use data::datasets::{Dataset, DatasetError, TextDataset};
+pub use data::preprocessing::{to_categorical, PreprocessingError, Tokenizer};
 pub use error::{LayerError, Result};
-pub use init::{Initializer, TRUNCATED_NORMAL_STDDEV};
-pub use io::{
-    load_model, saved_variables, ActivationConfig, CompileConfig, DenseConfig, DropoutConfig,
-    FlattenConfig, InputLayerConfig, LayerConfig, ModelConfig,
-};
 pub use kiln_opt::HostTensor;
 pub use layers::{
-    ActivationLayer, Dense, Dropout, Flatten, Input, InputLayer, Layer, ParamSpec, TrainContext,
+    slot_name, Activation, ActivationConfig, ActivationLayer, Adadelta, Adagrad, Adam, Adamax,
+    Dense, DenseConfig, Dropout, DropoutConfig, Embedding, EmbeddingConfig, Flatten, FlattenConfig,
+    Gru, GruConfig, Initializer, Input, InputLayer, InputLayerConfig, Layer, LayerConfig, Loss,
+    Lstm, LstmConfig, Metric, Mode, Nadam, OneHot, OneHotConfig, Optimizer, OptimizerCommon,
+    OptimizerConfig, ParamSpec, Regularizer, RmsProp, Sgd, SimpleRnn, SimpleRnnConfig,
+    TrainContext, EPSILON, ITERATIONS_VARIABLE, LR_VARIABLE, NADAM_SCHEDULE_VARIABLE, SELU_ALPHA,
+    SELU_SCALE, TRUNCATED_NORMAL_STDDEV,
 };
-pub use losses::{Loss, Metric, EPSILON};
-pub use model::{Fit, History, Logs, Mode, Sequential};
-pub use optimizers::{
-    slot_name, Adadelta, Adagrad, Adam, Adamax, Nadam, Optimizer, OptimizerConfig, RmsProp, Sgd,
-    ITERATIONS_VARIABLE, LR_VARIABLE, NADAM_SCHEDULE_VARIABLE,
+pub use train::{
+    load_model, saved_variables, Callback, CallbackContext, CompileConfig, CsvLogger,
+    EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint, ModelConfig,
+    MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan, Verbosity,
 };
-pub use preprocessing::{to_categorical, PreprocessingError, Tokenizer};
-pub use progress::{ProgressBar, Verbosity};
-pub use recurrent::{
-    Embedding, EmbeddingConfig, Gru, GruConfig, Lstm, LstmConfig, OneHot, OneHotConfig, SimpleRnn,
-    SimpleRnnConfig,
-};
-pub use regularizers::Regularizer;

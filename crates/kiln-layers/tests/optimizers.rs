@@ -8,7 +8,7 @@
 
 use kiln_layers::{
     Adadelta, Adagrad, Adam, Adamax, Dense, Fit, HostTensor, Mode, Nadam, Optimizer,
-    OptimizerConfig, RmsProp, Sequential, Sgd,
+    OptimizerCommon, OptimizerConfig, RmsProp, Sequential, Sgd,
 };
 use kiln_opt::interp::CpuBackend;
 
@@ -254,7 +254,7 @@ fn sgd_matches_reference() {
     check(
         o.clone(),
         RefSgd {
-            lr: h(o.learning_rate),
+            lr: h(o.common.learning_rate),
             momentum: 0.0,
             nesterov: false,
             v: [0.0; 3],
@@ -268,7 +268,7 @@ fn sgd_momentum_matches_reference() {
     check(
         o.clone(),
         RefSgd {
-            lr: h(o.learning_rate),
+            lr: h(o.common.learning_rate),
             momentum: h(o.momentum),
             nesterov: false,
             v: [0.0; 3],
@@ -282,7 +282,7 @@ fn sgd_nesterov_matches_reference() {
     check(
         o.clone(),
         RefSgd {
-            lr: h(o.learning_rate),
+            lr: h(o.common.learning_rate),
             momentum: h(o.momentum),
             nesterov: true,
             v: [0.0; 3],
@@ -296,7 +296,7 @@ fn rmsprop_matches_reference() {
         check(
             o.clone(),
             RefRmsProp {
-                lr: h(o.learning_rate),
+                lr: h(o.common.learning_rate),
                 rho: h(o.rho),
                 eps: h(o.epsilon),
                 a: [0.0; 3],
@@ -311,7 +311,7 @@ fn adam_matches_reference() {
         check(
             o.clone(),
             RefAdam {
-                lr: h(o.learning_rate),
+                lr: h(o.common.learning_rate),
                 b1: h(o.beta_1),
                 b2: h(o.beta_2),
                 eps: h(o.epsilon),
@@ -332,7 +332,7 @@ fn adagrad_matches_reference_with_initial_accumulator() {
         check(
             o.clone(),
             RefAdagrad {
-                lr: h(o.learning_rate),
+                lr: h(o.common.learning_rate),
                 eps: h(o.epsilon),
                 acc: [init; 3],
             },
@@ -347,7 +347,7 @@ fn adadelta_matches_reference() {
         check(
             o.clone(),
             RefAdadelta {
-                lr: h(o.learning_rate),
+                lr: h(o.common.learning_rate),
                 rho: h(o.rho),
                 eps: h(o.epsilon),
                 ag: [0.0; 3],
@@ -363,7 +363,7 @@ fn adamax_matches_reference() {
     check(
         o.clone(),
         RefAdamax {
-            lr: h(o.learning_rate),
+            lr: h(o.common.learning_rate),
             b1: h(o.beta_1),
             b2: h(o.beta_2),
             eps: h(o.epsilon),
@@ -379,7 +379,7 @@ fn nadam_matches_reference() {
     check(
         o.clone(),
         RefNadam {
-            lr: h(o.learning_rate),
+            lr: h(o.common.learning_rate),
             b1: h(o.beta_1),
             b2: h(o.beta_2),
             eps: h(o.epsilon),
@@ -395,35 +395,47 @@ fn keras_defaults() {
     assert_eq!(
         Sgd::default(),
         Sgd {
-            learning_rate: 0.01,
+            common: OptimizerCommon {
+                learning_rate: 0.01,
+                clipnorm: None,
+                clipvalue: None,
+            },
             momentum: 0.0,
             nesterov: false,
-            clipnorm: None,
-            clipvalue: None,
         }
     );
     let r = RmsProp::default();
-    assert_eq!((r.learning_rate, r.rho, r.epsilon), (0.001, 0.9, 1e-7));
+    assert_eq!(
+        (r.common.learning_rate, r.rho, r.epsilon),
+        (0.001, 0.9, 1e-7)
+    );
     let a = Adam::default();
     assert_eq!(
-        (a.learning_rate, a.beta_1, a.beta_2, a.epsilon),
+        (a.common.learning_rate, a.beta_1, a.beta_2, a.epsilon),
         (0.001, 0.9, 0.999, 1e-7)
     );
     let a = Adagrad::default();
     assert_eq!(
-        (a.learning_rate, a.initial_accumulator_value, a.epsilon),
+        (
+            a.common.learning_rate,
+            a.initial_accumulator_value,
+            a.epsilon
+        ),
         (0.001, 0.1, 1e-7)
     );
     let a = Adadelta::default();
-    assert_eq!((a.learning_rate, a.rho, a.epsilon), (0.001, 0.95, 1e-7));
+    assert_eq!(
+        (a.common.learning_rate, a.rho, a.epsilon),
+        (0.001, 0.95, 1e-7)
+    );
     let a = Adamax::default();
     assert_eq!(
-        (a.learning_rate, a.beta_1, a.beta_2, a.epsilon),
+        (a.common.learning_rate, a.beta_1, a.beta_2, a.epsilon),
         (0.001, 0.9, 0.999, 1e-7)
     );
     let a = Nadam::default();
     assert_eq!(
-        (a.learning_rate, a.beta_1, a.beta_2, a.epsilon),
+        (a.common.learning_rate, a.beta_1, a.beta_2, a.epsilon),
         (0.001, 0.9, 0.999, 1e-7)
     );
     let names: Vec<&str> = [

@@ -19,8 +19,8 @@
 use crate::codec::{self, CodecError, KILN_VERSION};
 use crate::{compile, CompileOptions, DeviceLimits, Plan, Result};
 use kiln_ir::Graph;
+pub use kiln_plan::files::{plan_cache_dir_from_env, platform_cache_dir, write_atomic};
 use std::hash::Hasher as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use twox_hash::{XxHash3_128, XxHash3_64};
@@ -52,8 +52,8 @@ impl CacheKey {
         limits: &DeviceLimits,
         device: &str,
     ) -> CacheKey {
-        let graph_bytes = bincode::serde::encode_to_vec(graph, bincode::config::standard())
-            .unwrap_or_else(|_| format!("{graph:?}").into_bytes());
+        let graph_bytes =
+            codec::canonical_bytes(graph).unwrap_or_else(|_| format!("{graph:?}").into_bytes());
         let parts = vec![
             ("graph".to_string(), h64(&graph_bytes)),
             (
@@ -139,6 +139,15 @@ pub struct CacheEntry {
     pub last_used: SystemTime,
 }
 
+/// What [`PlanCache::clear_all`] did.
+#[derive(Clone, Debug, Default)]
+pub struct ClearReport {
+    /// Plan files removed.
+    pub removed: usize,
+    /// Files that could not be removed, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
 /// The on-disk plan cache (see the module page).
 #[derive(Clone, Debug)]
 pub struct PlanCache {
@@ -149,24 +158,27 @@ pub struct PlanCache {
 impl PlanCache {
     /// The cache configured by the environment: disabled by `KILN_CACHE=off`, in
     /// `KILN_CACHE_DIR` or the platform cache directory, capped by `KILN_CACHE_MAX_MB`.
+    /// A bad value of one of these variables is logged as an error and disables the cache
+    /// (nothing is written where the user did not mean); [`PlanCache::try_from_env`]
+    /// returns it instead.
     pub fn from_env() -> PlanCache {
-        if matches!(
-            std::env::var("KILN_CACHE").as_deref(),
-            Ok("off" | "0" | "false")
-        ) {
-            return PlanCache::disabled();
-        }
-        let dir = std::env::var_os("KILN_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| platform_cache_dir().map(|d| d.join("kiln").join("plans")));
-        let max_mb = std::env::var("KILN_CACHE_MAX_MB")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(512);
-        PlanCache {
-            dir,
+        PlanCache::try_from_env().unwrap_or_else(|e| {
+            log::error!("kiln cache: {e}; the plan cache is off");
+            PlanCache::disabled()
+        })
+    }
+
+    /// The cache configured by the environment, as [`PlanCache::from_env`]; a bad value of
+    /// `KILN_CACHE`, `KILN_CACHE_DIR` or `KILN_CACHE_MAX_MB` is an error naming it.
+    pub fn try_from_env() -> std::result::Result<PlanCache, kiln_plan::EnvError> {
+        let Some(dir) = kiln_plan::files::plan_cache_dir()? else {
+            return Ok(PlanCache::disabled());
+        };
+        let max_mb = kiln_plan::env::cache_max_mb()?;
+        Ok(PlanCache {
+            dir: Some(dir),
             max_bytes: max_mb << 20,
-        }
+        })
     }
 
     /// A cache in `dir` with a size cap in bytes.
@@ -202,9 +214,8 @@ impl PlanCache {
         let Some(path) = self.plan_path(key) else {
             return Lookup::Miss("the cache is disabled".into());
         };
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        if let Err(e) = std::fs::metadata(&path) {
+            if e.kind() == std::io::ErrorKind::NotFound {
                 let why = match self.closest(key) {
                     Some(parts) if !parts.is_empty() => format!(
                         "not cached (nearest entry differs in: {})",
@@ -214,9 +225,9 @@ impl PlanCache {
                 };
                 return Lookup::Miss(why);
             }
-            Err(e) => return Lookup::Miss(format!("cannot read {}: {e}", path.display())),
-        };
-        match codec::decode(&bytes, Some(key.digest)) {
+        }
+        // bounded, regular files only: a FIFO or oversized entry is rejected, never read
+        match codec::read_file(&path).and_then(|bytes| codec::decode(&bytes, Some(key.digest))) {
             Ok(plan) => {
                 if let Ok(f) = std::fs::File::options().write(true).open(&path) {
                     let _ = f.set_modified(SystemTime::now());
@@ -307,14 +318,30 @@ impl PlanCache {
             .collect()
     }
 
-    /// Removes every entry; returns how many plan files were removed.
+    /// Removes every entry; returns how many plan files were removed. Use
+    /// [`PlanCache::clear_all`] to learn what could not be removed.
     pub fn clear(&self) -> usize {
-        let entries = self.list();
-        for e in &entries {
-            let _ = std::fs::remove_file(&e.path);
-            let _ = std::fs::remove_file(e.path.with_extension("key"));
+        self.clear_all().removed
+    }
+
+    /// Removes every entry (plan file and key file) and reports what could not be removed
+    /// and why.
+    pub fn clear_all(&self) -> ClearReport {
+        let mut report = ClearReport::default();
+        for e in self.list() {
+            match std::fs::remove_file(&e.path) {
+                Ok(()) => report.removed += 1,
+                Err(err) => report.failed.push((e.path.clone(), err.to_string())),
+            }
+            let key = e.path.with_extension("key");
+            match std::fs::remove_file(&key) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    report.failed.push((key, err.to_string()))
+                }
+                _ => {}
+            }
         }
-        entries.len()
+        report
     }
 
     /// Checks every entry: `(path, Ok or the reason it would be rejected)`.
@@ -322,58 +349,11 @@ impl PlanCache {
         self.list()
             .into_iter()
             .map(|e| {
-                let r = std::fs::read(&e.path)
-                    .map_err(|err| CodecError::Decode(err.to_string()))
-                    .and_then(|b| codec::decode(&b, None).map(|_| ()));
+                let r = codec::read_file(&e.path).and_then(|b| codec::decode(&b, None).map(|_| ()));
                 (e.path, r)
             })
             .collect()
     }
-}
-
-/// The platform's per-user cache directory: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other
-/// Unix), `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
-pub fn platform_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if cfg!(windows) {
-        return env("LOCALAPPDATA");
-    }
-    if cfg!(target_os = "macos") {
-        return env("HOME").map(|h| h.join("Library").join("Caches"));
-    }
-    env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
-}
-
-/// Writes `bytes` to `path` atomically: a unique temp file in the same directory, fsync,
-/// rename (readers see the old file or the new one, never a torn one).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("kiln");
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Compiles `graph` through `cache`: a hit does no graph compilation; a miss compiles and

@@ -38,60 +38,51 @@ impl Pass for EliminateDeadNodes {
                 }
             }
         }
-        let mut remap = vec![NodeId(u32::MAX); g.len()];
-        let mut out = Graph::new();
-        for (id, n) in g.iter() {
-            if !live[id.index()] {
-                continue;
-            }
-            let node = Node {
-                op: n.op.clone(),
-                inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
-                shape: n.shape.clone(),
-                dtype: n.dtype,
-                name: n.name.clone(),
-            };
-            remap[id.index()] = out.push_unchecked(node);
-        }
-        let outputs = g
-            .outputs()
-            .iter()
-            .map(|(n, o)| (n.clone(), remap[o.index()]))
-            .collect();
-        let assigns = g
-            .assigns()
-            .iter()
-            .map(|(p, v)| (remap[p.index()], remap[v.index()]))
-            .collect();
-        out.set_roots(outputs, assigns);
-        Ok(out)
+        Ok(rebuild_live(g, &live, |out, n| {
+            out.push_unchecked(n.clone())
+        }))
     }
 }
 
 /// Rebuilds `g` node by node: `f` sees the original node with inputs already remapped into
 /// the new graph and returns the id that stands for it there.
-fn rebuild(g: &Graph, mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
-    let mut remap = vec![NodeId(u32::MAX); g.len()];
+pub(crate) fn rebuild(g: &Graph, f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+    rebuild_live(g, &vec![true; g.len()], f)
+}
+
+/// [`rebuild`] over the nodes marked in `live` only (the others are dropped; no live node,
+/// output or assignment may depend on them). Outputs and assignments are remapped into the
+/// new graph.
+fn rebuild_live(g: &Graph, live: &[bool], mut f: impl FnMut(&mut Graph, &Node) -> NodeId) -> Graph {
+    // every operand, output and assignment of a live node is live and earlier (the
+    // precondition above, and arena order), so its new id is always known when asked for
+    let mut remap: Vec<Option<NodeId>> = vec![None; g.len()];
+    let at = |remap: &[Option<NodeId>], i: NodeId| {
+        remap[i.index()].expect("rebuild_live: a live node depends on a dead or later one")
+    };
     let mut out = Graph::new();
     for (id, n) in g.iter() {
+        if !live[id.index()] {
+            continue;
+        }
         let node = Node {
             op: n.op.clone(),
-            inputs: n.inputs.iter().map(|i| remap[i.index()]).collect(),
+            inputs: n.inputs.iter().map(|&i| at(&remap, i)).collect(),
             shape: n.shape.clone(),
             dtype: n.dtype,
             name: n.name.clone(),
         };
-        remap[id.index()] = f(&mut out, &node);
+        remap[id.index()] = Some(f(&mut out, &node));
     }
     let outputs = g
         .outputs()
         .iter()
-        .map(|(n, o)| (n.clone(), remap[o.index()]))
+        .map(|(n, o)| (n.clone(), at(&remap, *o)))
         .collect();
     let assigns = g
         .assigns()
         .iter()
-        .map(|(p, v)| (remap[p.index()], remap[v.index()]))
+        .map(|(p, v)| (at(&remap, *p), at(&remap, *v)))
         .collect();
     out.set_roots(outputs, assigns);
     out

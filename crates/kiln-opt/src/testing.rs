@@ -136,6 +136,11 @@ pub fn check_graph(
     Ok(())
 }
 
+/// The `i`-th leaf of a vector case (its leaves are the graph's first nodes).
+fn leaf(g: &Graph, i: usize) -> NodeId {
+    g.id_at(i).expect("vector cases create their leaves first")
+}
+
 /// A seeded random graph of at most `max_nodes` computed nodes over small random shapes —
 /// elementwise chains with broadcasting, reductions, matmuls, movement ops, several
 /// outputs and param assignments — plus feeds for its inputs and params. Values stay in
@@ -426,7 +431,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("c", vec![64], DType::F32),
             ],
             |g| {
-                let [a, b, c] = [0u32, 1, 2].map(NodeId);
+                let [a, b, c] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let ab = g.mul(a, b)?;
                 let r = g.add(ab, c)?;
                 g.output("out", r)
@@ -441,7 +446,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("col", vec![6, 1], DType::F32),
             ],
             |g| {
-                let [x, row, col] = [0u32, 1, 2].map(NodeId);
+                let [x, row, col] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let t = g.add(x, row)?;
                 let u = g.mul(t, col)?;
                 let k = g.scalar(0.5);
@@ -457,7 +462,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("y", vec![12, 1], DType::F32),
             ],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let r = g.maximum(x, y)?;
                 g.output("out", r)
             },
@@ -471,7 +476,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("f", vec![4, 4], DType::F32),
             ],
             |g| {
-                let [a, b, f] = [0u32, 1, 2].map(NodeId);
+                let [a, b, f] = [0usize, 1, 2].map(|i| leaf(g, i));
                 let lt = g.binary(BinaryOp::Lt, a, b)?;
                 let ab = g.mul(a, b)?;
                 let d = g.sub(a, b)?;
@@ -496,7 +501,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
                 ("y", vec![2, 3, 8], DType::F32),
             ],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let t = g.tanh(x)?;
                 let s = g.sigmoid(y)?;
                 let e = g.exp(t)?;
@@ -524,7 +529,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "in_place_param_update",
             vec![("p", vec![3, 4], DType::F32), ("x", vec![3, 4], DType::F32)],
             |g| {
-                let [p, x] = [0u32, 1].map(NodeId);
+                let [p, x] = [0usize, 1].map(|i| leaf(g, i));
                 let h = g.mul_scalar(p, 0.5)?;
                 let n = g.add(h, x)?;
                 g.assign(p, n)
@@ -535,7 +540,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "transposed_read_falls_back",
             vec![("x", vec![4, 8], DType::F32), ("y", vec![8, 4], DType::F32)],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let yt = g.transpose(y)?;
                 let r = g.add(x, yt)?;
                 g.output("out", r)
@@ -546,7 +551,7 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             "odd_sizes_fall_back",
             vec![("x", vec![8, 3], DType::F32), ("y", vec![7], DType::F32)],
             |g| {
-                let [x, y] = [0u32, 1].map(NodeId);
+                let [x, y] = [0usize, 1].map(|i| leaf(g, i));
                 let e = g.exp(x)?;
                 g.output("a", e)?;
                 let s = g.mul(y, y)?;
@@ -576,4 +581,107 @@ pub fn vector_graphs() -> Vec<(String, Graph, Feeds, u32)> {
             (name.to_string(), g, feeds, width)
         })
         .collect()
+}
+
+/// Graphs whose inputs hold NaN, with the flat indices of every output that must be NaN:
+/// `relu`, `tanh`, `maximum`, `minimum` (plain, fused, 4-wide and as a matmul epilogue) and
+/// max-reductions (short, and long enough for a workgroup tree) propagate NaN, as IEEE 754
+/// and Keras do. One table, run on every backend by [`check_nan_table`].
+pub fn nan_graphs() -> Vec<(String, Graph, Feeds, Vec<usize>)> {
+    use kiln_ir::eval::Tensor;
+    let nan = f64::NAN;
+    // 4 x 16: NaN at (0, 1) and (2, 15); the rest finite, both signs, some large
+    let x_data: Vec<f64> = (0..64)
+        .map(|i| match i {
+            1 | 47 => nan,
+            _ => ((i * 37 % 23) as f64 - 11.0) * if i % 5 == 0 { 10.0 } else { 0.5 },
+        })
+        .collect();
+    let y_data: Vec<f64> = (0..64)
+        .map(|i| if i == 5 { nan } else { (i % 7) as f64 - 3.0 })
+        .collect();
+    let elementwise_nans = vec![1, 47];
+    let mut out = vec![];
+    type Build = fn(&mut Graph, NodeId, NodeId) -> kiln_ir::Result<NodeId>;
+    let cases: [(&str, Build, Vec<usize>); 8] = [
+        ("relu", |g, x, _| g.relu(x), elementwise_nans.clone()),
+        ("tanh", |g, x, _| g.tanh(x), elementwise_nans.clone()),
+        (
+            "relu_fused",
+            |g, x, _| {
+                let t = g.mul_scalar(x, 2.0)?;
+                g.relu(t)
+            },
+            elementwise_nans.clone(),
+        ),
+        ("maximum", |g, x, y| g.maximum(x, y), vec![1, 5, 47]),
+        ("minimum", |g, x, y| g.minimum(x, y), vec![1, 5, 47]),
+        ("max_rows", |g, x, _| g.max(x, &[1], false), vec![0, 2]),
+        ("max_cols", |g, x, _| g.max(x, &[0], false), vec![1, 15]),
+        (
+            "matmul_relu",
+            |g, x, y| {
+                let yt = g.permute(y, &[1, 0])?;
+                let p = g.matmul(x, yt)?;
+                g.relu(p)
+            },
+            // rows 0 and 2 of x hold NaN; column 0 of the product reads y row 0 (y[5] is NaN)
+            (0..16)
+                .filter(|&i| i / 4 == 0 || i / 4 == 2 || i % 4 == 0)
+                .collect(),
+        ),
+    ];
+    for (name, build, nans) in cases {
+        let mut g = Graph::new();
+        let x = g.input("x", [4, 16], DType::F32).expect("fresh");
+        let y = g.input("y", [4, 16], DType::F32).expect("fresh");
+        let r = build(&mut g, x, y).expect("valid graph");
+        g.output("out", r).expect("fresh name");
+        let mut feeds = Feeds::new();
+        feeds.insert(
+            "x".into(),
+            Tensor::new([4, 16], x_data.clone()).expect("fits"),
+        );
+        feeds.insert(
+            "y".into(),
+            Tensor::new([4, 16], y_data.clone()).expect("fits"),
+        );
+        out.push((name.to_string(), g, feeds, nans));
+    }
+    // a long max-reduction (a workgroup tree on the GPU) with one NaN in the middle
+    let n = 4096;
+    let mut g = Graph::new();
+    let x = g.input("x", [2, n], DType::F32).expect("fresh");
+    let r = g.max(x, &[1], false).expect("valid");
+    g.output("out", r).expect("fresh name");
+    let data: Vec<f64> = (0..2 * n)
+        .map(|i| if i == n / 2 { nan } else { (i % 101) as f64 })
+        .collect();
+    let mut feeds = Feeds::new();
+    feeds.insert("x".into(), Tensor::new([2, n], data).expect("fits"));
+    out.push(("max_long".into(), g, feeds, vec![0]));
+    out
+}
+
+/// Runs every [`nan_graphs`] case on `backend`: the f64 reference must be NaN exactly at the
+/// listed outputs, and the backend must match the reference (NaN where it is NaN). Returns
+/// the number of cases.
+pub fn check_nan_table(backend: &mut dyn Backend) -> std::result::Result<usize, String> {
+    let tol = Tolerance {
+        rel: 1e-4,
+        abs: 1e-4,
+    };
+    let cases = nan_graphs();
+    for (name, g, feeds, nans) in &cases {
+        let reference = kiln_ir::eval::run(g, feeds).map_err(|e| format!("{name}: eval: {e}"))?;
+        let want = &reference.outputs[0].1.data;
+        let got_nans: Vec<usize> = (0..want.len()).filter(|&i| want[i].is_nan()).collect();
+        if &got_nans != nans {
+            return Err(format!(
+                "{name}: the reference is NaN at {got_nans:?}, expected {nans:?}"
+            ));
+        }
+        check_graph(backend, g, feeds, tol).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(cases.len())
 }

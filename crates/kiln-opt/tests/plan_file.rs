@@ -427,9 +427,66 @@ fn decode_corpus_replays_without_panics() {
                 _ => m.extend((0..rng.below(16)).map(|_| rng.below(256) as u8)),
             }
             if let Ok(p) = codec::decode(&m, None) {
-                codec::validate(&p).unwrap();
+                kiln_opt::validate::structure(&p).unwrap();
             }
         }
     }
     assert!(decoded >= 1, "no corpus entry decodes");
+}
+
+#[test]
+fn a_fifo_cache_entry_is_rejected_not_waited_on() {
+    let dir = temp_dir("fifo");
+    let cache = PlanCache::at(&dir, 1 << 30);
+    let (g, _) = graphs().remove(0);
+    let key = CacheKey::new(&g, &CompileOptions::default(), &limits(), "cpu");
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = dir.join(format!("{:032x}.kplan", key.digest));
+    let made = std::process::Command::new("mkfifo").arg(&entry).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: no mkfifo");
+        return;
+    }
+    // opening a FIFO for reading blocks until a writer comes: the lookup must not open it
+    match cache.get(&key) {
+        Lookup::Miss(why) => assert!(why.contains("not a regular file"), "{why}"),
+        Lookup::Hit(_) => panic!("a FIFO was a hit"),
+    }
+    let (_, outcome) =
+        compile_cached(&g, &CompileOptions::default(), &limits(), "cpu", &cache).unwrap();
+    assert!(matches!(outcome, CacheOutcome::Miss(_)), "{outcome:?}");
+    // the FIFO was replaced by a real entry, which now hits
+    assert!(std::fs::metadata(&entry).unwrap().is_file());
+    assert!(matches!(cache.get(&key), Lookup::Hit(_)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_files_are_read_with_bounded_work() {
+    let dir = temp_dir("bounded");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(matches!(
+        codec::read_file(std::path::Path::new("/dev/zero")),
+        Err(CodecError::Io(m)) if m.contains("not a regular file")
+    ));
+    // a huge file with a bad magic: rejected after 8 bytes
+    let big = dir.join("big.kplan");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    assert_eq!(codec::read_file(&big), Err(CodecError::BadMagic));
+    // a huge file with the right magic: rejected on its length, before reading the body
+    std::fs::write(&big, codec::MAGIC).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(codec::MAX_FILE_BYTES + 1)
+        .unwrap();
+    assert!(matches!(
+        codec::read_file(&big),
+        Err(CodecError::Length { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
 }

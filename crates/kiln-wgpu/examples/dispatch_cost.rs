@@ -18,6 +18,7 @@ const WG: u32 = 64;
 fn plan() -> Plan {
     Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: kiln_plan::PlanKind::Graph,
         buffers: vec![],
         kernels: vec![],
         steps: vec![],
@@ -41,6 +42,7 @@ fn buffer(p: &mut Plan, name: &str, n: usize, kind: BufferKind) -> BufferId {
         buffer: id,
         shape: Shape::new(vec![n]),
         dtype: DType::F32,
+        indices: None,
     };
     match kind {
         BufferKind::Input => p.inputs.push(slot),

@@ -9,8 +9,8 @@
 //! machine; on an idle 2-core machine wall GFLOP/s approaches twice it.
 //!
 //! Environment: `KILN_BENCH_VARIANT=register|tiled` (default register),
-//! `KILN_BENCH_TILE=RxC` and `KILN_BENCH_WG=n` to try other register blocks / workgroups
-//! (default: `kiln_wgpu::codegen::matmul_dispatch`), `KILN_BENCH_TRANSPOSE_B=1` to read B
+//! `KILN_BENCH_WG=n` to try another workgroup size (default:
+//! `kiln_wgpu::codegen::matmul_dispatch`; the register block is fixed by the variant), `KILN_BENCH_TRANSPOSE_B=1` to read B
 //! transposed in place.
 
 use kiln_ir::{DType, Shape};
@@ -21,7 +21,7 @@ use kiln_opt::plan::{
     BufferDesc, BufferId, BufferKind, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION,
 };
 use kiln_opt::{Backend, HostTensor};
-use kiln_wgpu::codegen::{matmul_dispatch, matmul_launch};
+use kiln_wgpu::codegen::matmul_dispatch;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +38,7 @@ fn buffer(p: &mut Plan, name: &str, n: usize, kind: BufferKind) -> BufferId {
         buffer: id,
         shape: Shape::new(vec![n]),
         dtype: DType::F32,
+        indices: None,
     };
     match kind {
         BufferKind::Input => p.inputs.push(slot),
@@ -54,6 +55,7 @@ fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
 fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
     let mut p = Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: kiln_plan::PlanKind::Graph,
         buffers: vec![],
         kernels: vec![],
         steps: vec![],
@@ -82,16 +84,9 @@ fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
         dense(1)
     };
     let mut launch = matmul_dispatch(variant, 1, s, s);
-    if let Some(t) = std::env::var("KILN_BENCH_TILE").ok().and_then(|t| {
-        let (r, c) = t.split_once('x')?;
-        Some([r.parse().ok()?, c.parse().ok()?])
-    }) {
-        launch.tile = t;
-    }
     if let Some(wg) = env_parse::<u32>("KILN_BENCH_WG") {
-        launch.workgroup_size = wg;
+        launch = variant.launch_in(wg, 1, s, s);
     }
-    let launch = matmul_launch(variant, launch.tile, launch.workgroup_size, 1, s, s);
     let mut epilogue = Body::default();
     let acc = epilogue.push(Expr::Acc(0), DType::F32);
     p.kernels.push(Kernel {

@@ -1,4 +1,4 @@
-//! [`WgpuBackend`]: the `kiln_opt::Backend` of wgpu devices, and its variable registry.
+//! [`WgpuBackend`]: the `kiln_plan::Backend` of wgpu devices, and its variable registry.
 //!
 //! The backend owns what outlives a single plan: the device ([`Gpu`]), the variables
 //! (params, by name), and caches of shader modules (by WGSL text) and compute pipelines (by
@@ -9,7 +9,7 @@ use crate::codegen::KernelSource;
 use crate::device::{Gpu, WgpuError, STAGING_USAGE, STORAGE_USAGE};
 use crate::executor::{self, PipelineCache, WgpuExecutable};
 use kiln_ir::{DType, Shape};
-use kiln_opt::{Backend, DeviceLimits, Executable, HostTensor, OptError, Plan, Result};
+use kiln_plan::{Backend, DeviceLimits, Error, Executable, HostTensor, Plan, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -44,7 +44,7 @@ impl Shared {
     ) -> Result<wgpu::Buffer> {
         if let Some(v) = self.params.get(name) {
             if &v.shape != shape || v.dtype != dtype {
-                return Err(OptError::Param {
+                return Err(Error::Param {
                     name: name.into(),
                     message: format!(
                         "exists as {}{} but the plan declares {dtype}{shape}",
@@ -202,7 +202,7 @@ impl Backend for WgpuBackend {
             .shared
             .params
             .get_mut(name)
-            .ok_or_else(|| OptError::Param {
+            .ok_or_else(|| Error::Param {
                 name: name.into(),
                 message: "no such variable (load a plan that declares it, or write it first)"
                     .into(),
@@ -237,13 +237,13 @@ impl Backend for WgpuBackend {
 
 /// A backend for tests: `Some` when an adapter opens. With no adapter it prints
 /// `skipping: no GPU adapter` and returns `None`, unless `KILN_REQUIRE_GPU=1` is set, in
-/// which case (as in CI) it panics. Any other device error panics: it is a real failure.
+/// which case (as in CI) it panics; so does a `KILN_REQUIRE_GPU` that is not a boolean
+/// ([`kiln_plan::env::BOOL_ACCEPTED`]). Any other device error panics: it is a real failure.
 pub fn test_backend() -> Option<WgpuBackend> {
+    let required = kiln_plan::env::require_gpu().unwrap_or_else(|e| panic!("{e}"));
     match WgpuBackend::new() {
         Ok(b) => Some(b),
-        Err(WgpuError::NoAdapter { .. })
-            if std::env::var("KILN_REQUIRE_GPU").as_deref() != Ok("1") =>
-        {
+        Err(WgpuError::NoAdapter { .. }) if !required => {
             eprintln!("skipping: no GPU adapter");
             None
         }

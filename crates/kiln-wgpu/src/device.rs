@@ -11,7 +11,7 @@
 //! declares its `Arc<Gpu>` last, so the device is destroyed when the last `Gpu` is dropped,
 //! inside the lock.
 
-use kiln_opt::{AdapterClass, DeviceLimits, OptError};
+use kiln_plan::{AdapterClass, DeviceError, DeviceErrorKind, DeviceLimits, Error};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +45,9 @@ pub enum WgpuError {
         /// Names of the adapters found.
         available: String,
     },
+    /// A `KILN_*` variable that selects the device holds a bad value.
+    #[error(transparent)]
+    Env(#[from] kiln_plan::EnvError),
     /// The adapter refused to create a device.
     #[error("could not open adapter `{adapter}`: {source}")]
     RequestDevice {
@@ -55,10 +58,37 @@ pub enum WgpuError {
     },
 }
 
-impl From<WgpuError> for OptError {
+impl From<WgpuError> for Error {
     fn from(e: WgpuError) -> Self {
-        OptError::Backend(e.to_string())
+        if let WgpuError::Env(e) = e {
+            return Error::Env(e);
+        }
+        Error::Device(DeviceError::new(
+            DeviceErrorKind::Unavailable,
+            "opening a device",
+            e.to_string(),
+        ))
     }
+}
+
+/// A wgpu error captured by an error scope, as a typed [`DeviceError`].
+pub(crate) fn device_error(what: &str, e: &wgpu::Error, context: &str) -> Error {
+    let kind = match e {
+        wgpu::Error::OutOfMemory { .. } => DeviceErrorKind::OutOfMemory,
+        wgpu::Error::Validation { .. } => DeviceErrorKind::Validation,
+        wgpu::Error::Internal { .. } => DeviceErrorKind::Internal,
+    };
+    let err = DeviceError::new(kind, what, e.to_string());
+    Error::Device(if context.is_empty() {
+        err
+    } else {
+        err.with_shader(context)
+    })
+}
+
+/// Waiting for the device failed: the device is lost or hung past [`RUN_TIMEOUT`].
+pub(crate) fn lost(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Device(DeviceError::new(DeviceErrorKind::Lost, what, e.to_string()))
 }
 
 /// The opened device and what the executor needs to know about it.
@@ -72,6 +102,8 @@ pub struct Gpu {
     /// The limits requested (the adapter's own).
     pub limits: wgpu::Limits,
     created: Arc<AtomicU64>,
+    /// `KILN_SUBGROUPS` (default on), read when the device was opened.
+    subgroups_allowed: bool,
 }
 
 impl Drop for Gpu {
@@ -122,9 +154,10 @@ pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
 impl Gpu {
     /// What codegen may assume of this device: subgroups of a fixed size where the device
     /// has the `SUBGROUP` feature and the adapter's minimum and maximum subgroup sizes agree
-    /// (lavapipe: 8, its SIMD width). `KILN_SUBGROUPS=0` turns them off (portable shaders).
+    /// (lavapipe: 8, its SIMD width). `KILN_SUBGROUPS=0` (any boolean of [`kiln_plan::env`]; a
+    /// bad value fails [`Gpu::open`]) turns them off (portable shaders).
     pub fn codegen_target(&self) -> crate::codegen::Target {
-        let off = std::env::var("KILN_SUBGROUPS").is_ok_and(|v| v == "0");
+        let off = !self.subgroups_allowed;
         let fixed = self.info.subgroup_min_size == self.info.subgroup_max_size;
         let has = self.device.features().contains(wgpu::Features::SUBGROUP);
         crate::codegen::Target {
@@ -139,10 +172,12 @@ impl Gpu {
     /// Picks an adapter and opens a device with the adapter's own limits.
     ///
     /// Preference: `KILN_ADAPTER=<substring>` (case-insensitive, on the adapter name) when
-    /// set; otherwise a discrete GPU, then integrated, virtual, other, and finally a
+    /// set (empty is an error, [`WgpuError::Env`]); otherwise a discrete GPU, then integrated, virtual, other, and finally a
     /// CPU-type adapter (lavapipe). Ties keep wgpu's enumeration order. Backends come from
     /// `WGPU_BACKEND` when set (wgpu's own variable), else all compiled-in primary ones.
     pub fn open() -> Result<Gpu, WgpuError> {
+        let wanted = kiln_plan::env::adapter()?;
+        let subgroups_allowed = kiln_plan::env::bool_var("KILN_SUBGROUPS", true)?;
         let _driver = driver_lock();
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -161,7 +196,7 @@ impl Gpu {
                 describe_adapter(&a.get_info())
             );
         }
-        if let Ok(wanted) = std::env::var("KILN_ADAPTER") {
+        if let Some(wanted) = wanted {
             let needle = wanted.to_lowercase();
             let available = adapters
                 .iter()
@@ -212,10 +247,11 @@ impl Gpu {
             info,
             limits,
             created: Arc::new(AtomicU64::new(0)),
+            subgroups_allowed,
         })
     }
 
-    /// Device description for [`kiln_opt::Backend::describe`].
+    /// Device description for [`kiln_plan::Backend::describe`].
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)
     }
@@ -271,13 +307,8 @@ impl Gpu {
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; a captured error becomes
-    /// `OptError::Backend` with `context` (e.g. the shader source) appended.
-    pub fn scoped<T>(
-        &self,
-        what: &str,
-        context: &str,
-        f: impl FnOnce() -> T,
-    ) -> Result<T, OptError> {
+    /// typed [`Error::Device`] carrying `context` (e.g. the shader source).
+    pub fn scoped<T>(&self, what: &str, context: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
@@ -285,10 +316,7 @@ impl Gpu {
         let o = pollster::block_on(oom.pop());
         match v.or(o) {
             None => Ok(value),
-            Some(e) if context.is_empty() => Err(OptError::Backend(format!("{what}: {e}"))),
-            Some(e) => Err(OptError::Backend(format!(
-                "{what}: {e}\n--- context ---\n{context}"
-            ))),
+            Some(e) => Err(device_error(what, &e, context)),
         }
     }
 
@@ -298,7 +326,7 @@ impl Gpu {
         staging: &wgpu::Buffer,
         bytes: u64,
         submission: wgpu::SubmissionIndex,
-    ) -> Result<Vec<u32>, OptError> {
+    ) -> Result<Vec<u32>, Error> {
         let bytes = bytes.max(4);
         let slice = staging.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -310,10 +338,16 @@ impl Gpu {
                 submission_index: Some(submission),
                 timeout: Some(RUN_TIMEOUT),
             })
-            .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| lost("waiting for the GPU", e))?;
         rx.recv()
-            .map_err(|_| OptError::Backend("the read-back callback never ran".into()))?
-            .map_err(|e| OptError::Backend(format!("mapping a read-back buffer: {e}")))?;
+            .map_err(|_| lost("reading back", "the read-back callback never ran"))?
+            .map_err(|e| {
+                Error::Device(DeviceError::new(
+                    DeviceErrorKind::ReadBack,
+                    "mapping a read-back buffer",
+                    e.to_string(),
+                ))
+            })?;
         // Copy out, then unmap whether or not the view could be read.
         let words = slice
             .get_mapped_range()
@@ -322,7 +356,13 @@ impl Gpu {
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect::<Vec<u32>>()
             })
-            .map_err(|e| OptError::Backend(format!("reading a mapped buffer: {e}")));
+            .map_err(|e| {
+                Error::Device(DeviceError::new(
+                    DeviceErrorKind::ReadBack,
+                    "reading a mapped buffer",
+                    e.to_string(),
+                ))
+            });
         staging.unmap();
         words
     }

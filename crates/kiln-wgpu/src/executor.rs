@@ -12,9 +12,10 @@ use crate::codegen::{self, BindingSlot, KernelSource, ENTRY_POINT};
 use crate::device::{Gpu, STAGING_USAGE, STORAGE_USAGE};
 use crate::validate;
 use kiln_ir::DType;
-use kiln_opt::kernel::KernelOp;
-use kiln_opt::plan::{BufferKind, Plan, Step};
-use kiln_opt::{check_inputs, Executable, HostTensor, OptError, Result};
+use kiln_plan::plan::{BufferKind, Plan, Step};
+use kiln_plan::{
+    check_inputs, DeviceError, DeviceErrorKind, Error, Executable, HostTensor, Result,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -56,8 +57,10 @@ pub struct WgpuExecutable {
     gpu: Arc<Gpu>,
 }
 
-fn bad_plan(what: String) -> OptError {
-    OptError::Backend(format!("invalid plan: {what}"))
+/// A plan error the executor meets after [`Plan::validate`] (defensive: the validator
+/// rejects these plans first).
+fn bad_plan(what: String) -> Error {
+    Error::Plan(kiln_plan::PlanError::new(what))
 }
 
 fn slot_bytes(shape: &kiln_ir::Shape) -> u64 {
@@ -67,6 +70,7 @@ fn slot_bytes(shape: &kiln_ir::Shape) -> u64 {
 /// Builds buffers, pipelines, bind groups and staging for `plan`.
 pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutable> {
     let gpu = shared.gpu.clone();
+    plan.validate(&gpu.device_limits())?;
     let buffers = create_buffers(shared, &plan)?;
 
     // Every kernel's source, and its offset table's place in one uniform buffer.
@@ -78,12 +82,7 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
     let mut sources: Vec<Option<(KernelSource, u64)>> = Vec::with_capacity(plan.steps.len());
     let mut table = Vec::<u8>::new();
     for (si, step) in plan.steps.iter().enumerate() {
-        let Step::Dispatch {
-            kernel,
-            buffers: bound,
-            workgroups,
-        } = step
-        else {
+        let Step::Dispatch { kernel, .. } = step else {
             sources.push(None);
             continue;
         };
@@ -92,9 +91,13 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
                 "step {si} runs kernel {kernel}, which does not exist"
             ))
         })?;
-        check_dispatch(&gpu, &plan, si, k, bound, *workgroups)?;
-        let src = codegen::kernel_source_for(k, &gpu.codegen_target())
-            .map_err(|e| OptError::Backend(e.to_string()))?;
+        let src = codegen::kernel_source_for(k, &gpu.codegen_target()).map_err(|e| {
+            Error::Device(DeviceError::new(
+                DeviceErrorKind::Shader,
+                format!("generating the shader of `{}`", k.label),
+                e.to_string(),
+            ))
+        })?;
         let at = table.len() as u64;
         if !src.offsets.is_empty() {
             table.extend_from_slice(bytemuck::cast_slice(&src.offsets));
@@ -184,7 +187,7 @@ pub(crate) fn load(shared: &mut Shared, plan: Arc<Plan>) -> Result<WgpuExecutabl
     }
 
     let slot_buffer =
-        |name: &str, id: kiln_opt::plan::BufferId, shape: &kiln_ir::Shape| -> Result<usize> {
+        |name: &str, id: kiln_plan::plan::BufferId, shape: &kiln_ir::Shape| -> Result<usize> {
             let i = id.0 as usize;
             match plan.buffers.get(i) {
                 Some(b) if b.len as u64 * 4 >= slot_bytes(shape) => Ok(i),
@@ -281,78 +284,6 @@ fn create_buffers(shared: &mut Shared, plan: &Plan) -> Result<Vec<wgpu::Buffer>>
     )?
 }
 
-/// Structural checks of one dispatch, so that a bad plan is an error at load, not a
-/// device-side failure at run.
-fn check_dispatch(
-    gpu: &Gpu,
-    plan: &Plan,
-    si: usize,
-    k: &kiln_opt::kernel::Kernel,
-    bound: &[kiln_opt::plan::BufferId],
-    groups: [u32; 3],
-) -> Result<()> {
-    if bound.len() != k.args.len() {
-        return Err(bad_plan(format!(
-            "step {si} binds {} buffers to kernel `{}` with {} args",
-            bound.len(),
-            k.label,
-            k.args.len()
-        )));
-    }
-    for (i, (b, arg)) in bound.iter().zip(&k.args).enumerate() {
-        match plan.buffers.get(b.0 as usize) {
-            Some(d) if d.dtype == arg.dtype => {}
-            Some(d) => {
-                return Err(bad_plan(format!(
-                    "step {si}: arg {i} of `{}` is {} but buffer `{}` is {}",
-                    k.label, arg.dtype, d.name, d.dtype
-                )))
-            }
-            None => return Err(bad_plan(format!("step {si} binds missing buffer {}", b.0))),
-        }
-    }
-    let max = gpu.limits.max_compute_workgroups_per_dimension;
-    if groups.iter().any(|&g| g > max) {
-        return Err(bad_plan(format!(
-            "step {si}: workgroups {groups:?} exceed the device limit {max} per dimension"
-        )));
-    }
-    // Args are distinct buffers: WebGPU forbids binding one buffer both read-only and
-    // writable in a dispatch, and the kernel's stores assume no aliasing between args.
-    for (i, b) in bound.iter().enumerate() {
-        if let Some(j) = (0..i)
-            .find(|&j| bound[j] == *b && (k.args[i].access.writes() || k.args[j].access.writes()))
-        {
-            return Err(bad_plan(format!(
-                "step {si} binds buffer {} to args {j} and {i} of `{}`, and one of them is written (args must be distinct buffers)",
-                b.0, k.label
-            )));
-        }
-    }
-    let needed = match &k.op {
-        KernelOp::MatMul {
-            batch,
-            m,
-            n,
-            tile,
-            variant,
-            ..
-        } => {
-            let launch = codegen::matmul_launch(*variant, *tile, k.workgroup_size, *batch, *m, *n);
-            launch.threads
-        }
-        _ => k.threads,
-    };
-    let launched = groups[0] as u64 * groups[1] as u64 * k.workgroup_size as u64;
-    if groups[2] == 0 || launched < needed {
-        return Err(bad_plan(format!(
-            "step {si}: workgroups {groups:?} x {} launch {launched} threads but kernel `{}` needs {needed}",
-            k.workgroup_size, k.label
-        )));
-    }
-    Ok(())
-}
-
 /// Creates a compute pipeline for `src` with an explicit bind group layout.
 pub(crate) fn create_pipeline(
     gpu: &Gpu,
@@ -433,7 +364,16 @@ pub(crate) fn create_module(
     label: &str,
     src: &KernelSource,
 ) -> Result<wgpu::ShaderModule> {
-    validate::validate_wgsl(label, &src.wgsl).map_err(|e| OptError::Backend(e.to_string()))?;
+    validate::validate_wgsl(label, &src.wgsl).map_err(|e| {
+        Error::Device(
+            DeviceError::new(
+                DeviceErrorKind::Shader,
+                format!("validating the shader of `{label}`"),
+                e.to_string(),
+            )
+            .with_shader(src.wgsl.clone()),
+        )
+    })?;
     gpu.scoped(
         &format!("creating the shader module of `{label}`"),
         &src.wgsl,
@@ -462,7 +402,7 @@ impl WgpuExecutable {
                     timeout: Some(crate::device::RUN_TIMEOUT),
                 })
                 .map(|_| ())
-                .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))
+                .map_err(|e| crate::device::lost("waiting for the GPU", e))
         };
         if let Some(prev) = self.in_flight.take() {
             wait(prev)?;
@@ -588,7 +528,7 @@ impl Executable for WgpuExecutable {
                     submission_index: Some(prev),
                     timeout: Some(crate::device::RUN_TIMEOUT),
                 })
-                .map_err(|e| OptError::Backend(format!("waiting for the GPU: {e}")))?;
+                .map_err(|e| crate::device::lost("waiting for the GPU", e))?;
         }
         let submission = gpu.scoped("running the plan", "", || {
             for (t, &b) in inputs.iter().zip(&self.inputs) {

@@ -1,11 +1,11 @@
 //! # kiln-wgpu: plans on any GPU through wgpu and WGSL
 //!
-//! This crate runs a compiled [`kiln_opt::Plan`] on a wgpu device. It is the only kiln crate
+//! This crate runs a compiled [`kiln_plan::Plan`] on a wgpu device. It is the only kiln crate
 //! that touches wgpu, naga, pollster or bytemuck, and it knows nothing of layers: it executes
-//! any valid plan through the [`kiln_opt::Backend`] trait.
+//! any valid plan through the [`kiln_plan::Backend`] trait.
 //!
 //! ## Model
-//! - **Shaders come from data.** Each [`kiln_opt::kernel::Kernel`] (KernelIr v2) is turned
+//! - **Shaders come from data.** Each [`kiln_plan::kernel::Kernel`] (KernelIr v2) is turned
 //!   into WGSL by [`codegen`]. Elementwise and reduce kernels are built whole as a typed
 //!   syntax tree ([`wgsl`]) and printed once, with every shape, stride and offset baked in as
 //!   a literal. A matmul kernel is a hand-written library kernel from `shaders/`
@@ -27,7 +27,7 @@
 //!   scope, so a bad shader or plan is a typed error carrying the WGSL, never a panic. Tests
 //!   also translate each shader to SPIR-V, MSL, HLSL and GLSL (portability without the
 //!   hardware).
-//! - **Load once, run cheaply.** [`WgpuBackend::load`](kiln_opt::Backend::load) creates all
+//! - **Load once, run cheaply.** [`WgpuBackend::load`](kiln_plan::Backend::load) creates all
 //!   buffers, pipelines, bind groups and the staging buffer of a plan. A run writes the
 //!   inputs, records one command encoder (all dispatches in schedule order, param copies,
 //!   output copies), submits once and maps one staging buffer.
@@ -55,10 +55,12 @@
 //!   workgroup-tiled matmul uses workgroup memory and barriers.
 //!
 //! ```no_run
-//! use kiln_opt::Backend;
+//! use kiln_plan::Backend;
 //! let backend = kiln_wgpu::WgpuBackend::new().expect("a GPU adapter");
 //! println!("running on {}", backend.describe());
 //! ```
+
+#![warn(missing_docs)]
 
 mod backend;
 pub mod codegen;

@@ -54,9 +54,7 @@ impl DiskPipelineCache {
             return None;
         }
         let key = wgpu::util::pipeline_cache_key(info)?;
-        let dir = kiln_opt::cache::PlanCache::from_env()
-            .dir()?
-            .join("pipelines");
+        let dir = kiln_plan::files::plan_cache_dir_from_env()?.join("pipelines");
         let path = dir.join(format!("{key}.bin"));
         let file = std::fs::read(&path).ok();
         let data = match file.as_deref().map(unwrap) {
@@ -98,7 +96,7 @@ impl DiskPipelineCache {
             .path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| kiln_opt::cache::write_atomic(&self.path, &wrap(&data)));
+            .and_then(|_| kiln_plan::files::write_atomic(&self.path, &wrap(&data)));
         match written {
             Ok(()) => self.saved = sum,
             Err(e) => log::warn!(

@@ -166,8 +166,8 @@ pub enum Expr {
     CallFn(String, Vec<Expr>),
     /// A value conversion `T(x)`.
     Convert(Scalar, Box<Expr>),
-    /// `bitcast<T>(x)`
-    Bitcast(Scalar, Box<Expr>),
+    /// `bitcast<T>(x)` (a scalar or vector type of the same width).
+    Bitcast(Type, Box<Expr>),
     /// A value constructor `T(args...)` (e.g. `vec4<f32>(a, b, c, d)`).
     Construct(Type, Vec<Expr>),
 }

@@ -25,6 +25,8 @@
 //! - `KILN_REQUIRE_GPU=1` turns a missing adapter into an error in [`gpu_device`]'s callers
 //!   (the GPU tests use `kiln::gpu::test_backend()`).
 
+#![warn(missing_docs)]
+
 pub use kiln_cpu as cpu;
 pub use kiln_ir as ir;
 pub use kiln_layers::*;

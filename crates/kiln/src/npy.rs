@@ -33,12 +33,17 @@ fn fmt_err(path: &Path, message: impl Into<String>) -> NpyError {
     }
 }
 
-/// Reads an `.npy` file into a host tensor.
+/// The largest `.npy` file [`read`] accepts (64 GiB).
+pub const MAX_NPY_BYTES: u64 = 1 << 36;
+
+/// Reads an `.npy` file into a host tensor: a regular file of at most [`MAX_NPY_BYTES`].
 pub fn read(path: &Path) -> Result<HostTensor, NpyError> {
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    // regular files only (a FIFO is refused before it is opened), of bounded size
+    let bytes =
+        crate::opt::files::read_regular(path, MAX_NPY_BYTES).map_err(|source| NpyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(fmt_err(path, "not a NumPy .npy file (bad magic)"));
     }

@@ -88,6 +88,7 @@ impl Binder<'_> {
 pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Result<Plan> {
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: crate::PlanKind::Graph,
         buffers: layout
             .buffers
             .iter()
@@ -319,6 +320,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
         buffer: BufferId(layout.placement[*t as usize].0 as u32),
         shape: g.shape(*node).clone(),
         dtype: g.dtype(*node),
+        indices: None,
     };
     plan.inputs = f.inputs.iter().map(slot).collect();
     plan.outputs = f.outputs.iter().map(slot).collect();

@@ -24,13 +24,26 @@
 //!
 //! Reduce kernels run one thread per output element and fold the reduced axes in a
 //! sequential loop (no atomics), so their results are deterministic.
+//!
+//! One module per kernel family — `elementwise`, `reduce`, `scatter`, `matmul` —
+//! on shared parts: `state` (the `Gen` a kernel is built in and its index
+//! arithmetic), `body` (body and store emission, op by op) and `generate` (the frame of
+//! every generated kernel: thread index, bounds check, module). A new family is one new
+//! module here plus its arm in `generate` or [`kernel_source_for`].
 
+mod body;
+mod elementwise;
 mod generate;
+mod matmul;
+mod reduce;
+mod scatter;
+mod state;
 
 use crate::wgsl::{Module, Scalar};
-use generate::{generated_module, matmul_prelude};
+use generate::generated_module;
 use kiln_ir::DType;
-use kiln_opt::kernel::{Access, Kernel, KernelOp, MatMulVariant};
+use kiln_plan::kernel::{Access, Kernel, KernelOp, MatMulVariant};
+use matmul::matmul_source;
 
 /// Name of the entry point of every kernel.
 pub const ENTRY_POINT: &str = "main";
@@ -50,7 +63,7 @@ pub const MATMUL_TILED_WGSL: &str = include_str!("../../../../shaders/matmul_til
 /// [`MATMUL_REGISTER_GROUP`] invocations computes a 32 x 32 patch of the output, 32 rows by
 /// 4 columns per invocation (in the subgroup version; the portable one splits the patch
 /// into 16 x 8 blocks).
-pub const MATMUL_REGISTER_TILE: [u32; 2] = [32, 4];
+pub const MATMUL_REGISTER_TILE: [u32; 2] = MatMulVariant::RegisterBlocked.tile();
 
 /// Invocations per group of the register-blocked kernel (one patch of
 /// `MATMUL_REGISTER_TILE[0]` squared outputs; one subgroup in the subgroup version).
@@ -76,13 +89,10 @@ pub struct Target {
 }
 
 /// Register block of one invocation of the workgroup-tiled kernel (fixed).
-pub const MATMUL_TILED_TILE: [u32; 2] = [4, 4];
+pub const MATMUL_TILED_TILE: [u32; 2] = MatMulVariant::WorkgroupTiled.tile();
 
 /// Workgroup size of the workgroup-tiled kernel (fixed: 16 x 16 invocations, 64 x 64 tile).
 pub const MATMUL_TILED_WORKGROUP: u32 = 256;
-
-/// Output tile (rows, columns) of one workgroup of the workgroup-tiled kernel.
-pub const MATMUL_TILED_OUTPUT_TILE: [u32; 2] = [64, 64];
 
 /// Why a kernel has no shader.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -144,85 +154,30 @@ impl KernelSource {
     }
 }
 
-/// How to launch a matmul kernel: what `Kernel::{tile, workgroup_size, threads}` must hold.
-/// `Step::Dispatch::workgroups` must then cover `threads / workgroup_size` workgroups,
-/// numbered `x + y * groups_x` (the usual split of a 1-D count into `[x, y, 1]`); extra
-/// workgroups do nothing.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct MatMulLaunch {
-    /// Register block per invocation (`KernelOp::MatMul::tile`).
-    pub tile: [u32; 2],
-    /// Invocations per workgroup (`Kernel::workgroup_size`).
-    pub workgroup_size: u32,
-    /// Workgroups needed.
-    pub workgroups: u64,
-    /// Threads (`Kernel::threads`).
-    pub threads: u64,
-}
+/// How to launch a matmul kernel: what `Kernel::{tile, workgroup_size, threads}` must hold
+/// (the one definition, in `kiln-plan`). `Step::Dispatch::workgroups` must then cover
+/// `threads / workgroup_size` workgroups, numbered `x + y * groups_x` (the usual split of a
+/// 1-D count into `[x, y, 1]`); extra workgroups do nothing.
+pub use kiln_plan::kernel::MatMulLaunch;
 
-/// The launch of a matmul with the preferred tile and workgroup size of `variant`.
+/// The launch of a matmul with the preferred workgroup size of `variant` for these library
+/// shaders ([`MATMUL_REGISTER_WORKGROUP`] register-blocked, [`MATMUL_TILED_WORKGROUP`]
+/// workgroup-tiled), from [`MatMulVariant::launch_in`]:
 ///
-/// - `RegisterBlocked`: tile [`MATMUL_REGISTER_TILE`] (fixed), workgroup size
-///   [`MATMUL_REGISTER_WORKGROUP`]; one group of 8 invocations per 32 x 32 output patch:
-///   `threads = batch * ceil(m / 32) * ceil(n / 32) * 8`, workgroups =
-///   `ceil(threads / wg)`; group `g = thread / 8` (threads numbered as in every generated
-///   kernel; in the subgroup version, workgroup index * wg / 8 + subgroup id); groups past
-///   the end return.
+/// - `RegisterBlocked`: tile [`MATMUL_REGISTER_TILE`] (fixed); one group of 8 invocations
+///   per 32 x 32 output patch: `threads = batch * ceil(m / 32) * ceil(n / 32) * 8`,
+///   workgroups = `ceil(threads / wg)`; group `g = thread / 8` (threads numbered as in
+///   every generated kernel; in the subgroup version, workgroup index * wg / 8 + subgroup
+///   id); groups past the end return.
 /// - `WorkgroupTiled`: tile `[4, 4]`, workgroup size 256 (fixed); one workgroup per 64 x 64
 ///   output tile: workgroups = `batch * ceil(m / 64) * ceil(n / 64)`,
 ///   `threads = workgroups * 256` (workgroup index = thread / 256).
 pub fn matmul_dispatch(variant: MatMulVariant, batch: usize, m: usize, n: usize) -> MatMulLaunch {
-    match variant {
-        MatMulVariant::RegisterBlocked => matmul_launch(
-            variant,
-            MATMUL_REGISTER_TILE,
-            MATMUL_REGISTER_WORKGROUP,
-            batch,
-            m,
-            n,
-        ),
-        MatMulVariant::WorkgroupTiled => matmul_launch(
-            variant,
-            MATMUL_TILED_TILE,
-            MATMUL_TILED_WORKGROUP,
-            batch,
-            m,
-            n,
-        ),
-    }
-}
-
-/// The launch a matmul kernel with the given `tile` and `workgroup_size` needs (the
-/// executor's check of `Step::Dispatch::workgroups`).
-pub fn matmul_launch(
-    variant: MatMulVariant,
-    tile: [u32; 2],
-    workgroup_size: u32,
-    batch: usize,
-    m: usize,
-    n: usize,
-) -> MatMulLaunch {
-    let (batch, m, n) = (batch as u64, m as u64, n as u64);
-    let wg = workgroup_size.max(1) as u64;
-    let (workgroups, threads) = match variant {
-        MatMulVariant::RegisterBlocked => {
-            let p = tile[0].max(1) as u64;
-            let g = (tile[0] / tile[1].max(1)).max(1) as u64;
-            let threads = batch * m.div_ceil(p) * n.div_ceil(p) * g;
-            (threads.div_ceil(wg), threads)
-        }
-        MatMulVariant::WorkgroupTiled => {
-            let [tm, tn] = MATMUL_TILED_OUTPUT_TILE;
-            let groups = batch * m.div_ceil(tm as u64) * n.div_ceil(tn as u64);
-            (groups, groups * wg)
-        }
+    let wg = match variant {
+        MatMulVariant::RegisterBlocked => MATMUL_REGISTER_WORKGROUP,
+        MatMulVariant::WorkgroupTiled => MATMUL_TILED_WORKGROUP,
     };
-    MatMulLaunch {
-        tile,
-        workgroup_size,
-        workgroups,
-        threads,
-    }
+    variant.launch_in(wg, batch, m, n)
 }
 
 /// The WGSL of `kernel`, as [`kernel_source`] generates it. A kernel that cannot be
@@ -269,87 +224,6 @@ pub fn kernel_source_for(kernel: &Kernel, target: &Target) -> Result<KernelSourc
             })
         }
     }
-}
-
-/// A matmul kernel: the generated part ([`generate`]'s prelude plus the `TM`/`TN4` block
-/// constants of the register-blocked kernel), then the library file of its variant,
-/// verbatim. Shapes and strides become override constants.
-fn matmul_source(
-    kernel: &Kernel,
-    bindings: Vec<BindingSlot>,
-    target: &Target,
-) -> Result<KernelSource, CodegenError> {
-    let KernelOp::MatMul {
-        batch,
-        m,
-        n,
-        k,
-        a,
-        b,
-        tile,
-        variant,
-        ..
-    } = &kernel.op
-    else {
-        unreachable!("matmul_source is only called for matmul kernels")
-    };
-    let unsupported = |what: String| CodegenError::Unsupported {
-        label: kernel.label.clone(),
-        what,
-    };
-    let (prelude, offsets) = matmul_prelude(kernel, target)?;
-    let library = match variant {
-        MatMulVariant::RegisterBlocked => {
-            if *tile != MATMUL_REGISTER_TILE || kernel.workgroup_size == 0 {
-                return Err(unsupported(format!(
-                    "register-blocked matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_REGISTER_TILE:?}, any workgroup size)",
-                    kernel.workgroup_size
-                )));
-            }
-            if target.subgroup_size == Some(MATMUL_REGISTER_GROUP)
-                && kernel.workgroup_size.is_multiple_of(MATMUL_REGISTER_GROUP)
-            {
-                MATMUL_SUBGROUP_WGSL
-            } else {
-                MATMUL_REGISTER_WGSL
-            }
-        }
-        MatMulVariant::WorkgroupTiled => {
-            if *tile != MATMUL_TILED_TILE || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
-                return Err(unsupported(format!(
-                    "workgroup-tiled matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_TILED_TILE:?} x {MATMUL_TILED_WORKGROUP})",
-                    kernel.workgroup_size
-                )));
-            }
-            MATMUL_TILED_WGSL
-        }
-    };
-    let mut values: Vec<(&'static str, usize)> = vec![
-        ("M", *m),
-        ("N", *n),
-        ("K", *k),
-        ("BATCH", *batch),
-        ("A_BS", a.batch_stride),
-        ("A_RS", a.row_stride),
-        ("A_CS", a.col_stride),
-        ("B_BS", b.batch_stride),
-        ("B_RS", b.row_stride),
-        ("B_CS", b.col_stride),
-    ];
-    if *variant == MatMulVariant::RegisterBlocked {
-        values.push(("WG", kernel.workgroup_size as usize));
-    }
-    if let Some((name, v)) = values.iter().find(|(_, v)| *v > u32::MAX as usize) {
-        return Err(unsupported(format!(
-            "{name} = {v} does not fit u32 indexing"
-        )));
-    }
-    Ok(KernelSource {
-        wgsl: format!("{prelude}\n{library}"),
-        constants: values.iter().map(|&(name, v)| (name, v as f64)).collect(),
-        bindings,
-        offsets,
-    })
 }
 
 pub(crate) fn scalar(dt: DType) -> Scalar {

@@ -387,6 +387,7 @@ pub fn groups(threads: u64, wg: u32) -> [u32; 3] {
 pub fn empty_plan() -> Plan {
     Plan {
         format_version: PLAN_FORMAT_VERSION,
+        kind: kiln_plan::PlanKind::Graph,
         buffers: vec![],
         kernels: vec![],
         steps: vec![],
@@ -417,6 +418,7 @@ pub fn buffer(
         buffer: id,
         shape: Shape::new(dims.to_vec()),
         dtype,
+        indices: None,
     };
     match kind {
         BufferKind::Input => plan.inputs.push(slot),

@@ -10,10 +10,17 @@
 //! kiln devices
 //! ```
 
+//!
+//! Failure behaviour (docs/FAILURES.md): every error is one line `kiln: error: …` on stderr
+//! and exit status 1; a closed stdout (`kiln inspect … --dot | head`) ends the program
+//! quietly with status 0; files are read only when regular and within their size limits.
+
 use clap::{Parser, Subcommand, ValueEnum};
+use kiln::ir::DType;
 use kiln::opt::cache::{CacheKey, PlanCache};
-use kiln::opt::{codec, Backend, CompileOptions, HostTensor};
+use kiln::opt::{codec, Backend, CompileOptions, HostData, HostTensor, Plan, PlanKind};
 use kiln::{load_model, Mode, Sequential};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -116,7 +123,72 @@ enum CacheAction {
     Verify,
 }
 
-type Res<T> = Result<T, String>;
+/// Why a command stopped.
+enum CliError {
+    /// An error for the user.
+    Msg(String),
+    /// stdout was closed by its reader: stop quietly.
+    BrokenPipe,
+}
+
+impl From<String> for CliError {
+    fn from(m: String) -> Self {
+        CliError::Msg(m)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(m: &str) -> Self {
+        CliError::Msg(m.to_string())
+    }
+}
+
+type Res<T> = Result<T, CliError>;
+
+/// Writes to stdout; a reader that went away is [`CliError::BrokenPipe`], not a panic.
+fn out(args: std::fmt::Arguments) -> Res<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_fmt(args).map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => CliError::BrokenPipe,
+        _ => CliError::Msg(format!("writing to stdout: {e}")),
+    })
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { out(format_args!("{}\n", format_args!($($t)*)))? };
+}
+
+/// The largest model or `.npy` file kiln reads (a bound, so a device node or a runaway file
+/// is refused before memory is committed).
+const MAX_DATA_FILE_BYTES: u64 = 1 << 36;
+
+/// Reads a regular data file (model, `.npy`, JSON) within [`MAX_DATA_FILE_BYTES`].
+fn read_data_file(path: &Path) -> Res<Vec<u8>> {
+    kiln::opt::files::read_regular(path, MAX_DATA_FILE_BYTES)
+        .map_err(|e| CliError::Msg(format!("{}: {e}", path.display())))
+}
+
+/// An error message for the user: internal category prefixes (`data:`, `backend:`, `run:`)
+/// removed and control or undecodable bytes escaped, so a corrupt file cannot write raw
+/// binary to the terminal.
+fn clean_message(msg: &str) -> String {
+    let mut m = msg.to_string();
+    for p in ["data: ", "backend: ", "run: "] {
+        m = m.replace(&format!(": {p}"), ": ");
+        if let Some(rest) = m.strip_prefix(p) {
+            m = rest.to_string();
+        }
+    }
+    m.chars()
+        .map(|c| {
+            if (c.is_control() && c != '\n' && c != '\t') || c == '\u{fffd}' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
 
 fn device(cpu: bool) -> Box<dyn Backend> {
     if cpu {
@@ -129,10 +201,13 @@ fn device(cpu: bool) -> Box<dyn Backend> {
 fn load_any_model(path: &Path, device: Box<dyn Backend>) -> Res<Sequential> {
     let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
     if is_json {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Sequential::from_json(&text, device).map_err(|e| format!("{}: {e}", path.display()))
+        let text = String::from_utf8(read_data_file(path)?)
+            .map_err(|_| format!("{}: not UTF-8 text (a model JSON file)", path.display()))?;
+        Ok(Sequential::from_json(&text, device).map_err(|e| format!("{}: {e}", path.display()))?)
     } else {
-        load_model(path, device).map_err(|e| e.to_string())
+        // refuse a FIFO or device before the loader opens it
+        kiln::opt::files::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(load_model(path, device).map_err(|e| e.to_string())?)
     }
 }
 
@@ -152,16 +227,24 @@ fn compile(cpu: bool, model: &Path, batch: usize, mode: ModeArg, output: &Path) 
     let g = m
         .graph(mode, batch)
         .map_err(|e| format!("{}: {e}", model.display()))?;
-    let opts = CompileOptions::default();
+    let opts = CompileOptions {
+        kind: match mode {
+            Mode::Predict => PlanKind::Predict,
+            Mode::Train => PlanKind::Train,
+            Mode::Evaluate => PlanKind::Evaluate,
+        },
+        ..CompileOptions::default()
+    };
     let plan = kiln::opt::compile(&g, &opts, &limits).map_err(|e| e.to_string())?;
     let key = CacheKey::new(&g, &opts, &limits, &fingerprint);
     let bytes = codec::encode(&plan, key.digest).map_err(|e| e.to_string())?;
     kiln::opt::cache::write_atomic(output, &bytes)
         .map_err(|e| format!("{}: {e}", output.display()))?;
-    println!(
-        "wrote {} ({} bytes): {} kernels, {} dispatches per run, inputs [{}], outputs [{}]",
+    outln!(
+        "wrote {} ({} bytes): {} plan, {} kernels, {} dispatches per run, inputs [{}], outputs [{}]",
         output.display(),
         bytes.len(),
+        plan.kind,
         plan.kernels.len(),
         plan.dispatch_count(),
         plan.inputs
@@ -179,7 +262,8 @@ fn compile(cpu: bool, model: &Path, batch: usize, mode: ModeArg, output: &Path) 
 }
 
 fn read_plan(file: &Path) -> Res<(codec::Header, kiln::opt::Plan)> {
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    // bounded: a non-regular file is refused unopened, the magic is checked first
+    let bytes = codec::read_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let (header, _) = codec::read_header(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
     let plan = codec::decode(&bytes, None).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok((header, plan))
@@ -188,10 +272,10 @@ fn read_plan(file: &Path) -> Res<(codec::Header, kiln::opt::Plan)> {
 fn inspect(file: &Path, dot: bool) -> Res<()> {
     let (h, plan) = read_plan(file)?;
     if dot {
-        print!("{}", plan.to_dot());
+        out(format_args!("{}", plan.to_dot()))?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: kiln plan format {}, written by kiln {}, key {:032x}, body {} bytes",
         file.display(),
         h.format_version,
@@ -199,19 +283,32 @@ fn inspect(file: &Path, dot: bool) -> Res<()> {
         h.key,
         h.body_len
     );
+    outln!(
+        "  kind   {}{}",
+        plan.kind,
+        if plan.updates_params() {
+            " (a run updates params)"
+        } else {
+            ""
+        }
+    );
     for (what, slots) in [
         ("input", &plan.inputs),
         ("output", &plan.outputs),
         ("param", &plan.params),
     ] {
         for s in slots {
-            println!("  {what:<6} {:<32} {}{}", s.name, s.dtype, s.shape);
+            let domain = s
+                .indices
+                .map(|r| format!("  indices in 0..{r}"))
+                .unwrap_or_default();
+            outln!("  {what:<6} {:<32} {}{}{domain}", s.name, s.dtype, s.shape);
         }
     }
-    print!("{}", plan.summary());
-    println!("memory plan: {} temporaries", plan.stats.allocations.len());
+    out(format_args!("{}", plan.summary()))?;
+    outln!("memory plan: {} temporaries", plan.stats.allocations.len());
     for a in &plan.stats.allocations {
-        println!(
+        outln!(
             "  buffer {:<3} [{:>9}, {:>9})  steps {:>3}..={:<3}  {}",
             a.buffer,
             a.offset,
@@ -219,9 +316,113 @@ fn inspect(file: &Path, dot: bool) -> Res<()> {
             a.first,
             a.last,
             a.name
-        );
+        )
     }
     Ok(())
+}
+
+/// Whether `name` is an optimizer hyper-parameter (`optimizer/<name>`, one level) rather
+/// than a per-param slot (`optimizer/<param>/<slot>`).
+fn is_hyper_param(name: &str) -> bool {
+    name.strip_prefix("optimizer/")
+        .is_some_and(|rest| !rest.contains('/'))
+}
+
+/// Writes the variables a plan runs on to `dev`: every variable of the model file `weights`
+/// (checked against the plan's param shapes), plus the state a fresh `compile` would
+/// create when the file lacks it — the optimizer's hyper-parameters from the compile
+/// configuration stored in the file, its slots and step counter at zero (kiln stores
+/// non-zero starts offset), metric accumulators at zero. Any other param the file lacks
+/// (a weight, or a hyper-parameter of an optimizer the file does not configure) is an
+/// error naming it. Returns the file's variables.
+fn supply_params(
+    plan: &Plan,
+    weights: Option<&Path>,
+    dev: &mut dyn Backend,
+) -> Res<Vec<(String, HostTensor)>> {
+    let (vars, config, file) = match weights {
+        Some(w) => {
+            let bytes = read_data_file(w)?;
+            let vars =
+                kiln::saved_variables(&bytes).map_err(|e| format!("{}: {e}", w.display()))?;
+            let config = safetensors::SafeTensors::read_metadata(&bytes)
+                .ok()
+                .and_then(|(_, m)| m.metadata().as_ref()?.get("kiln_model").cloned());
+            (vars, config, w.display().to_string())
+        }
+        None => (vec![], None, String::new()),
+    };
+    let needs_hyper = plan
+        .params
+        .iter()
+        .any(|p| is_hyper_param(&p.name) && !vars.iter().any(|(n, _)| n == &p.name));
+    // the optimizer's starting hyper-parameters, from the model structure stored in the file
+    // (only built when the file lacks some)
+    let hyper: Option<Vec<(String, f32)>> = config.filter(|_| needs_hyper).and_then(|json| {
+        let m =
+            Sequential::from_json(&json, Box::new(kiln::opt::interp::CpuBackend::new())).ok()?;
+        let c = m.config().compile?;
+        Some(c.optimizer.build().hyper_params())
+    });
+    let mut missing = vec![];
+    let mut fresh = vec![];
+    for p in &plan.params {
+        if let Some((_, t)) = vars.iter().find(|(n, _)| n == &p.name) {
+            if t.shape != p.shape {
+                return Err(format!(
+                    "{file}: variable `{}` has shape {}, the plan needs {}",
+                    p.name, t.shape, p.shape
+                )
+                .into());
+            }
+            continue;
+        }
+        let value = if p.name.starts_with("metrics/") {
+            Some(0.0)
+        } else if is_hyper_param(&p.name)
+            && p.name != kiln::ITERATIONS_VARIABLE
+            && p.name != kiln::NADAM_SCHEDULE_VARIABLE
+        {
+            hyper
+                .as_ref()
+                .and_then(|h| h.iter().find(|(n, _)| n == &p.name))
+                .map(|&(_, v)| v)
+        } else if p.name.starts_with("optimizer/") {
+            Some(0.0)
+        } else {
+            None
+        };
+        match value {
+            Some(v) => fresh.push((
+                p.name.clone(),
+                HostTensor::f32(p.shape.clone(), vec![v; p.shape.numel()])
+                    .map_err(|e| e.to_string())?,
+            )),
+            None => missing.push(p.name.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        let source = match weights {
+            None => "no --weights was given".to_string(),
+            Some(_) if missing.iter().any(|n| is_hyper_param(n)) && hyper.is_none() => {
+                format!(
+                    "{file} lacks them and stores no compiled optimizer to initialise them from"
+                )
+            }
+            Some(_) => format!("{file} lacks them"),
+        };
+        return Err(format!(
+            "the plan needs {} variable(s) that were not supplied: {} ({source}); pass the model file they come from with --weights",
+            missing.len(),
+            missing.join(", ")
+        )
+        .into());
+    }
+    for (name, t) in vars.iter().chain(&fresh) {
+        dev.write_param(name, t)
+            .map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(vars)
 }
 
 fn named<'a>(
@@ -244,12 +445,10 @@ fn named<'a>(
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
+                .into()
             }),
         None if i < slots.len() => Ok((i, arg)),
-        None => Err(format!(
-            "more --{what} files than plan {what}s ({})",
-            slots.len()
-        )),
+        None => Err(format!("more --{what} files than plan {what}s ({})", slots.len()).into()),
     }
 }
 
@@ -262,28 +461,42 @@ fn train(
     output: &Path,
 ) -> Res<()> {
     let (_, plan) = read_plan(file)?;
-    if plan.inputs.is_empty() || plan.params.is_empty() {
-        return Err(format!("{}: not a train-step plan", file.display()));
+    match plan.kind {
+        PlanKind::Train => {}
+        PlanKind::Graph if plan.updates_params() && !plan.inputs.is_empty() => {}
+        kind => {
+            return Err(format!(
+                "{}: a {kind} plan cannot train: it {} (compile one with `kiln compile MODEL --mode train`)",
+                file.display(),
+                if plan.updates_params() {
+                    "is not a training step"
+                } else {
+                    "updates no weights"
+                }
+            )
+            .into())
+        }
     }
-    let wbytes = std::fs::read(weights).map_err(|e| format!("{}: {e}", weights.display()))?;
-    let vars = kiln::saved_variables(&wbytes).map_err(|e| format!("{}: {e}", weights.display()))?;
     let mut dev = device(cpu);
-    for (name, t) in &vars {
-        dev.write_param(name, t)
-            .map_err(|e| format!("{}: {e}", weights.display()))?;
-    }
+    let vars = supply_params(&plan, Some(weights), &mut *dev)?;
+    let wbytes = read_data_file(weights)?;
     // whole data sets per input slot
     let mut data: Vec<Option<HostTensor>> = vec![None; plan.inputs.len()];
     for (i, a) in inputs.iter().enumerate() {
         let (slot, path) = named(a, &plan.inputs, i, "input")?;
         let t = kiln::npy::read(Path::new(path)).map_err(|e| e.to_string())?;
         let s = &plan.inputs[slot];
+        // index inputs are checked whole, before the first step (no partial training)
+        if let Some(rows) = s.indices {
+            kiln::opt::check_indices(&s.name, &t, rows).map_err(|e| format!("{path}: {e}"))?;
+        }
         let (td, sd) = (t.shape.dims(), s.shape.dims());
         if td.len() != sd.len() || td.is_empty() || td[1..] != sd[1..] {
             return Err(format!(
                 "{path}: input `{}` takes batches of {} ({}); the file holds {}",
                 s.name, s.shape, s.dtype, t.shape
-            ));
+            )
+            .into());
         }
         data[slot] = Some(t);
     }
@@ -295,12 +508,14 @@ fn train(
         .map(|(s, _)| s.name.as_str())
         .collect();
     if !missing.is_empty() {
-        return Err(format!("missing --input for: {}", missing.join(", ")));
+        return Err(format!("missing --input for: {}", missing.join(", ")).into());
     }
     let data: Vec<HostTensor> = data.into_iter().flatten().collect();
     let n = data[0].shape.dims()[0];
     if data.iter().any(|d| d.shape.dims()[0] != n) {
-        return Err("every --input must hold the same number of samples".into());
+        return Err(CliError::Msg(
+            "every --input must hold the same number of samples".into(),
+        ));
     }
     let batch = plan.inputs[0]
         .shape
@@ -311,9 +526,7 @@ fn train(
         .max(1);
     let steps = n / batch;
     if steps == 0 {
-        return Err(format!(
-            "{n} samples are fewer than the plan's batch of {batch}"
-        ));
+        return Err(format!("{n} samples are fewer than the plan's batch of {batch}").into());
     }
     let slots = plan.inputs.clone();
     let params = plan.params.clone();
@@ -324,22 +537,27 @@ fn train(
                 .iter()
                 .zip(&slots)
                 .map(|(d, slot)| {
+                    // only this batch's rows are converted (not the whole data set)
                     let row: usize = d.shape.dims()[1..].iter().product();
-                    let v = d.to_f32()[s * batch * row..(s + 1) * batch * row].to_vec();
-                    match slot.dtype {
-                        kiln::ir::DType::F32 => HostTensor::f32(slot.shape.clone(), v),
-                        kiln::ir::DType::I32 => HostTensor::i32(
-                            slot.shape.clone(),
-                            v.into_iter().map(|x| x as i32).collect(),
-                        ),
+                    let r = s * batch * row..(s + 1) * batch * row;
+                    let shape = slot.shape.clone();
+                    match (&d.data, slot.dtype) {
+                        (HostData::F32(v), DType::F32) => HostTensor::f32(shape, v[r].to_vec()),
+                        (HostData::I32(v), DType::I32) => HostTensor::i32(shape, v[r].to_vec()),
+                        (HostData::I32(v), DType::F32) => {
+                            HostTensor::f32(shape, v[r].iter().map(|&x| x as f32).collect())
+                        }
+                        (HostData::F32(v), DType::I32) => {
+                            HostTensor::i32(shape, v[r].iter().map(|&x| x as i32).collect())
+                        }
                     }
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| CliError::Msg(e.to_string()))
                 })
                 .collect::<Res<_>>()?;
             let refs: Vec<&HostTensor> = feeds.iter().collect();
             exe.run(&refs).map_err(|e| e.to_string())?;
         }
-        println!(
+        outln!(
             "epoch {}/{epochs}: {steps} steps of {batch}{}",
             epoch + 1,
             if !n.is_multiple_of(batch) {
@@ -376,7 +594,7 @@ fn train(
         .map(|(n, s, b)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| e.to_string())
+                .map_err(|e| CliError::Msg(e.to_string()))
         })
         .collect::<Res<Vec<_>>>()?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&wbytes).map_err(|e| e.to_string())?;
@@ -384,7 +602,7 @@ fn train(
         safetensors::serialize(views, meta.metadata().clone()).map_err(|e| e.to_string())?;
     kiln::opt::cache::write_atomic(output, &bytes)
         .map_err(|e| format!("{}: {e}", output.display()))?;
-    println!("wrote {}", output.display());
+    outln!("wrote {}", output.display());
     Ok(())
 }
 
@@ -397,14 +615,15 @@ fn run(
 ) -> Res<()> {
     let (_, plan) = read_plan(file)?;
     let mut dev = device(cpu);
-    if let Some(w) = weights {
-        // the saved model's variables, by name (no layer definitions needed)
-        let bytes = std::fs::read(w).map_err(|e| format!("{}: {e}", w.display()))?;
-        let vars = kiln::saved_variables(&bytes).map_err(|e| format!("{}: {e}", w.display()))?;
-        for (name, t) in vars {
-            dev.write_param(&name, &t)
-                .map_err(|e| format!("{}: {e}", w.display()))?;
-        }
+    // the saved model's variables, by name (no layer definitions needed); every param the
+    // plan reads must be supplied
+    supply_params(&plan, weights, &mut *dev)?;
+    if plan.kind == PlanKind::Train || plan.updates_params() {
+        eprintln!(
+            "kiln: note: {} is a {} plan: a run performs one training step (it updates the weights it was given, on the device; nothing is saved — `kiln train` writes the updated model)",
+            file.display(),
+            plan.kind
+        );
     }
     let mut feeds: Vec<Option<HostTensor>> = vec![None; plan.inputs.len()];
     for (i, a) in inputs.iter().enumerate() {
@@ -420,7 +639,8 @@ fn run(
             return Err(format!(
                 "{path}: input `{}` expects shape {} ({}), the file holds {}",
                 s.name, s.shape, s.dtype, t.shape
-            ));
+            )
+            .into());
         }
         feeds[slot] = Some(t);
     }
@@ -432,7 +652,7 @@ fn run(
         .map(|(s, _)| s.name.as_str())
         .collect();
     if !missing.is_empty() {
-        return Err(format!("missing --input for: {}", missing.join(", ")));
+        return Err(format!("missing --input for: {}", missing.join(", ")).into());
     }
     let feeds: Vec<HostTensor> = feeds.into_iter().flatten().collect();
     let refs: Vec<&HostTensor> = feeds.iter().collect();
@@ -442,51 +662,80 @@ fn run(
     for (i, a) in outputs.iter().enumerate() {
         let (slot, path) = named(a, &out_slots, i, "output")?;
         kiln::npy::write(Path::new(path), &results[slot]).map_err(|e| e.to_string())?;
-        println!(
+        outln!(
             "wrote {path}: output `{}` {}",
-            out_slots[slot].name, results[slot].shape
+            out_slots[slot].name,
+            results[slot].shape
         );
     }
     if outputs.is_empty() {
         for (s, t) in out_slots.iter().zip(&results) {
-            println!("{} {} = {:?}", s.name, t.shape, t.to_f32());
+            outln!("{} {} = {:?}", s.name, t.shape, t.to_f32());
         }
     }
     Ok(())
 }
 
+/// Checks every `KILN_*` variable kiln-plan parses, so a bad value stops any command with
+/// an error naming it (instead of being ignored by the part that would read it).
+fn check_env() -> Res<()> {
+    use kiln::opt::env;
+    let e = |e: kiln::opt::EnvError| CliError::Msg(e.to_string());
+    env::cache_enabled().map_err(e)?;
+    env::cache_dir().map_err(e)?;
+    env::cache_max_mb().map_err(e)?;
+    env::adapter().map_err(e)?;
+    env::require_gpu().map_err(e)?;
+    env::bool_var("KILN_SUBGROUPS", true).map_err(e)?;
+    Ok(())
+}
+
 fn cache(action: CacheAction) -> Res<()> {
-    let c = PlanCache::from_env();
+    let c = PlanCache::try_from_env().map_err(|e| e.to_string())?;
     let Some(dir) = c.dir() else {
-        println!("the plan cache is disabled (KILN_CACHE=off)");
+        outln!("the plan cache is disabled (KILN_CACHE=off)");
         return Ok(());
     };
     match action {
         CacheAction::List => {
             let entries = c.list();
-            println!(
+            outln!(
                 "{}: {} plans, {} bytes",
                 dir.display(),
                 entries.len(),
                 entries.iter().map(|e| e.bytes).sum::<u64>()
             );
             for e in entries {
-                println!("  {:>10}  {}", e.bytes, e.path.display());
+                outln!("  {:>10}  {}", e.bytes, e.path.display());
             }
         }
-        CacheAction::Clear => println!("removed {} plans from {}", c.clear(), dir.display()),
+        CacheAction::Clear => {
+            let report = c.clear_all();
+            outln!("removed {} plans from {}", report.removed, dir.display());
+            if !report.failed.is_empty() {
+                for (p, why) in &report.failed {
+                    eprintln!("kiln: could not remove {}: {why}", p.display());
+                }
+                return Err(format!(
+                    "{} cache files could not be removed from {}",
+                    report.failed.len(),
+                    dir.display()
+                )
+                .into());
+            }
+        }
         CacheAction::Verify => {
             let results = c.verify();
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
             for (p, r) in &results {
                 match r {
-                    Ok(()) => println!("  ok    {}", p.display()),
-                    Err(e) => println!("  BAD   {}: {e}", p.display()),
+                    Ok(()) => outln!("  ok    {}", p.display()),
+                    Err(e) => outln!("  BAD   {}: {e}", p.display()),
                 }
             }
-            println!("{} plans, {bad} bad", results.len());
+            outln!("{} plans, {bad} bad", results.len());
             if bad > 0 {
-                return Err(format!("{bad} cache entries are invalid (they will be recompiled on use; `kiln cache clear` removes them)"));
+                return Err(format!("{bad} cache entries are invalid (they will be recompiled on use; `kiln cache clear` removes them)").into());
             }
         }
     }
@@ -496,22 +745,22 @@ fn cache(action: CacheAction) -> Res<()> {
 fn devices() -> Res<()> {
     let adapters = kiln::gpu::list_adapters();
     if adapters.is_empty() {
-        println!("no GPU adapter (kiln runs on the CPU plan interpreter); on Linux: apt-get install mesa-vulkan-drivers libvulkan1");
+        outln!("no GPU adapter (kiln runs on the CPU plan interpreter); on Linux: apt-get install mesa-vulkan-drivers libvulkan1");
     }
     for a in adapters {
-        println!("{}", a.description);
-        println!(
+        outln!("{}", a.description);
+        outln!(
             "  storage buffers/stage {}, max binding {} B, max buffer {} B, invocations/workgroup {}",
             a.max_storage_buffers_per_shader_stage, a.max_storage_buffer_binding_size, a.max_buffer_size, a.max_compute_invocations_per_workgroup
         );
-        println!("  features: {}", a.features);
+        outln!("  features: {}", a.features);
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let r = match cli.command {
+    let r = check_env().and_then(|()| match cli.command {
         Command::Compile {
             model,
             batch,
@@ -534,11 +783,12 @@ fn main() -> ExitCode {
         } => train(cli.cpu, &file, &weights, &inputs, epochs, &output),
         Command::Cache { action } => cache(action),
         Command::Devices => devices(),
-    };
+    });
     match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kiln: error: {e}");
+        // a reader that stopped reading (`| head`) is not an error of the command
+        Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Msg(e)) => {
+            eprintln!("kiln: error: {}", clean_message(&e));
             ExitCode::FAILURE
         }
     }
