@@ -7,10 +7,13 @@
 //! one single-threaded GEMM call over the whole `k`) — so the bits never depend on the
 //! number of threads.
 
+use crate::gemm::MatMul;
 use crate::math::max_nan;
-use crate::prog::{max_index, AccCol, Accs, Phase, RawBuf, Scalar, Scratch, Value, BLOCK};
+use crate::prog::{
+    max_index, AccCol, Accs, Phase, PhaseSpec, RawBuf, Scalar, Scratch, Value, BLOCK,
+};
 use kiln_ir::{unravel, DType};
-use kiln_plan::kernel::{Dense, Expr, Fold, Kernel, KernelOp, MatOperand, ReduceKind};
+use kiln_plan::kernel::{Dense, Expr, Fold, Kernel, KernelOp, ReduceKind};
 use kiln_plan::{Error, PlanError, Result};
 use rayon::prelude::*;
 
@@ -82,23 +85,6 @@ pub struct Columns {
     axes: Vec<usize>,
 }
 
-/// A prepared matmul.
-#[derive(Debug)]
-pub struct MatMul {
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: MatOperand,
-    b: MatOperand,
-    epilogue: Phase,
-    /// `(arg, offset, batch stride, row stride, col stride)` of the output when the
-    /// epilogue only stores the product: GEMM writes it in place, no epilogue pass.
-    direct: Option<(u32, usize, usize, usize, usize)>,
-    tm: usize,
-    tn: usize,
-}
-
 /// A kernel with the largest element it touches per arg (the load-time bounds check).
 #[derive(Debug)]
 pub struct Compiled {
@@ -124,7 +110,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             ..
         } => {
             let all: Vec<usize> = (0..shape.len()).collect();
-            let p = Phase::new(body, stores, args, shape, &all, shape, &[], false)?;
+            let p = Phase::new(&PhaseSpec::new(body, stores, args, shape, &all))?;
             extents.extend(p.extents.iter().copied());
             Prepared::Elementwise(p)
         }
@@ -150,7 +136,9 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             for s in stages {
                 let keep: Vec<u32> = s.folds.iter().map(|f| f.value).collect();
                 let phase = Phase::new(
-                    &s.body, &s.stores, args, in_shape, axes, in_shape, &keep, true,
+                    &PhaseSpec::new(&s.body, &s.stores, args, in_shape, axes)
+                        .keep(&keep)
+                        .uniform_accs(),
                 )?;
                 extents.extend(phase.extents.iter().copied());
                 let folds =
@@ -168,29 +156,16 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 st.push(Stage { phase, folds });
             }
             let _ = naccs;
-            let epi = Phase::new(
-                epilogue,
-                stores,
-                args,
-                &out_shape,
-                &out_axes,
-                &out_shape,
-                &[],
-                false,
-            )?;
+            let epi = Phase::new(&PhaseSpec::new(
+                epilogue, stores, args, &out_shape, &out_axes,
+            ))?;
             extents.extend(epi.extents.iter().copied());
             let bc = if broadcast_stores.is_empty() {
                 None
             } else {
                 let p = Phase::new(
-                    broadcast,
-                    broadcast_stores,
-                    args,
-                    in_shape,
-                    axes,
-                    in_shape,
-                    &[],
-                    true,
+                    &PhaseSpec::new(broadcast, broadcast_stores, args, in_shape, axes)
+                        .uniform_accs(),
                 )?;
                 extents.extend(p.extents.iter().copied());
                 Some(p)
@@ -205,22 +180,20 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                     for s in stages {
                         let keep: Vec<u32> = s.folds.iter().map(|f| f.value).collect();
                         cs.push(Phase::new(
-                            &s.body, &s.stores, args, in_shape, &out_axes, in_shape, &keep, false,
+                            &PhaseSpec::new(&s.body, &s.stores, args, in_shape, &out_axes)
+                                .keep(&keep),
                         )?);
                     }
                     let cb = if broadcast_stores.is_empty() {
                         None
                     } else {
-                        Some(Phase::new(
+                        Some(Phase::new(&PhaseSpec::new(
                             broadcast,
                             broadcast_stores,
                             args,
                             in_shape,
                             &out_axes,
-                            in_shape,
-                            &[],
-                            false,
-                        )?)
+                        ))?)
                     };
                     Some(Columns {
                         stages: cs,
@@ -255,16 +228,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
         } => {
             let (batch, m, n, kk) = (*batch, *m, *n, *kk);
             let shape = [batch, m, n];
-            let epi = Phase::new(
-                epilogue,
-                stores,
-                args,
-                &shape,
-                &[0, 1, 2],
-                &shape,
-                &[],
-                false,
-            )?;
+            let epi = Phase::new(&PhaseSpec::new(epilogue, stores, args, &shape, &[0, 1, 2]))?;
             extents.extend(epi.extents.iter().copied());
             for (op, rows, cols) in [(a, m, kk), (b, kk, n)] {
                 if args.get(op.arg as usize).map(|a| a.dtype) != Some(DType::F32) {
@@ -412,7 +376,7 @@ impl Drop for FlushSubnormals {
 }
 
 /// Runs `tasks` tasks, in parallel when there are several, with subnormals flushed.
-fn for_tasks<S: Send>(
+pub(crate) fn for_tasks<S: Send>(
     tasks: usize,
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize) + Sync + Send,
@@ -761,87 +725,5 @@ fn fold(a: Scalar, kind: ReduceKind, v: Value) -> Scalar {
         }
         // the accumulator is typed like its value, so these do not occur
         (_, a, _) => a,
-    }
-}
-
-impl MatMul {
-    unsafe fn run(&self, args: &[RawBuf]) {
-        let (m, n, k) = (self.m, self.n, self.k);
-        if self.batch == 0 || m == 0 || n == 0 {
-            return;
-        }
-        let (tm, tn) = (self.tm, self.tn);
-        let (mt, nt) = (m.div_ceil(tm), n.div_ceil(tn));
-        let tasks = self.batch * mt * nt;
-        let (abuf, bbuf) = (args[self.a.arg as usize], args[self.b.arg as usize]);
-        let epi = &self.epilogue;
-        let init = || {
-            (
-                vec![0f32; if self.direct.is_some() { 0 } else { tm * tn }],
-                epi.scratch(),
-                Vec::new(),
-            )
-        };
-        for_tasks(tasks, init, |(c, s, bases), t| {
-            let bi = t / (mt * nt);
-            let (i0, j0) = ((t / nt) % mt * tm, t % nt * tn);
-            let (rows, cols) = ((m - i0).min(tm), (n - j0).min(tn));
-            let (ap, bp) = (abuf.fp() as *const f32, bbuf.fp() as *const f32);
-            let a = ap.add(self.a.offset + bi * self.a.batch_stride + i0 * self.a.row_stride);
-            let b = bp.add(self.b.offset + bi * self.b.batch_stride + j0 * self.b.col_stride);
-            let (cp, rsc, csc) = match self.direct {
-                Some((arg, off, bs, rs, cs)) => (
-                    args[arg as usize]
-                        .ptr
-                        .add(off + bi * bs + i0 * rs + j0 * cs),
-                    rs,
-                    cs,
-                ),
-                None => (c.as_mut_ptr(), cols, 1),
-            };
-            if k == 0 {
-                for i in 0..rows {
-                    for j in 0..cols {
-                        *cp.add(i * rsc + j * csc) = 0.0;
-                    }
-                }
-            } else {
-                matrixmultiply::sgemm(
-                    rows,
-                    k,
-                    cols,
-                    1.0,
-                    a,
-                    self.a.row_stride as isize,
-                    self.a.col_stride as isize,
-                    b,
-                    self.b.row_stride as isize,
-                    self.b.col_stride as isize,
-                    0.0,
-                    cp,
-                    rsc as isize,
-                    csc as isize,
-                );
-            }
-            if self.direct.is_none() {
-                epi.bases(&[], bases);
-                for i in 0..rows {
-                    let flat = (bi * m + i0 + i) * n + j0;
-                    let mut at = 0;
-                    while at < cols {
-                        let len = (cols - at).min(BLOCK);
-                        epi.run_block(
-                            s,
-                            args,
-                            bases,
-                            flat + at,
-                            len,
-                            Accs::Row(&c[i * cols + at..][..len]),
-                        );
-                        at += len;
-                    }
-                }
-            }
-        });
     }
 }

@@ -28,6 +28,7 @@
 //! kernels grouped by label (kind, calls, total milliseconds), slowest first.
 
 pub mod exec;
+pub mod gemm;
 mod math;
 pub mod prog;
 
