@@ -41,8 +41,11 @@ pub enum Prepared {
         out_shape: Vec<usize>,
         /// Elements folded per output.
         red_n: usize,
+        /// The stages, each folding the input into the accumulators.
         stages: Vec<Stage>,
+        /// Runs once per output with the folded accumulators.
         epilogue: Phase,
+        /// Runs over the input again with the accumulators (e.g. softmax's normalisation).
         broadcast: Option<Phase>,
         /// Outputs per task.
         chunk: usize,

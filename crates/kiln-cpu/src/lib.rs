@@ -1,31 +1,57 @@
 //! # kiln-cpu: the native CPU backend
 //!
-//! Runs a [`Plan`] on the host at native speed. At [`Backend::load`] the plan is validated
-//! (`codec::validate`: a bad plan is an error, never a panic) and every kernel is prepared
-//! ([`exec::prepare`]): matmuls become tiled GEMM calls (`matrixmultiply`, arbitrary strides,
-//! so transposed operands are read in place) with the epilogue applied to each tile right
-//! after its product while it is in cache, and elementwise / reduce / gather / random bodies
-//! become register programs ([`prog::Phase`]) evaluated over blocks of
-//! [`prog::BLOCK`] elements with loops the compiler vectorises.
+//! Runs a [`Plan`] on the host at native speed. It is the default device when there is no
+//! real GPU (`kiln::default_device`), and `KILN_DEVICE=cpu` (or `native`) chooses it.
+//!
+//! ## Model
+//! At [`Backend::load`] the plan goes through [`Plan::validate`] with this backend's
+//! [`DeviceLimits`] (the one structural check every executor runs: a bad plan is a typed
+//! [`Error::Plan`], never a panic), then every kernel is prepared ([`exec::prepare`]):
+//! - matmuls become tiled GEMM calls ([`gemm`]: `matrixmultiply`, arbitrary strides, so
+//!   transposed operands are read in place) with the epilogue applied to each output tile
+//!   right after its product, while it is in cache;
+//! - elementwise, reduce (stages, epilogue, broadcast), gather and random bodies become
+//!   register programs ([`prog::Phase`]) evaluated over blocks of [`prog::BLOCK`] elements
+//!   with loops the compiler vectorises (an AVX2 build of the same loop where the CPU has
+//!   it);
+//! - scatter-adds run sequentially, in the interpreter's order.
+//!
+//! Every element any kernel touches is then checked against the buffers its steps bind, so
+//! the unchecked accesses of a run stay in bounds. A run checks its inputs with
+//! [`kiln_plan::check_inputs`] — count, shape, dtype and, for index inputs
+//! ([`kiln_plan::Slot::indices`]), every value a whole number in its domain
+//! ([`Error::IndexOutOfRange`]) — exactly as the interpreter and kiln-wgpu do.
+//!
+//! It supports every kernel of the plan contract (f32 and i32, all four kernel families,
+//! any view strides, vector hints ignored) and no device types: the crate depends on
+//! `kiln-plan` (and `kiln-ir`'s scalar types) only, never on the compiler.
 //!
 //! ## Invariants
-//! - The semantics are those of the reference interpreter (`kiln_opt::interp`); products and
-//!   transcendental functions may differ from it in rounding only, and subnormal f32 values
-//!   are flushed to zero (as GPUs and lavapipe do): on x86 a subnormal operand costs a
-//!   microcode assist per instruction, which made LSTM gradient products 20-50x slower.
+//! - **The interpreter's semantics** (`kiln_plan::interp`): f32 arithmetic in f32, i32
+//!   wrapping, i32 division by zero giving 0; `relu`, `maximum`, `minimum`, `tanh` and
+//!   max-reductions propagate NaN (IEEE 754-2019, Keras), in bodies and GEMM epilogues alike
+//!   (the shared NaN table of `kiln_opt::testing` runs on it). Products and transcendental
+//!   functions may differ from the interpreter in rounding only.
+//! - **Subnormals are flushed** (MXCSR FTZ/DAZ on x86-64, set on each worker thread while a
+//!   kernel runs and restored after): as GPUs and lavapipe do. A subnormal operand costs a
+//!   microcode assist per instruction, which made LSTM gradient products 20-50x slower; a
+//!   result that would be subnormal is 0.
 //! - **Deterministic for any thread count**: work is split into tasks whose size depends on
-//!   the kernel's shape only; each reduction output is folded sequentially by one task, each
-//!   product's `k` sum is done by one GEMM call. The same plan and inputs give the same bits
-//!   on 1 or N threads (rayon's current pool is used: run inside `ThreadPool::install` to
-//!   choose it).
+//!   the kernel's shape only (a fixed partition); each reduction output is folded
+//!   sequentially by one task in the interpreter's order, each product's `k` sum is done by
+//!   one GEMM call. The same plan and inputs give the same bits on 1 or N threads (rayon's
+//!   current pool is used: run inside `ThreadPool::install` to choose it).
 //! - Variables (params) live in the backend's store by name, shared by every plan loaded on
 //!   it, as in the interpreter. During a run their storage is moved into the plan's buffers
-//!   (no copy) and moved back after.
-//! - Every element any kernel touches is checked against its buffer at load, so the
-//!   unchecked accesses of a run stay in bounds.
+//!   (no copy) and moved back after; the store stays locked for the run.
+//! - Errors are the plan contract's: [`Error::Plan`] for a plan it cannot run,
+//!   [`Error::Input`] / [`Error::IndexOutOfRange`] / [`Error::Param`] for bad feeds and
+//!   variables, [`Error::Device`] for an internal failure (a poisoned variable store).
 //!
 //! `KILN_CPU_PROFILE=1` times every dispatch and prints, when an executable is dropped, the
 //! kernels grouped by label (kind, calls, total milliseconds), slowest first.
+
+#![warn(missing_docs)]
 
 pub mod exec;
 pub mod gemm;

@@ -1,4 +1,4 @@
-//! Block programs: an SSA [`Body`] compiled at load time into a list of register operations,
+//! Block programs: an SSA [`Body`](kiln_plan::kernel::Body) compiled at load time into a list of register operations,
 //! each evaluated over a block of up to [`BLOCK`] consecutive elements of an iteration space.
 //!
 //! A *phase* (an elementwise kernel, one reduce stage, a reduce epilogue or broadcast pass, a
@@ -11,7 +11,7 @@
 //! (stride 0) or a strided walk. Operations then run over whole register blocks: plain loops
 //! over `f32`/`i32` slices that the compiler vectorises.
 //!
-//! The compiler of phases is [`compile`] ([`Phase::new`] from a [`PhaseSpec`]), their
+//! The compiler of phases is `compile` ([`Phase::new`] from a [`PhaseSpec`]), their
 //! evaluation over register blocks is `run` ([`Phase::run_block`]).
 
 mod compile;
