@@ -1,5 +1,5 @@
 //! Prepared matmuls: the product of every output tile is one single-threaded
-//! `matrixmultiply::sgemm` call over the whole `k` (arbitrary strides: transposed operands
+//! `gemm` call over the whole `k` (arbitrary strides: transposed operands
 //! are read in place), and the epilogue runs on the tile right after, while it is in cache.
 //! A product whose epilogue only stores it is written by GEMM in place.
 
@@ -70,21 +70,11 @@ impl MatMul {
                     }
                 }
             } else {
-                matrixmultiply::sgemm(
-                    rows,
-                    k,
-                    cols,
-                    1.0,
-                    a,
-                    self.a.row_stride as isize,
-                    self.a.col_stride as isize,
-                    b,
-                    self.b.row_stride as isize,
-                    self.b.col_stride as isize,
-                    0.0,
-                    cp,
-                    rsc as isize,
-                    csc as isize,
+                product(
+                    [rows, k, cols],
+                    (a, self.a.row_stride, self.a.col_stride),
+                    (b, self.b.row_stride, self.b.col_stride),
+                    (cp, rsc, csc),
                 );
             }
             if self.direct.is_none() {
@@ -108,4 +98,42 @@ impl MatMul {
             }
         });
     }
+}
+
+/// `c = a · b` for an `m×k` `a`, a `k×n` `b` and an `m×n` `c`, each given as
+/// `(pointer, row stride, column stride)` in elements; one thread, so the bits depend only on
+/// the shapes and strides. `gemm` picks its microkernel by the CPU's ISA at run time (AVX-512
+/// where the CPU has it, else AVX2+FMA, else SSE/NEON), once per process.
+///
+/// # Safety
+/// Every element the shapes and strides address lies in its buffer; `c` does not overlap
+/// `a` or `b`.
+#[inline]
+unsafe fn product(
+    [m, k, n]: [usize; 3],
+    a: (*const f32, usize, usize),
+    b: (*const f32, usize, usize),
+    c: (*mut f32, usize, usize),
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c.0,
+        c.2 as isize,
+        c.1 as isize,
+        false,
+        a.0,
+        a.2 as isize,
+        a.1 as isize,
+        b.0,
+        b.2 as isize,
+        b.1 as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }

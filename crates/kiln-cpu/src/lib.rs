@@ -7,7 +7,8 @@
 //! At [`Backend::load`] the plan goes through [`Plan::validate`] with this backend's
 //! [`DeviceLimits`] (the one structural check every executor runs: a bad plan is a typed
 //! [`Error::Plan`], never a panic), then every kernel is prepared ([`exec::prepare`]):
-//! - matmuls become tiled GEMM calls ([`gemm`]: `matrixmultiply`, arbitrary strides, so
+//! - matmuls become tiled GEMM calls ([`gemm`]: the `gemm` crate, AVX-512 where the CPU has
+//!   it, one thread per tile, arbitrary strides, so
 //!   transposed operands are read in place) with the epilogue applied to each output tile
 //!   right after its product, while it is in cache;
 //! - elementwise, reduce (stages, epilogue, broadcast), gather and random bodies become
