@@ -2,8 +2,9 @@
 //! sigmoid)`, Adam, binary crossentropy, batch 64) on a CI-sized slice of `imdb_5k.tsv.gz`
 //! (2000 reviews, maxlen 100, 6 epochs; the example's own tokenizing, padding and seeded
 //! 50/50 split, through its `prepare` and `model`): the loss falls and the test accuracy
-//! clears 65 % (chance: 50 %). The full run (5000 reviews,
-//! maxlen 500, 3 epochs) is documented in docs/EXAMPLES.md. Needs `../shared/data`.
+//! clears 65 % (chance: 50 %). The example's default, the tutorial's full 25k/25k run
+//! (`imdb_50k.tsv.gz`, maxlen 500, 3 epochs), is documented in docs/EXAMPLES.md. Needs
+//! `../shared/data`.
 
 #[path = "../../examples/imdb_lstm/main.rs"]
 #[allow(dead_code)]
@@ -18,8 +19,8 @@ use common::device;
 fn imdb_lstm_learns_sentiment() {
     const REVIEWS: usize = 2000;
     const MAXLEN: usize = 100;
-    let split =
-        imdb::prepare(Some(REVIEWS), MAXLEN, 7).unwrap_or_else(|e| panic!("imdb data: {e}"));
+    let split = imdb::prepare(imdb::Data::Imdb5k, Some(REVIEWS), MAXLEN, 7)
+        .unwrap_or_else(|e| panic!("imdb data: {e}"));
     assert_eq!(split.x_train.shape.dims(), &[REVIEWS / 2, MAXLEN]);
     let mut m = imdb::model(device(), MAXLEN, 7).unwrap();
     let h = m
