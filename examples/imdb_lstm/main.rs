@@ -215,8 +215,11 @@ fn run() -> Result<(), BoxError> {
     let split = prepare(args.data, args.reviews, args.maxlen, args.seed)?;
     let (n_train, n_test) = (split.x_train.shape.dims()[0], split.x_test.shape.dims()[0]);
     println!(
-        "imdb ({:?}): {n_train} train / {n_test} test reviews, maxlen {}, prepared in {:.1} s",
-        args.data,
+        "imdb ({}): {n_train} train / {n_test} test reviews, maxlen {}, prepared in {:.1} s",
+        match args.data {
+            Data::Full => "imdb_50k, the full split",
+            Data::Imdb5k => "imdb_5k, seeded 50/50 split",
+        },
         args.maxlen,
         t_start.elapsed().as_secs_f64()
     );

@@ -49,5 +49,32 @@ fn imdb_lstm_learns_sentiment() {
     assert!(acc >= GATE, "test accuracy {acc:.4} < {GATE}");
 }
 
+/// The example's default data: the full split's first reviews keep train and test apart,
+/// balanced, padded to `maxlen`, with the vocabulary from the training reviews only.
+#[test]
+fn imdb_lstm_full_split_prepares() {
+    let split = imdb::prepare(imdb::Data::Full, Some(400), 50, 7)
+        .unwrap_or_else(|e| panic!("imdb data: {e}"));
+    assert_eq!(split.x_train.shape.dims(), &[200, 50]);
+    assert_eq!(split.x_test.shape.dims(), &[200, 50]);
+    assert_eq!(split.y_test.shape.dims(), &[200, 1]);
+    for y in [&split.y_train, &split.y_test] {
+        assert_eq!(
+            y.to_f64().iter().sum::<f64>(),
+            100.0,
+            "each half is balanced"
+        );
+    }
+    let (train, test) = (split.x_train.to_f64(), split.x_test.to_f64());
+    assert!(train
+        .iter()
+        .chain(&test)
+        .all(|&w| (0.0..5000.0).contains(&w)));
+    // index 1 is the out-of-vocabulary word: the test reviews use words the training
+    // reviews' vocabulary lacks
+    assert!(test.contains(&1.0));
+    assert!(imdb::Data::parse("5k").is_ok() && imdb::Data::parse("25k").is_err());
+}
+
 /// Measured on lavapipe with these settings (1000 training reviews, 6 epochs): 71.3 %.
 const GATE: f64 = 0.65;
