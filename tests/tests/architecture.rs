@@ -115,7 +115,7 @@ fn ir_opt_and_layers_never_depend_on_wgpu() {
 }
 
 /// The crates that run plans.
-const EXECUTORS: &[&str] = &["kiln-wgpu"];
+const EXECUTORS: &[&str] = &["kiln-wgpu", "kiln-cpu"];
 
 /// The plan contract sits between the compiler and the executors: executors depend on
 /// `kiln-plan`, never on the compiler, and the contract depends on nothing of kiln but the

@@ -8,10 +8,10 @@
 use kiln::{Dense, Fit, HostTensor, Loss, Lstm, Metric, OneHot, RmsProp, Sequential};
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
-#[test]
-fn char_lstm_loss_falls_below_2_5_in_three_epochs() {
+on_every_device!(char_lstm_loss_falls_below_2_5_in_three_epochs);
+fn char_lstm_loss_falls_below_2_5_in_three_epochs(device: Device) {
     let text = kiln::datasets::text("nietzsche").unwrap_or_else(|e| panic!("nietzsche.txt: {e}"));
     let text: Vec<char> = text.to_lowercase().chars().take(20_000).collect();
     let mut vocab = text.clone();

@@ -10,10 +10,10 @@ mod task;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
-#[test]
-fn mlp_reaches_95_percent_on_the_holdout() {
+on_every_device!(mlp_reaches_95_percent_on_the_holdout);
+fn mlp_reaches_95_percent_on_the_holdout(device: Device) {
     let data = task::load(1).unwrap_or_else(|e| panic!("digits data: {e}"));
     assert_eq!(data.labels_test.len(), 450, "25 % of 1797, rounded up");
     assert_eq!(data.labels_train.len(), 1347);

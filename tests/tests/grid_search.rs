@@ -11,7 +11,7 @@
 mod task;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
 #[test]
 fn stratified_kfold_follows_scikit_learn() {
@@ -69,8 +69,8 @@ fn report_prints_means_and_population_stds() {
     );
 }
 
-#[test]
-fn reduced_grid_on_digits() {
+on_every_device!(reduced_grid_on_digits);
+fn reduced_grid_on_digits(device: Device) {
     let data = task::load().unwrap_or_else(|e| panic!("digits data: {e}"));
     assert_eq!(data.labels.len(), 1797);
     let folds = task::stratified_kfold(&data.labels, task::FOLDS);

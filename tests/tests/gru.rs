@@ -250,6 +250,18 @@ fn compiled_plan_matches_pytorch_on_the_cpu_interpreter() {
 }
 
 #[test]
+fn compiled_plan_matches_pytorch_on_the_native_backend() {
+    for case in cases() {
+        let mut native = kiln::cpu::NativeBackend::new();
+        let worst = case.check_plan(&mut native);
+        println!(
+            "{} on the native backend: largest |error| {worst:.2e}",
+            case.name
+        );
+    }
+}
+
+#[test]
 fn compiled_plan_matches_pytorch_on_the_gpu() {
     for case in cases() {
         let Some(mut gpu) = kiln::gpu::test_backend() else {

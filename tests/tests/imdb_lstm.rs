@@ -13,10 +13,10 @@ mod imdb;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
-#[test]
-fn imdb_lstm_learns_sentiment() {
+on_every_device!(imdb_lstm_learns_sentiment);
+fn imdb_lstm_learns_sentiment(device: Device) {
     const REVIEWS: usize = 2000;
     const MAXLEN: usize = 100;
     let split = imdb::prepare(imdb::Data::Imdb5k, Some(REVIEWS), MAXLEN, 7)

@@ -132,6 +132,13 @@ fn compiled_plan_matches_on_the_cpu_interpreter() {
 }
 
 #[test]
+fn compiled_plan_matches_on_the_native_backend() {
+    let (g, _, _) = graph();
+    let mut native = kiln::cpu::NativeBackend::new();
+    kiln_opt::testing::check_graph(&mut native, &g, &feeds(), Tolerance::f32_sum(4 * U)).unwrap();
+}
+
+#[test]
 fn compiled_plan_matches_on_the_gpu() {
     let Some(mut gpu) = kiln::gpu::test_backend() else {
         return;

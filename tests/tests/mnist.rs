@@ -11,10 +11,10 @@ mod task;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
-#[test]
-fn mlp_reaches_91_percent_on_the_holdout() {
+on_every_device!(mlp_reaches_91_percent_on_the_holdout);
+fn mlp_reaches_91_percent_on_the_holdout(device: Device) {
     let data = task::load(1).unwrap_or_else(|e| panic!("mnist_5k data: {e}"));
     assert_eq!(data.labels_train.len(), 4000);
     assert_eq!(data.labels_test.len(), 1000);

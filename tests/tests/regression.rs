@@ -10,7 +10,7 @@ mod task;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
 fn sci(v: &[f64]) -> String {
     let s: Vec<String> = v.iter().map(|x| format!("{x:.3e}")).collect();
@@ -43,8 +43,8 @@ fn data_match_the_tutorial_shapes() {
 // so their plans compile in parallel, and each reads its validation mse from the fewest plans.
 const BATCH: usize = 25;
 
-#[test]
-fn small_model_trains_with_validation_data() {
+on_every_device!(small_model_trains_with_validation_data);
+fn small_model_trains_with_validation_data(device: Device) {
     let data = task::make_data(1);
     let base = task::mean_baseline(&data.y_train, &data.y_test);
     let mut small = task::small_model(device(), 1).expect("model builds");
@@ -83,8 +83,8 @@ fn small_model_trains_with_validation_data() {
     );
 }
 
-#[test]
-fn deep_model_reaches_the_mean_baseline() {
+on_every_device!(deep_model_reaches_the_mean_baseline);
+fn deep_model_reaches_the_mean_baseline(device: Device) {
     let data = task::make_data(1);
     let base = task::mean_baseline(&data.y_train, &data.y_test);
     let mut deep = task::deep_model(device(), 1).expect("model builds");

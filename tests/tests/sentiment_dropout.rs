@@ -12,10 +12,10 @@ mod sentiment;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
-#[test]
-fn sentiment_lstm_with_dropout_learns() {
+on_every_device!(sentiment_lstm_with_dropout_learns);
+fn sentiment_lstm_with_dropout_learns(device: Device) {
     let d = sentiment::load(Some(3000), 42).unwrap_or_else(|e| panic!("rotten tomatoes: {e}"));
     assert_eq!(d.x_train.shape.dims()[0] + d.x_test.shape.dims()[0], 3000);
     let len = d.x_train.shape.dims()[1];

@@ -8,7 +8,7 @@ mod task;
 use kiln::Fit;
 
 mod common;
-use common::device;
+use common::{on_every_device, Device};
 
 fn accuracy(p: &kiln::HostTensor, y: &kiln::HostTensor) -> f64 {
     let (p, y) = (p.to_f32(), y.to_f32());
@@ -20,8 +20,8 @@ fn accuracy(p: &kiln::HostTensor, y: &kiln::HostTensor) -> f64 {
     hits as f64 / (p.len() / 2) as f64
 }
 
-#[test]
-fn deep_model_reaches_95_percent_training_accuracy() {
+on_every_device!(deep_model_reaches_95_percent_training_accuracy);
+fn deep_model_reaches_95_percent_training_accuracy(device: Device) {
     let (x, y) = task::make_data(1000, 1);
     let mut m = task::deep_model(device(), 1, 0.01).expect("model builds");
     println!("device: {}", m.device());

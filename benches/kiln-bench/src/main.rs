@@ -1,7 +1,8 @@
 //! kiln-bench: the benchmark workloads of issue 3, printed as a table and written as JSON.
 //!
 //! ```text
-//! cargo run --release -p kiln-bench -- [--only NAME[,NAME]] [--json FILE] [--cpu] [--quick]
+//! cargo run --release -p kiln-bench -- [--only NAME[,NAME]] [--json FILE]
+//!     [--device native|wgpu|reference] [--cpu] [--quick]
 //! ```
 //!
 //! Workloads (names for `--only`):
@@ -25,8 +26,9 @@
 //!
 //! Every figure comes from wall-clock time around whole plan runs (there is no kernel-only
 //! timer yet). Each workload is warmed up once (plans compile and load on first use) and then
-//! repeated for a small time budget. Errors are reported per workload; a missing GPU falls
-//! back to the CPU plan interpreter with a note.
+//! repeated for a small time budget. Errors are reported per workload. The device is wgpu by
+//! default (a missing adapter falls back to the native CPU backend with a note);
+//! `--device native|wgpu|reference` chooses it (`--cpu` is `--device reference`).
 
 use kiln::ir::random::Rng;
 use kiln::ir::{DType, Graph};
@@ -54,25 +56,26 @@ const WORKLOADS: [&str; 7] = [
 struct Args {
     only: Option<Vec<String>>,
     json: String,
-    cpu: bool,
+    device: DeviceKind,
     quick: bool,
     profile: bool,
 }
 
 const USAGE: &str =
-    "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--cpu] [--quick] [--profile]
+    "usage: kiln-bench [--only NAME[,NAME...]] [--json FILE] [--device D] [--cpu] [--quick] [--profile]
        kiln-bench --startup [--json FILE]   (cold vs warm start of three train-step plans)
   workloads: unit_circle, mlp, fit_scaling, matmul, elementwise, char_lstm, imdb_lstm
   --profile    also time every kernel of each recurrent train step once (GPU; one submit each)
   --json FILE  where to write the JSON report (default target/kiln-bench.json)
-  --cpu        run on the CPU plan interpreter instead of the wgpu adapter
+  --device D   native (the native CPU backend), wgpu (default) or reference (the plan interpreter)
+  --cpu        the same as --device reference
   --quick      smaller repetition budgets and matmul sizes up to 1024 (a smoke run)";
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
         only: None,
         json: "target/kiln-bench.json".into(),
-        cpu: false,
+        device: DeviceKind::Gpu,
         quick: false,
         profile: false,
     };
@@ -94,7 +97,21 @@ fn parse_args() -> Res<Args> {
                 a.only = Some(names);
             }
             "--json" => a.json = it.next().ok_or("--json needs a file name")?,
-            "--cpu" => a.cpu = true,
+            "--cpu" => a.device = DeviceKind::Cpu,
+            "--device" => {
+                a.device = match it.next().as_deref() {
+                    Some("native") | Some("cpu") => DeviceKind::Native,
+                    Some("wgpu") | Some("gpu") => DeviceKind::Gpu,
+                    Some("reference") => DeviceKind::Cpu,
+                    other => {
+                        return Err(format!(
+                            "--device {}: one of native, wgpu, reference",
+                            other.unwrap_or("")
+                        )
+                        .into())
+                    }
+                }
+            }
             "--profile" => a.profile = true,
             "--quick" => a.quick = true,
             "-h" | "--help" => {
@@ -110,14 +127,19 @@ fn parse_args() -> Res<Args> {
 /// Which device every workload gets (a fresh one each, so variable names never collide).
 #[derive(Copy, Clone, PartialEq)]
 enum DeviceKind {
+    /// A wgpu adapter.
     Gpu,
+    /// The reference plan interpreter.
     Cpu,
+    /// The native CPU backend.
+    Native,
 }
 
 fn make_device(kind: DeviceKind) -> Res<Box<dyn Backend>> {
     Ok(match kind {
         DeviceKind::Gpu => kiln::gpu_device()?,
         DeviceKind::Cpu => Box::new(kiln::opt::interp::CpuBackend::new()),
+        DeviceKind::Native => kiln::native_device(),
     })
 }
 
@@ -914,19 +936,15 @@ fn run() -> Res<()> {
         return startup(&json);
     }
     let args = parse_args()?;
-    let mut kind = if args.cpu {
-        DeviceKind::Cpu
-    } else {
-        DeviceKind::Gpu
-    };
+    let mut kind = args.device;
     let mut notes = vec![];
     let adapter = match make_device(kind) {
         Ok(d) => d.describe(),
         Err(e) => {
-            let n = format!("no GPU adapter ({e}); running on the CPU plan interpreter");
+            let n = format!("no GPU adapter ({e}); running on the native CPU backend");
             eprintln!("kiln-bench: {n}");
             notes.push(n);
-            kind = DeviceKind::Cpu;
+            kind = DeviceKind::Native;
             make_device(kind)?.describe()
         }
     };
@@ -1000,7 +1018,11 @@ fn run() -> Res<()> {
     let report = json!({
         "date": date,
         "adapter": adapter,
-        "device_kind": if kind == DeviceKind::Gpu { "wgpu" } else { "cpu-interpreter" },
+        "device_kind": match kind {
+            DeviceKind::Gpu => "wgpu",
+            DeviceKind::Cpu => "cpu-interpreter",
+            DeviceKind::Native => "native",
+        },
         "notes": notes,
         "loadavg_at_start": load_at_start,
         "timing": "wall clock around whole plan runs / fit epochs, after one warm-up; means over the timed repetitions",

@@ -110,11 +110,14 @@ fn check_stores(
 /// overflow.
 pub const MAX_ITERATION_ELEMENTS: u64 = 1 << 40;
 
-/// The product of `dims`, when it is at most [`MAX_ITERATION_ELEMENTS`].
+/// The product of `dims`, when the product of its non-zero dims is at most
+/// [`MAX_ITERATION_ELEMENTS`] (so that the product of any subset of `dims` is bounded too:
+/// `[0, 2^40, 2^40]` holds no element, but its last two dims alone overflow).
 fn bounded(dims: &[usize]) -> Option<u64> {
     dims.iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-        .filter(|&n| n <= MAX_ITERATION_ELEMENTS)
+        .try_fold(1u64, |a, &d| a.checked_mul(d.max(1) as u64))
+        .filter(|&n| n <= MAX_ITERATION_ELEMENTS)?;
+    Some(dims.iter().map(|&d| d as u64).product())
 }
 
 /// Every shape and iteration space of the plan is bounded (checked first, so that no other
@@ -201,12 +204,13 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                 broadcast_stores,
                 tree,
             } => {
-                let outputs: u64 = in_shape
+                // checked: a hostile shape must not overflow the validator itself
+                let outputs = in_shape
                     .iter()
                     .enumerate()
                     .filter(|(d, _)| !axes.contains(d))
-                    .map(|(_, &e)| e as u64)
-                    .product();
+                    .try_fold(1u64, |a, (_, &e)| a.checked_mul(e as u64))
+                    .ok_or_else(|| format!("{what}: reduce shape {in_shape:?} overflows"))?;
                 if *tree == 0
                     || (*tree > 1 && k.workgroup_size != *tree)
                     || k.threads < outputs.saturating_mul(*tree as u64)
@@ -466,4 +470,20 @@ fn device(plan: &Plan, limits: &DeviceLimits) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn a_zero_dim_does_not_hide_huge_ones() {
+        // found by the plan_body fuzzer: a reduce over `[0, 2^40, 2^40]` keeping the last
+        // two axes made the validator's own output count overflow
+        assert_eq!(bounded(&[0, 1 << 40, 1 << 40]), None);
+        assert_eq!(bounded(&[0, 5, 7]), Some(0));
+        assert_eq!(bounded(&[3, 5, 7]), Some(105));
+        assert_eq!(bounded(&[1 << 20, 1 << 20]), Some(1 << 40));
+        assert_eq!(bounded(&[(1 << 20) + 1, 1 << 20]), None);
+    }
 }

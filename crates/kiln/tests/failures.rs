@@ -390,24 +390,32 @@ fn index_inputs_are_range_checked_by_every_entry_point() {
             r.err
         );
     }
-    // the typed error through the Rust API, on the interpreter
+    // the typed error through the Rust API, on the interpreter and the native backend
     let (_, bytes) = (0, std::fs::read(&plan).unwrap());
-    let p = kiln::opt::codec::decode(&bytes, None).unwrap();
+    let p = std::sync::Arc::new(kiln::opt::codec::decode(&bytes, None).unwrap());
     assert_eq!(p.inputs[0].indices, Some(20));
-    let mut dev = CpuBackend::new();
-    for (n, t) in kiln::saved_variables(&std::fs::read(&model).unwrap()).unwrap() {
-        kiln::Backend::write_param(&mut dev, &n, &t).unwrap();
-    }
-    let mut exe = kiln::Backend::load(&mut dev, std::sync::Arc::new(p)).unwrap();
-    let bad = HostTensor::f32([2, 3], vec![0.0, 1.0, 2.0, 25.0, 0.0, 0.0]).unwrap();
-    match exe.run(&[&bad]) {
-        Err(kiln::opt::OptError::IndexOutOfRange {
-            element,
-            value,
-            rows,
-            ..
-        }) => assert_eq!((element, value, rows), (3, 25.0, 20)),
-        other => panic!("expected IndexOutOfRange, got {other:?}"),
+    let devices: [Box<dyn kiln::Backend>; 2] = [
+        Box::new(CpuBackend::new()),
+        Box::new(kiln::cpu::NativeBackend::new()),
+    ];
+    for mut dev in devices {
+        for (n, t) in kiln::saved_variables(&std::fs::read(&model).unwrap()).unwrap() {
+            dev.write_param(&n, &t).unwrap();
+        }
+        let mut exe = dev.load(p.clone()).unwrap();
+        let bad = HostTensor::f32([2, 3], vec![0.0, 1.0, 2.0, 25.0, 0.0, 0.0]).unwrap();
+        match exe.run(&[&bad]) {
+            Err(kiln::opt::OptError::IndexOutOfRange {
+                element,
+                value,
+                rows,
+                ..
+            }) => assert_eq!((element, value, rows), (3, 25.0, 20)),
+            other => panic!(
+                "{}: expected IndexOutOfRange, got {other:?}",
+                dev.describe()
+            ),
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -738,8 +738,9 @@ fn cache(action: CacheAction) -> Res<()> {
 fn devices() -> Res<()> {
     let adapters = kiln::gpu::list_adapters();
     if adapters.is_empty() {
-        outln!("no GPU adapter (kiln runs on the CPU plan interpreter); on Linux: apt-get install mesa-vulkan-drivers libvulkan1");
+        outln!("no GPU adapter (kiln runs on the native CPU backend); for wgpu on Linux: apt-get install mesa-vulkan-drivers libvulkan1");
     }
+    outln!("{}", kiln::native_device().describe());
     for a in adapters {
         outln!("{}", a.description);
         outln!(

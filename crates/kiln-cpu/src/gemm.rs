@@ -1,0 +1,111 @@
+//! Prepared matmuls: the product of every output tile is one single-threaded
+//! `matrixmultiply::sgemm` call over the whole `k` (arbitrary strides: transposed operands
+//! are read in place), and the epilogue runs on the tile right after, while it is in cache.
+//! A product whose epilogue only stores it is written by GEMM in place.
+
+use crate::exec::for_tasks;
+use crate::prog::{Accs, Phase, RawBuf, BLOCK};
+use kiln_plan::kernel::MatOperand;
+
+/// A prepared matmul.
+#[derive(Debug)]
+pub struct MatMul {
+    pub(crate) batch: usize,
+    pub(crate) m: usize,
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    pub(crate) a: MatOperand,
+    pub(crate) b: MatOperand,
+    pub(crate) epilogue: Phase,
+    /// `(arg, offset, batch stride, row stride, col stride)` of the output when the
+    /// epilogue only stores the product: GEMM writes it in place, no epilogue pass.
+    pub(crate) direct: Option<(u32, usize, usize, usize, usize)>,
+    pub(crate) tm: usize,
+    pub(crate) tn: usize,
+}
+
+impl MatMul {
+    /// Runs the product and its epilogue in output tiles, one GEMM call per tile.
+    ///
+    /// # Safety
+    /// `args` are the kernel's buffers, every extent checked against them at load.
+    pub(crate) unsafe fn run(&self, args: &[RawBuf]) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if self.batch == 0 || m == 0 || n == 0 {
+            return;
+        }
+        let (tm, tn) = (self.tm, self.tn);
+        let (mt, nt) = (m.div_ceil(tm), n.div_ceil(tn));
+        let tasks = self.batch * mt * nt;
+        let (abuf, bbuf) = (args[self.a.arg as usize], args[self.b.arg as usize]);
+        let epi = &self.epilogue;
+        let init = || {
+            (
+                vec![0f32; if self.direct.is_some() { 0 } else { tm * tn }],
+                epi.scratch(),
+                Vec::new(),
+            )
+        };
+        for_tasks(tasks, init, |(c, s, bases), t| {
+            let bi = t / (mt * nt);
+            let (i0, j0) = ((t / nt) % mt * tm, t % nt * tn);
+            let (rows, cols) = ((m - i0).min(tm), (n - j0).min(tn));
+            let (ap, bp) = (abuf.fp() as *const f32, bbuf.fp() as *const f32);
+            let a = ap.add(self.a.offset + bi * self.a.batch_stride + i0 * self.a.row_stride);
+            let b = bp.add(self.b.offset + bi * self.b.batch_stride + j0 * self.b.col_stride);
+            let (cp, rsc, csc) = match self.direct {
+                Some((arg, off, bs, rs, cs)) => (
+                    args[arg as usize]
+                        .ptr
+                        .add(off + bi * bs + i0 * rs + j0 * cs),
+                    rs,
+                    cs,
+                ),
+                None => (c.as_mut_ptr(), cols, 1),
+            };
+            if k == 0 {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        *cp.add(i * rsc + j * csc) = 0.0;
+                    }
+                }
+            } else {
+                matrixmultiply::sgemm(
+                    rows,
+                    k,
+                    cols,
+                    1.0,
+                    a,
+                    self.a.row_stride as isize,
+                    self.a.col_stride as isize,
+                    b,
+                    self.b.row_stride as isize,
+                    self.b.col_stride as isize,
+                    0.0,
+                    cp,
+                    rsc as isize,
+                    csc as isize,
+                );
+            }
+            if self.direct.is_none() {
+                epi.bases(&[], bases);
+                for i in 0..rows {
+                    let flat = (bi * m + i0 + i) * n + j0;
+                    let mut at = 0;
+                    while at < cols {
+                        let len = (cols - at).min(BLOCK);
+                        epi.run_block(
+                            s,
+                            args,
+                            bases,
+                            flat + at,
+                            len,
+                            Accs::Row(&c[i * cols + at..][..len]),
+                        );
+                        at += len;
+                    }
+                }
+            }
+        });
+    }
+}
