@@ -114,6 +114,40 @@ fn imdb_5k_reviews_and_keras_word_index() {
 }
 
 #[test]
+fn imdb_50k_full_split_25k_25k_balanced() {
+    let (train, test) = load("imdb_50k", datasets::imdb_50k());
+    assert_eq!((train.len(), test.len()), (25_000, 25_000));
+    assert_eq!(train.class_counts(), [12_500, 12_500]);
+    assert_eq!(test.class_counts(), [12_500, 12_500]);
+    assert_eq!(train.class_names, ["negative", "positive"]);
+    // negative and positive alternate: any prefix is balanced
+    assert_eq!(&train.labels[..4], &[0, 1, 0, 1]);
+    assert_eq!(&test.labels[..2], &[0, 1]);
+    assert!(train.texts[0].starts_with("Story of a man who has unnatural feelings for a pig."));
+    assert!(test.texts[0].starts_with("Once again Mr. Costner has dragged out a movie"));
+    assert!(test.texts[24_999].starts_with("I was plagued by nightmares involving Sesame Street"));
+    assert_eq!(
+        (train.keys[0].as_str(), test.keys[24_999].as_str()),
+        ("train/0", "test/24999")
+    );
+    assert!(train
+        .texts
+        .iter()
+        .chain(&test.texts)
+        .all(|t| !t.is_empty() && !t.contains('\t')));
+    // 49,582 distinct texts, as commonly reported for this data set
+    let mut distinct: Vec<&str> = train
+        .texts
+        .iter()
+        .chain(&test.texts)
+        .map(String::as_str)
+        .collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 49_582);
+}
+
+#[test]
 fn rotten_tomatoes_12808_snippets() {
     let d = load("rotten_tomatoes", datasets::rotten_tomatoes());
     assert_eq!(d.len(), 12_808);
@@ -175,6 +209,9 @@ fn missing_file_child() {
         datasets::imdb_5k(),
         Err(DatasetError::Missing { .. })
     ));
+    let e = datasets::imdb_50k().unwrap_err();
+    assert!(matches!(e, DatasetError::Missing { .. }), "{e:?}");
+    assert!(e.to_string().contains("imdb_50k.tsv.gz"), "{e}");
     let e: kiln_layers::LayerError = datasets::mnist_5k().unwrap_err().into();
     assert!(e.to_string().contains("mnist_5k.csv.gz"), "{e}");
     println!("CHILD-OK");

