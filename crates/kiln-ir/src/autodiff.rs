@@ -449,6 +449,15 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
         Op::RandomUniform { .. } => vec![None],
         // d scatter_add = gather of dy at the indices
         Op::ScatterAdd => vec![None, Some(g.gather(dy, x(0))?)],
+        Op::Recurrence(c) => recurrence_vjp(g, c, &node.inputs, y, dy)?,
+        // the backward is not differentiated again
+        Op::RecurrenceGrad(_) => {
+            return Err(IrError::Invalid {
+                id: y,
+                op: node.op.mnemonic(),
+                message: "second derivatives of a fused recurrence are not supported".into(),
+            })
+        }
         // d cast = cast back (float sources only; integer sources get no gradient)
         Op::Cast => {
             let dt = g.dtype(x(0));
@@ -459,4 +468,65 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
             }]
         }
     })
+}
+
+/// The adjoints of a recurrence's operands: `d xp` from the backward op; `dr = Σ h_inᵀ·d rec`
+/// over all steps as one product (`h_in` = the previous step's state, zero at step 0, times
+/// the mask); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ)` (pruned when unused, as
+/// for a dropout mask drawn from noise).
+fn recurrence_vjp(
+    g: &mut Graph,
+    c: &crate::recurrence::Cell,
+    ops: &[NodeId],
+    trace: NodeId,
+    dy: NodeId,
+) -> Result<Vec<Option<NodeId>>> {
+    let d = g.recurrence_grad(*c, ops, trace, dy)?;
+    let dims = g.shape(trace).dims().to_vec();
+    let (b, t, u, ku) = (dims[0], dims[1], c.units, c.gates() * c.units);
+    let (dxp, drec) = match c.kind {
+        crate::recurrence::CellKind::Gru => (g.slice(d, 2, 0, ku)?, g.slice(d, 2, ku, ku)?),
+        _ => (d, d),
+    };
+    // h_in of steps 1.. = h of steps ..T-1 (times the mask); step 0 contributes nothing
+    let mut v = vec![Some(dxp), None];
+    let mut dmask = None;
+    if t > 1 {
+        let h = g.slice(trace, 2, 0, u)?;
+        let hp = g.slice(h, 1, 0, t - 1)?;
+        let dr = g.slice(drec, 1, 1, t - 1)?;
+        let dr = g.reshape(dr, [b * (t - 1), ku])?;
+        let hin = match c.mask_operand() {
+            Some(m) => {
+                // d mask = Σ_t h_{t-1} ⊙ (d rec_t · rᵀ)
+                let rt = g.transpose(ops[1])?;
+                let dh = g.matmul(dr, rt)?;
+                let dh = g.reshape(dh, [b, t - 1, u])?;
+                let p = g.mul(hp, dh)?;
+                let s = g.sum(p, &[1], false)?;
+                dmask = Some(s);
+                let m = g.reshape(ops[m], [b, 1, u])?;
+                let m = g.expand(m, [b, t - 1, u])?;
+                g.mul(hp, m)?
+            }
+            None => hp,
+        };
+        let hin = g.reshape(hin, [b * (t - 1), u])?;
+        let hint = g.transpose(hin)?;
+        v[1] = Some(g.matmul(hint, dr)?);
+    } else {
+        v[1] = Some(g.full(0.0, [u, ku], DType::F32));
+        if c.masked {
+            dmask = Some(g.full(0.0, [b, u], DType::F32));
+        }
+    }
+    if c.rb_operand().is_some() {
+        let s = g.reshape(drec, [b * t, ku])?;
+        let s = g.sum(s, &[0], false)?;
+        v.push(Some(s));
+    }
+    if c.masked {
+        v.push(dmask);
+    }
+    Ok(v)
 }
