@@ -106,6 +106,13 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
     let args = &k.args;
     let mut extents = vec![];
     let prepared = match &k.op {
+        // placeholder until the native recurrence lands (branch rec-cpu)
+        KernelOp::Recurrence { .. } => {
+            return Err(bad(
+                &k.label,
+                "persistent recurrences are not supported yet".into(),
+            ))
+        }
         KernelOp::Elementwise {
             shape,
             body,

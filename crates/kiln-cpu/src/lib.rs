@@ -124,6 +124,8 @@ impl Backend for NativeBackend {
             max_storage_buffer_binding_size: 1 << 32,
             max_buffer_size: 1 << 32,
             max_compute_workgroups_per_dimension: u32::MAX,
+            // no workgroups: a recurrence of any width runs fused
+            max_compute_workgroup_storage_size: u32::MAX,
             adapter_class: AdapterClass::Cpu,
             ..DeviceLimits::default()
         }
@@ -412,6 +414,7 @@ impl Executable for NativeExecutable {
                             kiln_plan::kernel::KernelOp::Reduce { .. } => "reduce",
                             kiln_plan::kernel::KernelOp::MatMul { .. } => "matmul",
                             kiln_plan::kernel::KernelOp::ScatterAdd { .. } => "scatter-add",
+                            kiln_plan::kernel::KernelOp::Recurrence { .. } => "recurrence",
                         };
                         // unrolled timesteps share a label up to their step number
                         let mut label: String =

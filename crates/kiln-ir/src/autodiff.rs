@@ -471,9 +471,9 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
 }
 
 /// The adjoints of a recurrence's operands: `d xp` from the backward op; `dr = Σ h_inᵀ·d rec`
-/// over all steps as one product (`h_in` = the previous step's state, zero at step 0, times
-/// the mask); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ)` (pruned when unused, as
-/// for a dropout mask drawn from noise).
+/// over all steps as one product (`h_in`, the state that entered the product, is read from the
+/// trace); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ + d h_in_t)` (pruned when
+/// unused, as for a dropout mask drawn from noise).
 fn recurrence_vjp(
     g: &mut Graph,
     c: &crate::recurrence::Cell,
@@ -484,46 +484,42 @@ fn recurrence_vjp(
     let d = g.recurrence_grad(*c, ops, trace, dy)?;
     let dims = g.shape(trace).dims().to_vec();
     let (b, t, u, ku) = (dims[0], dims[1], c.units, c.gates() * c.units);
-    let (dxp, drec) = match c.kind {
-        crate::recurrence::CellKind::Gru => (g.slice(d, 2, 0, ku)?, g.slice(d, 2, ku, ku)?),
-        _ => (d, d),
+    // d xp and d rec as [B·T, kU] views (GRU: the two column halves of the result; LSTM and
+    // SimpleRNN: the result itself), reshaped before slicing so that they stay views
+    let d2 = g.reshape(d, [b * t, c.grad_width()])?;
+    let (dxp2, dr) = match c.kind {
+        crate::recurrence::CellKind::Gru => (g.slice(d2, 1, 0, ku)?, g.slice(d2, 1, ku, ku)?),
+        _ => (d2, d2),
     };
-    // h_in of steps 1.. = h of steps ..T-1 (times the mask); step 0 contributes nothing
-    let mut v = vec![Some(dxp), None];
-    let mut dmask = None;
-    if t > 1 {
-        let h = g.slice(trace, 2, 0, u)?;
-        let hp = g.slice(h, 1, 0, t - 1)?;
-        let dr = g.slice(drec, 1, 1, t - 1)?;
-        let dr = g.reshape(dr, [b * (t - 1), ku])?;
-        let hin = match c.mask_operand() {
-            Some(m) => {
-                // d mask = Σ_t h_{t-1} ⊙ (d rec_t · rᵀ)
-                let rt = g.transpose(ops[1])?;
-                let dh = g.matmul(dr, rt)?;
-                let dh = g.reshape(dh, [b, t - 1, u])?;
-                let p = g.mul(hp, dh)?;
-                let s = g.sum(p, &[1], false)?;
-                dmask = Some(s);
-                let m = g.reshape(ops[m], [b, 1, u])?;
-                let m = g.expand(m, [b, t - 1, u])?;
-                g.mul(hp, m)?
-            }
-            None => hp,
-        };
-        let hin = g.reshape(hin, [b * (t - 1), u])?;
-        let hint = g.transpose(hin)?;
-        v[1] = Some(g.matmul(hint, dr)?);
-    } else {
-        v[1] = Some(g.full(0.0, [u, ku], DType::F32));
-        if c.masked {
-            dmask = Some(g.full(0.0, [b, u], DType::F32));
+    let dxp = g.reshape(dxp2, [b, t, ku])?;
+    // dr = Σ h_inᵀ·d rec over all B·T rows: h_in is stored in the trace (zero at step 0), so
+    // both operands are strided views, no copies
+    let w = c.trace_width();
+    let tr = g.reshape(trace, [b * t, w])?;
+    let hin = g.slice(tr, 1, c.h_in_column(), u)?;
+    let hint = g.transpose(hin)?;
+    let mut v = vec![Some(dxp), Some(g.matmul(hint, dr)?)];
+    // d mask = Σ_t h_{t-1} ⊙ (d rec_t·rᵀ + dtrace_hin_t), over steps 1.. (usually pruned)
+    let dmask = match c.mask_operand() {
+        Some(_) if t > 1 => {
+            let h = g.slice(trace, 2, 0, u)?;
+            let hp = g.slice(h, 1, 0, t - 1)?;
+            let rt = g.transpose(ops[1])?;
+            let dh = g.matmul(dr, rt)?;
+            let dh = g.reshape(dh, [b, t, u])?;
+            let dyh = g.slice(dy, 2, c.h_in_column(), u)?;
+            let dh = g.add(dh, dyh)?;
+            let dh = g.slice(dh, 1, 1, t - 1)?;
+            let p = g.mul(hp, dh)?;
+            Some(g.sum(p, &[1], false)?)
         }
-    }
-    if c.rb_operand().is_some() {
-        let s = g.reshape(drec, [b * t, ku])?;
-        let s = g.sum(s, &[0], false)?;
-        v.push(Some(s));
+        Some(_) => Some(g.full(0.0, [b, u], DType::F32)),
+        None => None,
+    };
+    if let Some(i) = c.rb_operand() {
+        let s = g.sum(dr, &[0], false)?;
+        let rb_shape = g.shape(ops[i]).clone();
+        v.push(Some(g.reshape(s, rb_shape)?));
     }
     if c.masked {
         v.push(dmask);

@@ -17,8 +17,11 @@
 //!
 //! The forward result is the **trace** `[B, T, W]` ([`Cell::trace_width`]): per step the
 //! hidden state `h` first (so `slice(trace, 2, 0, U)` is the layer's sequence output), then
-//! what the backward needs: LSTM `[h, c, z]` (`W = 6U`, `z` the 4U gate pre-activations),
-//! GRU `[h, rec]` (`W = 4U`, `rec = h_in·r + rb`), SimpleRNN `[h, z]` (`W = 2U`).
+//! what the backward needs, then `h_in`, the state that entered `h·r` at the step (zero at
+//! step 0): LSTM `[h, c, z, h_in]` (`W = 7U`, `z` the 4U gate pre-activations), GRU
+//! `[h, rec, h_in]` (`W = 5U`, `rec = h_in·r + rb`), SimpleRNN `[h, z, h_in]` (`W = 3U`).
+//! With `h_in` stored, `dr = Σ h_inᵀ·d rec` is one product over all `B·T` rows of strided
+//! views of the trace and the backward's result, with no copies.
 //!
 //! The backward takes the forward operands, the trace and its adjoint `dtrace [B, T, W]`
 //! (every part of the trace may carry an adjoint) and returns `[B, T, G]`
@@ -209,14 +212,19 @@ impl Cell {
             CellKind::SimpleRnn => 1,
         }
     }
-    /// Width `W` of one step of the trace: LSTM 6U, GRU 4U, SimpleRNN 2U.
+    /// Width `W` of one step of the trace: LSTM 7U, GRU 5U, SimpleRNN 3U.
     pub fn trace_width(&self) -> usize {
         self.units
             * (1 + match self.kind {
-                CellKind::Lstm => 5,
-                CellKind::Gru => 3,
-                CellKind::SimpleRnn => 1,
+                CellKind::Lstm => 6,
+                CellKind::Gru => 4,
+                CellKind::SimpleRnn => 2,
             })
+    }
+    /// Column of the trace where `h_in` (the state that entered `h·r` at the step) starts:
+    /// the last `U` columns, `W - U`.
+    pub fn h_in_column(&self) -> usize {
+        self.trace_width() - self.units
     }
     /// Width `G` of one step of the backward result: LSTM 4U, GRU 6U, SimpleRNN U.
     pub fn grad_width(&self) -> usize {
@@ -244,6 +252,16 @@ impl Cell {
             CellKind::Lstm => "lstm",
             CellKind::Gru => "gru",
             CellKind::SimpleRnn => "simple_rnn",
+        }
+    }
+    /// Whether `dims` fits forward operand `k` of batch `b` and `t` steps (`rb` may also be
+    /// `[1, kU]`, a row of the GRU's `[2, 3U]` bias).
+    pub fn operand_fits(&self, k: usize, dims: &[usize], b: usize, t: usize) -> bool {
+        let want = self.operand_shapes(b, t);
+        match want.get(k) {
+            Some(w) if Some(k) == self.rb_operand() => dims == w.as_slice() || dims == [1, w[0]],
+            Some(w) => dims == w.as_slice(),
+            None => false,
         }
     }
     /// The expected operand shapes for batch `b` and `t` steps, in operand order (the
@@ -309,6 +327,9 @@ pub fn forward<F: Real>(
             let xp = &ops.xp[(b * steps + t) * ku..][..ku];
             let prev = (t > 0).then(|| (bi * steps + t - 1) * w);
             let row = (bi * steps + t) * w;
+            for (j, &hv) in hin.iter().enumerate() {
+                trace[row + w - u + j] = hv;
+            }
             for j in 0..u {
                 let hp = prev.map_or(zero, |p| trace[p + j]);
                 match cell.kind {
@@ -491,12 +512,13 @@ pub fn backward<F: Real>(
             if t == 0 {
                 continue;
             }
-            // h_in = h_{t-1} ⊙ mask, rec = h_in·r: dh_{t-1} += (drec·rᵀ) ⊙ mask
+            // h_in = h_{t-1} ⊙ mask, rec = h_in·r: dh_{t-1} += (drec·rᵀ + dtrace_hin) ⊙ mask
             for p in 0..u {
                 let mut s = zero;
                 for (m, &d) in drec.iter().enumerate() {
                     s = s + d * ops.r[p * ku + m];
                 }
+                let s = s + dtrace[row + w - u + p];
                 let s = ops.mask.map_or(s, |mk| s * mk[b * u + p]);
                 dh_next[p] = dh_next[p] + s;
             }

@@ -442,6 +442,8 @@ impl Backend for CpuBackend {
             max_storage_buffer_binding_size: 1 << 32,
             max_buffer_size: 1 << 32,
             max_compute_workgroups_per_dimension: u32::MAX,
+            // no workgroups: a recurrence of any width runs fused
+            max_compute_workgroup_storage_size: u32::MAX,
             adapter_class: AdapterClass::Cpu,
             ..DeviceLimits::default()
         }

@@ -115,7 +115,11 @@ impl Graph {
         }
         let (b, t) = (x.0[0], x.0[1]);
         let want = cell.operand_shapes(b, t);
-        if want.iter().zip(ops).any(|(w, (s, _))| s.0 != *w) {
+        if ops
+            .iter()
+            .enumerate()
+            .any(|(k, (s, _))| !cell.operand_fits(k, &s.0, b, t))
+        {
             return Err(self.shape_err(
                 op,
                 format!("expects operands shaped {want:?} for {} units", cell.units),

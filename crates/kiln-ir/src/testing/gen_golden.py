@@ -130,13 +130,13 @@ cases.append(("random_uniform", [("a", [2, 3], A)], [2, 3],
 
 
 # Fused recurrences (kiln_ir::recurrence), B=2, T=3, U=2, written step by step from the
-# Keras/PyTorch cell equations. The trace per step: LSTM [h, c, z(4U)], GRU [h, rec(3U)],
-# SimpleRNN [h, z]. The backward's expected values are central differences of
+# Keras/PyTorch cell equations. The trace per step: LSTM [h, c, z(4U), h_in], GRU
+# [h, rec(3U), h_in], SimpleRNN [h, z, h_in] (h_in: the state entering h·r, zero at step 0). The backward's expected values are central differences of
 # sum(trace * dtrace) with respect to a perturbation of each pre-activation (dz for LSTM and
 # SimpleRNN; d xp and d rec for GRU; five-point stencil), not the analytical BPTT.
 RB, RT, RU = 2, 3, 2
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-WIDTH = {"lstm": 6, "gru": 4, "rnn": 2}
+WIDTH = {"lstm": 7, "gru": 5, "rnn": 3}
 
 
 def rec_data(n, a, b):
@@ -159,6 +159,8 @@ def rec_forward(kind, xp, r, rb, mask, dx=None, drc=None):
             x = [x[m] + (dx[(b * RT + t) * ku + m] if dx else 0.0) for m in range(ku)]
             rec = [rec[m] + (drc[(b * RT + t) * ku + m] if drc else 0.0) for m in range(ku)]
             row = (b * RT + t) * w
+            for j in range(u):
+                trace[row + w - u + j] = hin[j]
             nh, nc = [0.0] * u, [0.0] * u
             for j in range(u):
                 if kind == "lstm":
