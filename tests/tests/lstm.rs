@@ -170,9 +170,9 @@ fn compiled_plan_matches_on_the_gpu() {
 /// to predict (5); to train also the loss (3 reductions), the dense gradients (3), two zero
 /// fills of the trace's adjoint, the recurrence's backward, `dr = H_inᵀ·dZ` and the
 /// projection's gradients (3), the optimizer updates riding in the products' epilogues: 16,
-/// whatever the length (issue 13's target was 12). Unrolled: per timestep 2 forward dispatches (recurrent matmul with
-/// the projection in its epilogue; the cell) and 1 backward (`dz·Uᵀ` with the cell's
-/// backward in its epilogue), plus a constant: 136 in all.
+/// whatever the length (issue 13's target was 12). Unrolled: per timestep 2 forward
+/// dispatches (recurrent matmul with the projection in its epilogue; the cell) and 1
+/// backward (`dz·Uᵀ` with the cell's backward in its epilogue), plus a constant: 136 in all.
 #[test]
 fn train_step_dispatch_counts() {
     let t = 40;
