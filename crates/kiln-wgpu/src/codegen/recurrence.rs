@@ -11,7 +11,7 @@
 //! workgroup memory, double buffered:
 //!
 //! - forward: `hbuf [2·R·U]` holds `h_in = h ⊙ mask`. Step `t` reads half `t % 2`, computes
-//!   each valid pair's `k` dot products `Σ_k h_in[row, k]·r[k, g·U + unit]` (in `k` order,
+//!   each pair's `k` dot products `Σ_k h_in[row, k]·r[k, g·U + unit]` (in `k` order,
 //!   as the reference), the cell, the trace row, and writes `h ⊙ mask` into the other half;
 //!   then one barrier.
 //! - backward, steps in reverse: phase 1 computes each valid pair's cell gradient, writes
@@ -23,8 +23,11 @@
 //! only after that step's barrier (forward: at the next step; backward: in phase 2 of the
 //! same step), and it is written again two steps later, after the barrier of the step in
 //! between, which no invocation passes before every invocation has finished reading it.
-//! Invalid pairs skip the work but every invocation runs every step and reaches every
-//! barrier (the loop bounds and the early return of workgroups past the batch are uniform).
+//! Invalid pairs skip the cell (every load and store of the batch's tensors) but every
+//! invocation runs every step and reaches every barrier (the loop bounds and the early
+//! return of workgroups past the batch are uniform). The dot products run for invalid pairs
+//! too, on row `min(row, R - 1)` of the workgroup's state: no load of them is under
+//! divergent control flow, and with `R = 1` the state reads are uniform.
 //!
 //! The loop over the pairs is always unrolled (`P` is small: 1 unless `U` exceeds the
 //! workgroup); the dot products are loops, or with `launch.unroll` written out term by term,
@@ -35,6 +38,12 @@
 //! formulas of every other kernel ([`super::body`]); with
 //! [`super::Target::flush_subnormals`] every value stored or carried to the next step is
 //! flushed (BPTT's vanishing carries would otherwise run on subnormals).
+//!
+//! Measured on lavapipe (Mesa 22.3, 2 shared cores), where this design is slow: the IMDB
+//! LSTM's forward (B = 64, T = 500, U = 100) takes 27 s a run, and fully unrolled BPTT
+//! shaders compile in ~25 s (U = 100) and ~100 s (U = 200), most of it in LLVM's coroutine
+//! frame building (llvmpipe runs barriers as coroutines) over the many blocks of its
+//! per-lane loads.
 
 use super::body::unary;
 use super::state::{Gen, FLUSH_BELOW};
@@ -170,6 +179,14 @@ pub(super) fn recurrence(g: &mut Gen<'_>) -> Result<String, CodegenError> {
                 id(format!("pi{p}")).bin(BinOp::Rem, W::u32(s.u)),
             ),
             let_u(&format!("pb{p}"), add(id("row0"), id(format!("pr{p}")))),
+            // the row an invalid pair's dot products read (any valid one)
+            let_u(
+                &format!("prc{p}"),
+                W::call(
+                    Builtin::Min,
+                    vec![id(format!("pr{p}")), W::u32(launch.rows - 1)],
+                ),
+            ),
             Stmt::Let(
                 format!("ok{p}"),
                 Type::Scalar(Scalar::Bool),
@@ -333,16 +350,18 @@ impl Rec<'_, '_> {
                 id(format!("pj{p}")),
                 id(format!("pb{p}")),
             );
-            let mut s = vec![
-                let_u("hb", add(id("cur"), mul(pr.clone(), W::u32(u)))),
+            // the dot products outside the validity test (an invalid pair reads row R - 1):
+            // no loads under divergent control flow
+            let mut pair = vec![
+                let_u("hb", add(id("cur"), mul(id(format!("prc{p}")), W::u32(u)))),
                 let_u("rj", self.off(r, pj.clone())?),
             ];
             let k = self.cell.gates() as u32;
             for gi in 0..k {
-                s.push(var_f(&format!("a{gi}"), f(0.0)));
+                pair.push(var_f(&format!("a{gi}"), f(0.0)));
             }
             // a_g = Σ_k h_in[k] · r[k, g·U + unit], k in order
-            s.extend(self.dot("k", u, |kk| {
+            pair.extend(self.dot("k", u, |kk| {
                 let mut b = vec![let_f("hv", id(HBUF).index(self.at(&id("hb"), kk, 1, 0)?))];
                 for gi in 0..k {
                     let a = id(format!("a{gi}"));
@@ -353,6 +372,7 @@ impl Rec<'_, '_> {
                 }
                 Ok(b)
             })?);
+            let mut s = Vec::new();
             s.push(let_u(
                 "bt",
                 add(mul(pb.clone(), W::u32(self.steps)), id("t")),
@@ -447,7 +467,8 @@ impl Rec<'_, '_> {
                 id(HBUF).index(add(add(id("nxt"), mul(pr.clone(), W::u32(u))), pj.clone())),
                 "hi",
             ));
-            step.push(Stmt::If(id(format!("ok{p}")), s, vec![]));
+            pair.push(Stmt::If(id(format!("ok{p}")), s, vec![]));
+            step.push(Stmt::Block(pair));
         }
         // the next step reads what this one wrote into `nxt` (and writes `cur` again)
         step.push(Stmt::Barrier);
@@ -676,18 +697,14 @@ impl Rec<'_, '_> {
         // phase 2: dh_{t-1} += (d rec · rᵀ) ⊙ mask
         let mut phase2 = Vec::new();
         for p in 0..self.pairs {
-            let (pr, pj, pb) = (
-                id(format!("pr{p}")),
-                id(format!("pj{p}")),
-                id(format!("pb{p}")),
-            );
+            let (pj, pb) = (id(format!("pj{p}")), id(format!("pb{p}")));
             let dh_p = id(format!("dh{p}"));
-            let mut s = vec![
-                let_u("dr", add(id("cur"), mul(pr.clone(), W::u32(ku)))),
+            let mut pair = vec![
+                let_u("dr", add(id("cur"), mul(id(format!("prc{p}")), W::u32(ku)))),
                 let_u("rr", self.off(r, mul(pj.clone(), W::u32(ku)))?),
                 var_f("acc", f(0.0)),
             ];
-            s.extend(self.dot("m", ku, |m| {
+            pair.extend(self.dot("m", ku, |m| {
                 let term = mul(
                     id(DBUF).index(self.at(&id("dr"), m, 1, 0)?),
                     self.g.element(r.arg as usize, self.at(&id("rr"), m, 1, 0)?),
@@ -701,11 +718,12 @@ impl Rec<'_, '_> {
                 ),
                 None => id("acc"),
             };
-            s.extend([
+            let s = vec![
                 let_f("dhn", add(dh_p.clone(), back)),
                 Stmt::Assign(dh_p, self.flush(id("dhn"))),
-            ]);
-            phase2.push(Stmt::If(id(format!("ok{p}")), s, vec![]));
+            ];
+            pair.push(Stmt::If(id(format!("ok{p}")), s, vec![]));
+            phase2.push(Stmt::Block(pair));
         }
         step.push(Stmt::If(ge0(), phase2, vec![]));
         stmts.push(Stmt::ForRange {
