@@ -2,7 +2,10 @@
 //! compute the same model: stacked recurrent layers with embedding, `return_sequences`,
 //! input dropout and recurrent dropout, all-padding (all-zero) sequences in the batch,
 //! trained for a few steps on every device — losses and final weights agree within f32
-//! tolerance, and the fused plan's dispatch count does not grow with the sequence.
+//! tolerance, with fewer dispatches fused. On a CPU rasterizer (lavapipe,
+//! `DeviceLimits::persistent_kernels == false`) the layers keep the unrolled graph by default,
+//! which the test checks instead; the WGSL kernels themselves are checked there by
+//! kiln-wgpu's `recurrence_gpu` and op-table tests and by the layer goldens.
 
 mod common;
 use common::{on_every_device, Device};
@@ -107,6 +110,15 @@ fn fused_and_unrolled_train_alike(device: Device) {
             fused.plan_for(Mode::Train, 24).unwrap(),
             unrolled.plan_for(Mode::Train, 24).unwrap(),
         );
+        if !device().limits().persistent_kernels {
+            // a CPU rasterizer (lavapipe): the layers keep the unrolled graph by default
+            assert!(
+                !pf.summary().contains("persistent"),
+                "{name}: fused on a device without persistent kernels:\n{}",
+                pf.summary()
+            );
+            continue;
+        }
         assert!(
             pf.summary().contains("persistent"),
             "{name}: the fused plan has no persistent recurrence:\n{}",

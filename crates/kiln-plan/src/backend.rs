@@ -141,6 +141,13 @@ pub struct DeviceLimits {
     pub max_loop_iterations: u64,
     /// Adapter class.
     pub adapter_class: AdapterClass,
+    /// Whether persistent kernels — a workgroup looping over hundreds of steps with a barrier
+    /// per step, as [`KernelOp::Recurrence`](crate::kernel::KernelOp::Recurrence) — run well
+    /// here: true on GPUs and on the host CPU backends (no workgroups at all), false on CPU
+    /// rasterizers (lavapipe runs each barrier as a coroutine switch of every invocation and
+    /// compiles the unrolled form for minutes). The layers build the unrolled graph where it
+    /// is false; the compiler still lowers a recurrence op anywhere it fits.
+    pub persistent_kernels: bool,
 }
 
 impl Default for DeviceLimits {
@@ -156,6 +163,7 @@ impl Default for DeviceLimits {
             max_compute_workgroup_storage_size: 16384,
             max_loop_iterations: u64::MAX,
             adapter_class: AdapterClass::Other,
+            persistent_kernels: true,
         }
     }
 }

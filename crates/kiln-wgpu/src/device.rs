@@ -283,6 +283,10 @@ impl Gpu {
                 wgpu::DeviceType::DiscreteGpu => AdapterClass::DiscreteGpu,
                 _ => AdapterClass::Other,
             },
+            // measured on lavapipe: an IMDB-sized persistent LSTM step ran ~50x slower than
+            // the unrolled graph (coroutine barriers), its unrolled BPTT shader compiled for
+            // 25-100 s
+            persistent_kernels: self.info.device_type != wgpu::DeviceType::Cpu,
         }
     }
 

@@ -62,13 +62,6 @@ pub(super) fn generated_module(
         KernelOp::ScatterAdd { .. } => scatter_add(&mut g, &gid)?,
         KernelOp::Recurrence { .. } => recurrence(&mut g)?,
         KernelOp::MatMul { .. } => unreachable!("matmul kernels use the library shader"),
-        // placeholder until the persistent WGSL kernel lands (branch rec-gpu)
-        KernelOp::Recurrence { .. } => {
-            return Err(CodegenError::Unsupported {
-                label: kernel.label.clone(),
-                what: "persistent recurrences".into(),
-            })
-        }
     };
 
     let table = g.offset_table();

@@ -394,6 +394,9 @@ impl Rec<'_, '_> {
             let o = |c: u64| -> Result<W, CodegenError> {
                 Ok(self.g.element(out.arg as usize, lin(id("ob"), c, self.g)?))
             };
+            // the trace's last U columns: h_in, the state that entered h·r at this step
+            s.push(let_f("hic", id(HBUF).index(add(id("hb"), pj.clone()))));
+            s.push(self.store(o((tw - u as u32) as u64)?, "hic"));
             let (sg, ph) = (self.cell.recurrent_activation, self.cell.activation);
             match kind {
                 CellKind::Lstm => {
@@ -711,14 +714,26 @@ impl Rec<'_, '_> {
                 );
                 Ok(vec![Stmt::Assign(id("acc"), add(id("acc"), term))])
             })?);
+            // + the trace adjoint's h_in part of this step
+            let dhin = self.el(
+                dtrace,
+                add(
+                    mul(
+                        add(mul(pb.clone(), W::u32(self.steps)), id("t")),
+                        W::u32(tw),
+                    ),
+                    lin(pj.clone(), (tw - u as u32) as u64, self.g)?,
+                ),
+            )?;
             let back = match mask {
                 Some(mk) => mul(
-                    id("acc"),
+                    id("acc2"),
                     self.el(mk, add(mul(pb.clone(), W::u32(u)), pj.clone()))?,
                 ),
-                None => id("acc"),
+                None => id("acc2"),
             };
             let s = vec![
+                let_f("acc2", add(id("acc"), dhin)),
                 let_f("dhn", add(dh_p.clone(), back)),
                 Stmt::Assign(dh_p, self.flush(id("dhn"))),
             ];

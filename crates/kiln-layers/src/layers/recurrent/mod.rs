@@ -28,8 +28,9 @@
 //! stays one matmul; the whole recurrence over time is one persistent kernel, its backward
 //! one more, and `dr = Σ h_inᵀ·drec` one product): a constant number of dispatches instead of
 //! two per step. The layer keeps the unrolled graph described above when its activations
-//! have no fused form (softmax, gelu, …), when the device cannot run the fused kernel
-//! ([`kiln_opt::kernel::RecurrenceLaunch::choose`] on the limits given by
+//! have no fused form (softmax, gelu, …), when the device cannot run the fused kernel or
+//! runs it badly ([`kiln_opt::kernel::RecurrenceLaunch::choose`] and
+//! `DeviceLimits::persistent_kernels` — false on lavapipe — on the limits given by
 //! [`Layer::fit_device`](super::Layer::fit_device)), or when asked to (`unroll(true)`,
 //! Keras's `unroll=True`). Both compute the same values within f32 rounding.
 //!
@@ -420,6 +421,9 @@ impl FusedSpec<'_> {
         };
         if let Some(l) = self.device {
             use kiln_opt::kernel::RecurrenceLaunch;
+            if !l.persistent_kernels {
+                return None;
+            }
             RecurrenceLaunch::choose(&cell, false, b, t, l)?;
             RecurrenceLaunch::choose(&cell, true, b, t, l)?;
         }
