@@ -552,12 +552,9 @@ mod tests {
     /// `Σ trace ⊙ weights`, a scalar loss to check the backward by finite differences.
     fn loss(
         c: &Cell,
-        b: usize,
-        t: usize,
-        xp: &[f64],
-        r: &[f64],
-        rb: &[f64],
-        mask: &[f64],
+        (b, t): (usize, usize),
+        (xp, r): (&[f64], &[f64]),
+        (rb, mask): (&[f64], &[f64]),
         wts: &[f64],
     ) -> f64 {
         let mut trace = vec![0.0; b * t * c.trace_width()];
@@ -601,8 +598,8 @@ mod tests {
                     let (mut a, mut bb) = (xp.clone(), xp.clone());
                     a[i] += eps;
                     bb[i] -= eps;
-                    let fd = (loss(&c, b, t, &a, &r, &rb, &mask, &wts)
-                        - loss(&c, b, t, &bb, &r, &rb, &mask, &wts))
+                    let fd = (loss(&c, (b, t), (&a, &r), (&rb, &mask), &wts)
+                        - loss(&c, (b, t), (&bb, &r), (&rb, &mask), &wts))
                         / (2.0 * eps);
                     let (bt, m) = (i / (k * u), i % (k * u));
                     let got = out[bt * c.grad_width() + m];
@@ -619,8 +616,8 @@ mod tests {
                         let (mut a, mut bb) = (r.clone(), r.clone());
                         a[p * k * u + m] += eps;
                         bb[p * k * u + m] -= eps;
-                        let fd = (loss(&c, b, t, &xp, &a, &rb, &mask, &wts)
-                            - loss(&c, b, t, &xp, &bb, &rb, &mask, &wts))
+                        let fd = (loss(&c, (b, t), (&xp, &a), (&rb, &mask), &wts)
+                            - loss(&c, (b, t), (&xp, &bb), (&rb, &mask), &wts))
                             / (2.0 * eps);
                         let mut got = 0.0;
                         for bi in 0..b {

@@ -396,7 +396,7 @@ impl Rec<'_, '_> {
             };
             // the trace's last U columns: h_in, the state that entered h·r at this step
             s.push(let_f("hic", id(HBUF).index(add(id("hb"), pj.clone()))));
-            s.push(self.store(o((tw - u as u32) as u64)?, "hic"));
+            s.push(self.store(o((tw - u) as u64)?, "hic"));
             let (sg, ph) = (self.cell.recurrent_activation, self.cell.activation);
             match kind {
                 CellKind::Lstm => {
@@ -722,7 +722,7 @@ impl Rec<'_, '_> {
                         add(mul(pb.clone(), W::u32(self.steps)), id("t")),
                         W::u32(tw),
                     ),
-                    lin(pj.clone(), (tw - u as u32) as u64, self.g)?,
+                    lin(pj.clone(), (tw - u) as u64, self.g)?,
                 ),
             )?;
             let back = match mask {
