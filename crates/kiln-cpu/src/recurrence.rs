@@ -17,8 +17,8 @@
 //! Each task's products have shapes fixed by the kernel's shape, so the bits are the same on
 //! any number of threads. A build of the cell loops for AVX2+FMA runs where the CPU has it
 //! (multiplies and adds are never fused, so the bits are those of the baseline build). The
-//! activations are [`CellActivation::apply`]'s and [`CellActivation::derivative`]'s (its
-//! `relu` maps NaN to 0, as the reference does). Operands that share elements with the
+//! activations are [`CellActivation::apply`]'s and [`CellActivation::derivative`]'s (`relu`
+//! lets NaN through, as the graph's relu does). Operands that share elements with the
 //! result (one arena arg) are copied before the run.
 
 use crate::exec::for_tasks;
@@ -249,7 +249,8 @@ fn act(f: CellActivation, x: &[f32], y: &mut [f32]) {
         CellActivation::Linear => y.copy_from_slice(x),
         CellActivation::Tanh => it.for_each(|(y, &x)| *y = math::tanh(x)),
         CellActivation::Sigmoid => it.for_each(|(y, &x)| *y = 1.0 / (1.0 + math::exp(-x))),
-        CellActivation::Relu => it.for_each(|(y, &x)| *y = if x > 0.0 { x } else { 0.0 }),
+        // NaN passes through (as the graph's relu)
+        CellActivation::Relu => it.for_each(|(y, &x)| *y = if x <= 0.0 { 0.0 } else { x }),
         CellActivation::HardSigmoid => it.for_each(|(y, &x)| {
             // NaN stays NaN, as in the reference's comparisons
             *y = (0.2 * x + 0.5).clamp(0.0, 1.0)

@@ -129,11 +129,12 @@ impl CellActivation {
             CellActivation::Linear => x,
             CellActivation::Tanh => x.tanh(),
             CellActivation::Sigmoid => one / (one + (-x).exp()),
+            // NaN passes through, as the graph's relu (IEEE, Keras)
             CellActivation::Relu => {
-                if x > zero {
-                    x
-                } else {
+                if x <= zero {
                     zero
+                } else {
+                    x
                 }
             }
             CellActivation::HardSigmoid => {

@@ -758,7 +758,8 @@ fn activation(a: CellActivation, x: W) -> W {
         CellActivation::Linear => x,
         CellActivation::Tanh => unary(UnaryOp::Tanh, x, DType::F32, 1),
         CellActivation::Sigmoid => unary(UnaryOp::Sigmoid, x, DType::F32, 1),
-        CellActivation::Relu => sel(f(0.0), x.clone(), x.bin(BinOp::Gt, f(0.0))),
+        // NaN passes through (as the graph's relu)
+        CellActivation::Relu => sel(x.clone(), f(0.0), x.bin(BinOp::Le, f(0.0))),
         CellActivation::HardSigmoid => W::call(
             Builtin::Clamp,
             vec![add(mul(f(0.2), x), f(0.5)), f(0.0), f(1.0)],
