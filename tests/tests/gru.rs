@@ -24,8 +24,10 @@ type NewLayer = fn() -> Box<dyn Layer>;
 
 /// One golden case: the layer, its sizes, inputs, weights and PyTorch's results.
 struct Case {
+    /// Build the unrolled graph instead of the fused recurrence.
+    unroll: bool,
     name: &'static str,
-    layer: NewLayer,
+    layer: fn(bool) -> Box<dyn Layer>,
     gates: usize,
     bias_shape: Vec<usize>,
     b: usize,
@@ -45,7 +47,8 @@ fn gru_case() -> Case {
     use gru_golden::*;
     Case {
         name: "gru",
-        layer: || Box::new(Gru::new(U).return_sequences(true)),
+        layer: |unroll| Box::new(Gru::new(U).return_sequences(true).unroll(unroll)),
+        unroll: false,
         gates: 3,
         bias_shape: vec![2, 3 * U],
         b: B,
@@ -71,7 +74,8 @@ fn rnn_case() -> Case {
     use rnn_golden::*;
     Case {
         name: "simple_rnn",
-        layer: || Box::new(SimpleRnn::new(U).return_sequences(true)),
+        layer: |unroll| Box::new(SimpleRnn::new(U).return_sequences(true).unroll(unroll)),
+        unroll: false,
         gates: 1,
         bias_shape: vec![U],
         b: B,
@@ -93,18 +97,34 @@ fn rnn_case() -> Case {
     }
 }
 
-fn cases() -> [Case; 2] {
-    [gru_case(), rnn_case()]
+/// Each layer fused (the persistent recurrence, the default) and unrolled (`unroll(true)`).
+fn cases() -> [Case; 4] {
+    let unrolled = |c: Case| Case { unroll: true, ..c };
+    [
+        gru_case(),
+        rnn_case(),
+        unrolled(gru_case()),
+        unrolled(rnn_case()),
+    ]
 }
 
 impl Case {
+    /// The case's name in messages: the layer, and `unrolled` when it is.
+    fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.name,
+            if self.unroll { " unrolled" } else { "" }
+        )
+    }
+
     /// `loss = Σ layer(x) ⊙ wout`, with h and the gradients of x and the three weights as
     /// outputs.
     fn graph(&self) -> (Graph, NodeId, Vec<NodeId>) {
         let (b, t, f, u) = (self.b, self.t, self.f, self.u);
         let mut g = Graph::new();
         let x = g.input("x", [b, t, f], DType::F32).unwrap();
-        let mut layer = (self.layer)();
+        let mut layer = (self.layer)(self.unroll);
         assert_eq!(layer.build(self.name, &[t, f]).unwrap(), vec![t, u]);
         let params: Vec<NodeId> = layer
             .params()
@@ -198,7 +218,7 @@ fn f64_forward_and_gradients_match_pytorch() {
             abs: 1e-12,
         };
         for ((name, want), got) in case.want.iter().zip(&got) {
-            tol.check(&format!("{} {name}", case.name), &got.data, want)
+            tol.check(&format!("{} {name}", case.label()), &got.data, want)
                 .unwrap();
         }
         let want_loss = match case.name {
@@ -229,11 +249,15 @@ fn gradients_match_finite_differences() {
                 let fd = (lp - lm) / (2.0 * eps);
                 worst = worst.max((fd - analytic[i]).abs());
                 Tolerance::FINITE_DIFF
-                    .check(&format!("{} {leaf}[{i}]", case.name), &[analytic[i]], &[fd])
+                    .check(
+                        &format!("{} {leaf}[{i}]", case.label()),
+                        &[analytic[i]],
+                        &[fd],
+                    )
                     .unwrap();
             }
         }
-        println!("{}: largest |fd - analytic| {worst:.2e}", case.name);
+        println!("{}: largest |fd - analytic| {worst:.2e}", case.label());
     }
 }
 
@@ -244,7 +268,7 @@ fn compiled_plan_matches_pytorch_on_the_cpu_interpreter() {
         let worst = case.check_plan(&mut cpu);
         println!(
             "{} on the CPU interpreter: largest |error| {worst:.2e}",
-            case.name
+            case.label()
         );
     }
 }
@@ -256,7 +280,7 @@ fn compiled_plan_matches_pytorch_on_the_native_backend() {
         let worst = case.check_plan(&mut native);
         println!(
             "{} on the native backend: largest |error| {worst:.2e}",
-            case.name
+            case.label()
         );
     }
 }
@@ -268,14 +292,16 @@ fn compiled_plan_matches_pytorch_on_the_gpu() {
             return;
         };
         let worst = case.check_plan(&mut gpu);
-        println!("{} on the GPU: largest |error| {worst:.2e}", case.name);
+        println!("{} on the GPU: largest |error| {worst:.2e}", case.label());
     }
 }
 
 /// A char-model training step (vocab 57, `OneHot → GRU(128) / SimpleRNN(128) → Dense`,
-/// RMSprop): the dispatches each extra timestep adds, from plans of 20 and 40 steps. Per step
-/// the forward is the recurrent matmul (bias or projection in its epilogue) and one
-/// elementwise kernel; the budget is 2 forward and 4 backward.
+/// RMSprop): the dispatches each extra timestep adds, from plans of 20 and 40 steps. Fused,
+/// none (5 to predict; at most 21 to train: the GRU's bias rows and column halves of its
+/// backward add a few small kernels to the LSTM's 16). Unrolled, per step the forward is the recurrent
+/// matmul (bias or projection in its epilogue) and one elementwise kernel; the budget is 2
+/// forward and 4 backward.
 #[test]
 fn dispatches_per_timestep() {
     use kiln::{Dense, Loss, Metric, Mode, OneHot, RmsProp, Sequential};
@@ -297,9 +323,33 @@ fn dispatches_per_timestep() {
         }
         plan.stats.dispatches
     };
-    let layers: [(&str, NewLayer); 2] = [
+    // the fused recurrence: a constant number of dispatches, whatever the length
+    let fused: [(&str, NewLayer); 2] = [
         ("GRU", || Box::new(Gru::new(128))),
         ("SimpleRNN", || Box::new(SimpleRnn::new(128))),
+    ];
+    for (name, rnn) in fused {
+        let [p20, p40, t20, t40] = [
+            (20, Mode::Predict),
+            (40, Mode::Predict),
+            (20, Mode::Train),
+            (40, Mode::Train),
+        ]
+        .map(|(t, mode)| count(rnn, t, mode));
+        println!(
+            "fused {name}: T 20: predict {p20}, train {t20}; T 40: predict {p40}, train {t40}"
+        );
+        assert_eq!(
+            (p20, t20),
+            (p40, t40),
+            "fused {name}: dispatches grow with T"
+        );
+        assert!(p40 <= 5, "fused {name} predict: {p40} dispatches");
+        assert!(t40 <= 21, "fused {name} train: {t40} dispatches");
+    }
+    let layers: [(&str, NewLayer); 2] = [
+        ("GRU", || Box::new(Gru::new(128).unroll(true))),
+        ("SimpleRNN", || Box::new(SimpleRnn::new(128).unroll(true))),
     ];
     for (name, rnn) in layers {
         let [p20, p40, t20, t40] = [

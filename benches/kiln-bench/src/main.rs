@@ -59,6 +59,7 @@ struct Args {
     device: DeviceKind,
     quick: bool,
     profile: bool,
+    unroll: bool,
 }
 
 const USAGE: &str =
@@ -69,7 +70,9 @@ const USAGE: &str =
   --json FILE  where to write the JSON report (default target/kiln-bench.json)
   --device D   native (the native CPU backend), wgpu (default) or reference (the plan interpreter)
   --cpu        the same as --device reference
-  --quick      smaller repetition budgets and matmul sizes up to 1024 (a smoke run)";
+  --quick      smaller repetition budgets and matmul sizes up to 1024 (a smoke run)
+  --unroll     recurrent layers as unrolled graphs (Keras unroll=True) instead of the fused
+               persistent recurrence: the before of issue 13's A/B";
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
@@ -78,6 +81,7 @@ fn parse_args() -> Res<Args> {
         device: DeviceKind::Gpu,
         quick: false,
         profile: false,
+        unroll: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -114,6 +118,7 @@ fn parse_args() -> Res<Args> {
             }
             "--profile" => a.profile = true,
             "--quick" => a.quick = true,
+            "--unroll" => a.unroll = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -517,7 +522,7 @@ fn sequences(n: usize, len: usize, vocab: usize, seed: u64) -> Res<HostTensor> {
 fn bench_char_lstm(
     kind: DeviceKind,
     budget: f64,
-    profile: bool,
+    (profile, unroll): (bool, bool),
     rows: &mut Vec<Row>,
 ) -> Res<Value> {
     const N: usize = 1024;
@@ -527,7 +532,7 @@ fn bench_char_lstm(
     let limits = device.limits();
     let mut m = Sequential::new(device).seed(3);
     m.add(kiln::OneHot::new(V).input_length(40))?;
-    m.add(kiln::Lstm::new(128))?;
+    m.add(kiln::Lstm::new(128).unroll(unroll))?;
     m.add(Dense::new(V).activation(Activation::Softmax))?;
     m.compile(
         Loss::CategoricalCrossentropy,
@@ -561,7 +566,7 @@ fn bench_char_lstm(
         "model": "OneHot(57) -> LSTM(128) -> Dense(57, softmax), 40 steps, RMSprop(0.01), categorical crossentropy",
         "samples": N, "batch": BATCH, "warmup_epoch_ms": warm * 1e3,
         "epochs_timed": runs.len(), "epoch_ms_mean": mean(&runs) * 1e3,
-        "samples_per_s": sps, "train_plan": comp,
+        "samples_per_s": sps, "train_plan": comp, "unrolled": unroll,
     }))
 }
 
@@ -570,7 +575,7 @@ fn bench_char_lstm(
 fn bench_imdb_lstm(
     kind: DeviceKind,
     budget: f64,
-    profile: bool,
+    (profile, unroll): (bool, bool),
     rows: &mut Vec<Row>,
 ) -> Res<Value> {
     const N: usize = 128;
@@ -579,7 +584,7 @@ fn bench_imdb_lstm(
     let limits = device.limits();
     let mut m = Sequential::new(device).seed(4);
     m.add(kiln::Embedding::new(5000, 32).input_length(500))?;
-    m.add(kiln::Lstm::new(100))?;
+    m.add(kiln::Lstm::new(100).unroll(unroll))?;
     m.add(Dense::new(1).activation(Activation::Sigmoid))?;
     m.compile(
         Loss::BinaryCrossentropy,
@@ -609,7 +614,7 @@ fn bench_imdb_lstm(
         "model": "Embedding(5000, 32) -> LSTM(100) -> Dense(1, sigmoid), 500 steps, Adam, binary crossentropy",
         "samples": N, "batch": BATCH, "warmup_epoch_ms": warm * 1e3,
         "epochs_timed": runs.len(), "epoch_ms_mean": mean(&runs) * 1e3,
-        "samples_per_s": sps, "train_plan": comp,
+        "samples_per_s": sps, "train_plan": comp, "unrolled": unroll,
     }))
 }
 
@@ -990,8 +995,18 @@ fn run() -> Res<()> {
             "mlp" => bench_mlp(kind, budget.mlp, &mut rows),
             "fit_scaling" => fit_scaling::bench_fit_scaling(kind, budget.mlp / 3.0, &mut rows),
             "matmul" => bench_matmul(kind, sizes, budget.matmul, &mut rows),
-            "char_lstm" => bench_char_lstm(kind, budget.recurrent, args.profile, &mut rows),
-            "imdb_lstm" => bench_imdb_lstm(kind, budget.recurrent, args.profile, &mut rows),
+            "char_lstm" => bench_char_lstm(
+                kind,
+                budget.recurrent,
+                (args.profile, args.unroll),
+                &mut rows,
+            ),
+            "imdb_lstm" => bench_imdb_lstm(
+                kind,
+                budget.recurrent,
+                (args.profile, args.unroll),
+                &mut rows,
+            ),
             _ => bench_elementwise(kind, budget.elementwise, &mut rows),
         }));
         let v = match r {

@@ -4,14 +4,15 @@
 //! Work is split into tasks of a size fixed by the kernel's shape alone — elementwise
 //! kernels in chunks of [`CHUNK`] elements, reductions in chunks of whole outputs (each
 //! output folded sequentially in the interpreter's order), matmuls in output tiles (each
-//! one single-threaded GEMM call over the whole `k`) — so the bits never depend on the
-//! number of threads.
+//! one single-threaded GEMM call over the whole `k`), recurrences in blocks of rows of the
+//! batch ([`crate::recurrence`]) — so the bits never depend on the number of threads.
 
 use crate::gemm::MatMul;
 use crate::math::max_nan;
 use crate::prog::{
     max_index, AccCol, Accs, Phase, PhaseSpec, RawBuf, Scalar, Scratch, Value, BLOCK,
 };
+use crate::recurrence::Recurrence;
 use kiln_ir::{unravel, DType};
 use kiln_plan::kernel::{Dense, Expr, Fold, Kernel, KernelOp, ReduceKind};
 use kiln_plan::{Error, PlanError, Result};
@@ -54,6 +55,8 @@ pub enum Prepared {
     },
     /// A matmul: GEMM tiles then the epilogue per tile row.
     MatMul(Box<MatMul>),
+    /// A recurrence: blocks of rows, each looping over the steps.
+    Recurrence(Box<Recurrence>),
     /// A scatter-add.
     ScatterAdd {
         /// Rows of the output.
@@ -289,6 +292,9 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 tn,
             }))
         }
+        KernelOp::Recurrence { .. } => {
+            Prepared::Recurrence(Box::new(Recurrence::new(k, &mut extents)?))
+        }
         KernelOp::ScatterAdd {
             rows,
             cols,
@@ -521,6 +527,7 @@ impl Prepared {
                 });
             }
             Prepared::MatMul(mm) => mm.run(args),
+            Prepared::Recurrence(r) => r.run(args),
             Prepared::ScatterAdd {
                 rows,
                 cols,

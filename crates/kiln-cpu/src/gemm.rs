@@ -109,7 +109,7 @@ impl MatMul {
 /// Every element the shapes and strides address lies in its buffer; `c` does not overlap
 /// `a` or `b`.
 #[inline]
-unsafe fn product(
+pub(crate) unsafe fn product(
     [m, k, n]: [usize; 3],
     a: (*const f32, usize, usize),
     b: (*const f32, usize, usize),

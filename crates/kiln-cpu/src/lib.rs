@@ -15,7 +15,11 @@
 //!   register programs ([`prog::Phase`]) evaluated over blocks of [`prog::BLOCK`] elements
 //!   with loops the compiler vectorises (an AVX2 build of the same loop where the CPU has
 //!   it);
-//! - scatter-adds run sequentially, in the interpreter's order.
+//! - scatter-adds run sequentially, in the interpreter's order;
+//! - recurrences ([`recurrence`]: a whole LSTM, GRU or SimpleRNN layer over time, forward or
+//!   BPTT) run in blocks of [`recurrence::ROWS`] rows of the batch, one task each looping
+//!   over all the steps: per step one GEMM call for the block's `h_in · r` (backward
+//!   `d rec · rᵀ`, `rᵀ` read in place) and the cell as vectorised loops over the units.
 //!
 //! Every element any kernel touches is then checked against the buffers its steps bind, so
 //! the unchecked accesses of a run stay in bounds. A run checks its inputs with
@@ -23,7 +27,7 @@
 //! ([`kiln_plan::Slot::indices`]), every value a whole number in its domain
 //! ([`Error::IndexOutOfRange`]) — exactly as the interpreter and kiln-wgpu do.
 //!
-//! It supports every kernel of the plan contract (f32 and i32, all four kernel families,
+//! It supports every kernel of the plan contract (f32 and i32, all five kernel families,
 //! any view strides, vector hints ignored) and no device types: the crate depends on
 //! `kiln-plan` (and `kiln-ir`'s scalar types) only, never on the compiler.
 //!
@@ -58,6 +62,7 @@ pub mod exec;
 pub mod gemm;
 mod math;
 pub mod prog;
+pub mod recurrence;
 
 use kiln_ir::DType;
 use kiln_plan::backend::{check_inputs, AdapterClass, DeviceLimits, HostData};
@@ -124,6 +129,8 @@ impl Backend for NativeBackend {
             max_storage_buffer_binding_size: 1 << 32,
             max_buffer_size: 1 << 32,
             max_compute_workgroups_per_dimension: u32::MAX,
+            // no workgroup memory here: a recurrence of any width runs fused
+            max_compute_workgroup_storage_size: u32::MAX,
             adapter_class: AdapterClass::Cpu,
             ..DeviceLimits::default()
         }
@@ -412,6 +419,7 @@ impl Executable for NativeExecutable {
                             kiln_plan::kernel::KernelOp::Reduce { .. } => "reduce",
                             kiln_plan::kernel::KernelOp::MatMul { .. } => "matmul",
                             kiln_plan::kernel::KernelOp::ScatterAdd { .. } => "scatter-add",
+                            kiln_plan::kernel::KernelOp::Recurrence { .. } => "recurrence",
                         };
                         // unrolled timesteps share a label up to their step number
                         let mut label: String =
@@ -432,6 +440,20 @@ impl Executable for NativeExecutable {
                                 label += &format!(
                                     " [{batch}x{m}x{k}]·[{k}x{n}] a({},{}) b({},{})",
                                     a.row_stride, a.col_stride, b.row_stride, b.col_stride
+                                )
+                            }
+                            kiln_plan::kernel::KernelOp::Recurrence {
+                                cell,
+                                batch,
+                                steps,
+                                grad,
+                                ..
+                            } => {
+                                label += &format!(
+                                    " {} {} [{batch}, {steps}] U={}",
+                                    cell.name(),
+                                    if grad.is_some() { "bptt" } else { "forward" },
+                                    cell.units
                                 )
                             }
                             _ => {}

@@ -449,6 +449,15 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
         Op::RandomUniform { .. } => vec![None],
         // d scatter_add = gather of dy at the indices
         Op::ScatterAdd => vec![None, Some(g.gather(dy, x(0))?)],
+        Op::Recurrence(c) => recurrence_vjp(g, c, &node.inputs, y, dy)?,
+        // the backward is not differentiated again
+        Op::RecurrenceGrad(_) => {
+            return Err(IrError::Invalid {
+                id: y,
+                op: node.op.mnemonic(),
+                message: "second derivatives of a fused recurrence are not supported".into(),
+            })
+        }
         // d cast = cast back (float sources only; integer sources get no gradient)
         Op::Cast => {
             let dt = g.dtype(x(0));
@@ -459,4 +468,61 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
             }]
         }
     })
+}
+
+/// The adjoints of a recurrence's operands: `d xp` from the backward op; `dr = Σ h_inᵀ·d rec`
+/// over all steps as one product (`h_in`, the state that entered the product, is read from the
+/// trace); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ + d h_in_t)` (pruned when
+/// unused, as for a dropout mask drawn from noise).
+fn recurrence_vjp(
+    g: &mut Graph,
+    c: &crate::recurrence::Cell,
+    ops: &[NodeId],
+    trace: NodeId,
+    dy: NodeId,
+) -> Result<Vec<Option<NodeId>>> {
+    let d = g.recurrence_grad(*c, ops, trace, dy)?;
+    let dims = g.shape(trace).dims().to_vec();
+    let (b, t, u, ku) = (dims[0], dims[1], c.units, c.gates() * c.units);
+    // d xp and d rec as [B·T, kU] views (GRU: the two column halves of the result; LSTM and
+    // SimpleRNN: the result itself), reshaped before slicing so that they stay views
+    let d2 = g.reshape(d, [b * t, c.grad_width()])?;
+    let (dxp2, dr) = match c.kind {
+        crate::recurrence::CellKind::Gru => (g.slice(d2, 1, 0, ku)?, g.slice(d2, 1, ku, ku)?),
+        _ => (d2, d2),
+    };
+    let dxp = g.reshape(dxp2, [b, t, ku])?;
+    // dr = Σ h_inᵀ·d rec over all B·T rows: h_in is stored in the trace (zero at step 0), so
+    // both operands are strided views, no copies
+    let w = c.trace_width();
+    let tr = g.reshape(trace, [b * t, w])?;
+    let hin = g.slice(tr, 1, c.h_in_column(), u)?;
+    let hint = g.transpose(hin)?;
+    let mut v = vec![Some(dxp), Some(g.matmul(hint, dr)?)];
+    // d mask = Σ_t h_{t-1} ⊙ (d rec_t·rᵀ + dtrace_hin_t), over steps 1.. (usually pruned)
+    let dmask = match c.mask_operand() {
+        Some(_) if t > 1 => {
+            let h = g.slice(trace, 2, 0, u)?;
+            let hp = g.slice(h, 1, 0, t - 1)?;
+            let rt = g.transpose(ops[1])?;
+            let dh = g.matmul(dr, rt)?;
+            let dh = g.reshape(dh, [b, t, u])?;
+            let dyh = g.slice(dy, 2, c.h_in_column(), u)?;
+            let dh = g.add(dh, dyh)?;
+            let dh = g.slice(dh, 1, 1, t - 1)?;
+            let p = g.mul(hp, dh)?;
+            Some(g.sum(p, &[1], false)?)
+        }
+        Some(_) => Some(g.full(0.0, [b, u], DType::F32)),
+        None => None,
+    };
+    if let Some(i) = c.rb_operand() {
+        let s = g.sum(dr, &[0], false)?;
+        let rb_shape = g.shape(ops[i]).clone();
+        v.push(Some(g.reshape(s, rb_shape)?));
+    }
+    if c.masked {
+        v.push(dmask);
+    }
+    Ok(v)
 }

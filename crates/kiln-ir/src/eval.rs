@@ -324,6 +324,32 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
             }
             out
         }
+        Op::Recurrence(c) | Op::RecurrenceGrad(c) => {
+            use crate::recurrence::{backward, forward, Operands};
+            let (b, t) = (shape.0[0], shape.0[1]);
+            let ops = Operands {
+                xp: &args[0].data,
+                r: &args[1].data,
+                rb: c.rb_operand().map(|i| &args[i].data[..]),
+                mask: c.mask_operand().map(|i| &args[i].data[..]),
+            };
+            let mut out = vec![0.0; numel];
+            if matches!(n.op, Op::Recurrence(_)) {
+                forward(c, t, 0..b, ops, &mut out);
+            } else {
+                let n = args.len();
+                backward(
+                    c,
+                    t,
+                    0..b,
+                    ops,
+                    &args[n - 2].data,
+                    &args[n - 1].data,
+                    &mut out,
+                );
+            }
+            out
+        }
         Op::Reduce { op, axes } => {
             let src = &args[0].shape;
             let os = shape.strides();

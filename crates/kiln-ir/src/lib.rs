@@ -52,6 +52,7 @@ mod graph;
 mod op;
 pub mod ops;
 pub mod random;
+pub mod recurrence;
 pub mod testing;
 mod types;
 mod verify;

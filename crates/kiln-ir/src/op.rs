@@ -189,6 +189,13 @@ pub enum Op {
     /// `[rows, d..]`. Indices outside `0..rows` are ignored. Sums run in index order
     /// (deterministic).
     ScatterAdd,
+    /// A whole recurrent layer over its time axis (see [`crate::recurrence`]): operands
+    /// `xp [B, T, kU]`, `r [U, kU]`, then `rb [kU]` (GRU) and `mask [B, U]` (masked); the
+    /// result is the trace `[B, T, W]`, the hidden state `h` in its first `U` columns.
+    Recurrence(crate::recurrence::Cell),
+    /// The backward (BPTT) of [`Op::Recurrence`]: the forward's operands, then its trace and
+    /// the trace's adjoint; the result `[B, T, G]` (see [`crate::recurrence`]).
+    RecurrenceGrad(crate::recurrence::Cell),
 }
 
 /// The kind of an op without its attributes: the unit of the op table.
@@ -230,6 +237,10 @@ pub enum OpKind {
     ScatterAdd,
     /// [`Op::RandomUniform`]
     RandomUniform,
+    /// [`Op::Recurrence`]
+    Recurrence,
+    /// [`Op::RecurrenceGrad`]
+    RecurrenceGrad,
 }
 
 impl OpKind {
@@ -252,6 +263,8 @@ impl OpKind {
             OpKind::Gather,
             OpKind::ScatterAdd,
             OpKind::RandomUniform,
+            OpKind::Recurrence,
+            OpKind::RecurrenceGrad,
         ]);
         v
     }
@@ -279,6 +292,8 @@ impl Op {
             Op::Gather => OpKind::Gather,
             Op::ScatterAdd => OpKind::ScatterAdd,
             Op::RandomUniform { .. } => OpKind::RandomUniform,
+            Op::Recurrence(_) => OpKind::Recurrence,
+            Op::RecurrenceGrad(_) => OpKind::RecurrenceGrad,
         }
     }
 
@@ -303,6 +318,8 @@ impl Op {
             Op::Gather => "gather",
             Op::ScatterAdd => "scatter_add",
             Op::RandomUniform { .. } => "random_uniform",
+            Op::Recurrence(_) => "recurrence",
+            Op::RecurrenceGrad(_) => "recurrence_grad",
         }
     }
 
@@ -313,6 +330,8 @@ impl Op {
             Op::Binary(_) | Op::MatMul | Op::Gather | Op::ScatterAdd => 2,
             Op::Where => 3,
             Op::Concat { .. } => return None,
+            Op::Recurrence(c) => c.forward_arity(),
+            Op::RecurrenceGrad(c) => c.forward_arity() + 2,
             _ => 1,
         })
     }

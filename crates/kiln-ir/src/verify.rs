@@ -111,6 +111,25 @@ pub fn verify(g: &Graph) -> Result<()> {
                     && u.0[..i.rank()] == i.0[..]
                     && u.0[i.rank()..] == n.shape.0[1..]
             }
+            Op::Recurrence(c) | Op::RecurrenceGrad(c) => {
+                let grad = matches!(n.op, Op::RecurrenceGrad(_));
+                let x = s(0);
+                x.rank() == 3 && c.units > 0 && {
+                    let (b, t) = (x.0[0], x.0[1]);
+                    let na = c.forward_arity();
+                    let tw = [b, t, c.trace_width()];
+                    let width = if grad {
+                        c.grad_width()
+                    } else {
+                        c.trace_width()
+                    };
+                    (0..na).all(|k| c.operand_fits(k, &s(k).0, b, t))
+                        && (!grad || (s(na).0 == tw && s(na + 1).0 == tw))
+                        && n.shape.0 == [b, t, width]
+                        && n.dtype == crate::DType::F32
+                        && (0..n.inputs.len()).all(|k| g.dtype(n.inputs[k]) == crate::DType::F32)
+                }
+            }
             _ => true,
         };
         if !ok {

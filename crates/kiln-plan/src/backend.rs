@@ -132,6 +132,8 @@ pub struct DeviceLimits {
     pub max_compute_invocations_per_workgroup: u32,
     /// Largest workgroup count per dimension.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Bytes of workgroup memory one workgroup may use.
+    pub max_compute_workgroup_storage_size: u32,
     /// Most loop iterations one invocation may run (all its loops together). Mesa's
     /// llvmpipe/lavapipe silently stops loops after 65,535 iterations, which would truncate a
     /// long reduction; the compiler splits reductions to stay under this. `u64::MAX` where
@@ -139,6 +141,13 @@ pub struct DeviceLimits {
     pub max_loop_iterations: u64,
     /// Adapter class.
     pub adapter_class: AdapterClass,
+    /// Whether persistent kernels — a workgroup looping over hundreds of steps with a barrier
+    /// per step, as [`KernelOp::Recurrence`](crate::kernel::KernelOp::Recurrence) — run well
+    /// here: true on GPUs and on the host CPU backends (no workgroups at all), false on CPU
+    /// rasterizers (lavapipe runs each barrier as a coroutine switch of every invocation and
+    /// compiles the unrolled form for minutes). The layers build the unrolled graph where it
+    /// is false; the compiler still lowers a recurrence op anywhere it fits.
+    pub persistent_kernels: bool,
 }
 
 impl Default for DeviceLimits {
@@ -151,8 +160,10 @@ impl Default for DeviceLimits {
             max_compute_workgroup_size_x: 256,
             max_compute_invocations_per_workgroup: 256,
             max_compute_workgroups_per_dimension: 65535,
+            max_compute_workgroup_storage_size: 16384,
             max_loop_iterations: u64::MAX,
             adapter_class: AdapterClass::Other,
+            persistent_kernels: true,
         }
     }
 }

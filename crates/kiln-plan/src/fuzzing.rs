@@ -103,5 +103,8 @@ fn work_of(op: &KernelOp) -> u64 {
         KernelOp::ScatterAdd {
             rows, cols, count, ..
         } => prod(&[*rows + *count, *cols]),
+        KernelOp::Recurrence {
+            cell, batch, steps, ..
+        } => prod(&[*batch, *steps, cell.units, cell.gates() * cell.units + 8]),
     }
 }

@@ -277,6 +277,55 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                 }
             }
         }
+        KernelOp::Recurrence {
+            cell,
+            batch,
+            steps,
+            xp,
+            r,
+            rb,
+            mask,
+            grad,
+            out,
+            ..
+        } => {
+            use kiln_ir::recurrence::{backward, forward, Operands};
+            // operands copied out (they may share a buffer with `out`)
+            let (u, ku) = (cell.units, cell.gates() * cell.units);
+            let (b, t) = (*batch, *steps);
+            let read = |bufs: &[Buf], d: &crate::kernel::Dense, n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| bufs[d.arg as usize].get(d.offset + i).f())
+                    .collect()
+            };
+            let xpv = read(bufs, xp, b * t * ku);
+            let rv = read(bufs, r, u * ku);
+            let rbv = rb.as_ref().map(|d| read(bufs, d, ku));
+            let mv = mask.as_ref().map(|d| read(bufs, d, b * u));
+            let ops = Operands {
+                xp: &xpv,
+                r: &rv,
+                rb: rbv.as_deref(),
+                mask: mv.as_deref(),
+            };
+            let res = match grad {
+                None => {
+                    let mut o = vec![0.0f32; b * t * cell.trace_width()];
+                    forward(cell, t, 0..b, ops, &mut o);
+                    o
+                }
+                Some([tr, dtr]) => {
+                    let w = b * t * cell.trace_width();
+                    let (trv, dtrv) = (read(bufs, tr, w), read(bufs, dtr, w));
+                    let mut o = vec![0.0f32; b * t * cell.grad_width()];
+                    backward(cell, t, 0..b, ops, &trv, &dtrv, &mut o);
+                    o
+                }
+            };
+            for (i, v) in res.into_iter().enumerate() {
+                bufs[out.arg as usize].set(out.offset + i, V::F(v));
+            }
+        }
         KernelOp::ScatterAdd {
             rows,
             cols,
@@ -393,6 +442,8 @@ impl Backend for CpuBackend {
             max_storage_buffer_binding_size: 1 << 32,
             max_buffer_size: 1 << 32,
             max_compute_workgroups_per_dimension: u32::MAX,
+            // no workgroups: a recurrence of any width runs fused
+            max_compute_workgroup_storage_size: u32::MAX,
             adapter_class: AdapterClass::Cpu,
             ..DeviceLimits::default()
         }

@@ -452,6 +452,128 @@ pub enum KernelOp {
         /// Output `[rows, cols]` (f32).
         dst: Dense,
     },
+    /// A whole recurrent layer over its time axis ([`kiln_ir::recurrence`], whose reference
+    /// [`forward`](kiln_ir::recurrence::forward) and
+    /// [`backward`](kiln_ir::recurrence::backward) define the values): the forward
+    /// (`grad: None`) writes the trace `[batch, steps, W]` to `out`; the backward reads the
+    /// trace and its adjoint (`grad`) and writes `[batch, steps, G]`. All operands are dense
+    /// row-major f32 blocks. One persistent kernel: each workgroup owns `launch.rows` rows of
+    /// the batch and loops over every step by itself (workgroup barriers only), so
+    /// `threads = ceil(batch / rows) * workgroup_size`.
+    Recurrence {
+        /// The cell and its attributes.
+        cell: kiln_ir::recurrence::Cell,
+        /// Rows of the batch `B`.
+        batch: usize,
+        /// Timesteps `T`.
+        steps: usize,
+        /// Input projections `[B, T, kU]`.
+        xp: Dense,
+        /// Recurrent kernel `[U, kU]`.
+        r: Dense,
+        /// Recurrent bias `[kU]` (GRU).
+        rb: Option<Dense>,
+        /// Recurrent-dropout mask `[B, U]` (masked cells).
+        mask: Option<Dense>,
+        /// The backward's `[trace, dtrace]`, each `[B, T, W]`; `None` for the forward.
+        grad: Option<[Dense; 2]>,
+        /// The result: trace `[B, T, W]` or gradient `[B, T, G]`.
+        out: Dense,
+        /// How a GPU backend runs it.
+        launch: RecurrenceLaunch,
+    },
+}
+
+/// The launch of a [`KernelOp::Recurrence`] on a GPU backend (the CPU backends ignore it).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecurrenceLaunch {
+    /// Rows of the batch per workgroup.
+    pub rows: u32,
+    /// Whether the per-step loops over the state are unrolled in the shader text (devices
+    /// whose loop limit the looped form would exceed: llvmpipe's 65,535 iterations per
+    /// invocation), leaving only the loop over the steps.
+    pub unroll: bool,
+}
+
+/// Largest workgroup a recurrence uses.
+pub const RECURRENCE_MAX_WORKGROUP: u32 = 256;
+
+impl RecurrenceLaunch {
+    /// `(launch, workgroup size)` of a recurrence on a device, or `None` when it does not
+    /// fit (workgroup memory, workgroup count or loop limit): then the layer keeps the
+    /// unrolled graph. Rows per workgroup are as many as fill up to
+    /// [`RECURRENCE_MAX_WORKGROUP`] invocations with one `(row, unit)` pair each (at least
+    /// one row); workgroup memory holds two state buffers of the rows (forward: `2·rows·U`
+    /// floats; backward: `2·rows·kU`).
+    pub fn choose(
+        cell: &kiln_ir::recurrence::Cell,
+        backward: bool,
+        batch: usize,
+        steps: usize,
+        limits: &crate::DeviceLimits,
+    ) -> Option<(RecurrenceLaunch, u32)> {
+        let cap = RECURRENCE_MAX_WORKGROUP
+            .min(limits.max_compute_invocations_per_workgroup)
+            .min(limits.max_compute_workgroup_size_x)
+            .max(1) as usize;
+        let u = cell.units;
+        let per_row = if backward { cell.gates() * u } else { u };
+        let mem = limits.max_compute_workgroup_storage_size as usize / 4;
+        let mut rows = (cap / u).clamp(1, batch.max(1));
+        while rows > 1 && 2 * rows * per_row > mem {
+            rows -= 1;
+        }
+        if 2 * rows * per_row > mem {
+            return None;
+        }
+        let workgroups = batch.div_ceil(rows);
+        if workgroups > limits.max_compute_workgroups_per_dimension as usize {
+            return None;
+        }
+        let wg = (rows * u).min(cap).next_multiple_of(8).min(cap) as u32;
+        let launch = RecurrenceLaunch {
+            rows: rows as u32,
+            unroll: false,
+        };
+        let looped = launch.iterations(cell, backward, steps, wg);
+        if looped <= limits.max_loop_iterations {
+            return Some((launch, wg));
+        }
+        let launch = RecurrenceLaunch {
+            unroll: true,
+            ..launch
+        };
+        (launch.iterations(cell, backward, steps, wg) <= limits.max_loop_iterations)
+            .then_some((launch, wg))
+    }
+
+    /// `(row, unit)` pairs each invocation owns: `ceil(rows·U / workgroup_size)`.
+    pub fn pairs(&self, units: usize, workgroup_size: u32) -> usize {
+        (self.rows as usize * units).div_ceil(workgroup_size.max(1) as usize)
+    }
+
+    /// Loop iterations one invocation runs (the device's loop limit counts all its loops):
+    /// the steps, and unless unrolled, per step and owned pair the dot product over the
+    /// state (`U` forward, `kU` backward).
+    pub fn iterations(
+        &self,
+        cell: &kiln_ir::recurrence::Cell,
+        backward: bool,
+        steps: usize,
+        workgroup_size: u32,
+    ) -> u64 {
+        let inner = if self.unroll {
+            0
+        } else {
+            let dot = if backward {
+                cell.gates() * cell.units
+            } else {
+                cell.units
+            };
+            (self.pairs(cell.units, workgroup_size) * dot) as u64
+        };
+        (steps as u64).saturating_mul(1 + inner)
+    }
 }
 
 /// A dense row-major block of a kernel argument.

@@ -253,6 +253,22 @@ impl Plan {
                 KernelOp::ScatterAdd {
                     rows, cols, count, ..
                 } => format!("scatter-add {count} -> [{rows}, {cols}]"),
+                KernelOp::Recurrence {
+                    cell,
+                    batch,
+                    steps,
+                    grad,
+                    launch,
+                    ..
+                } => format!(
+                    "{} {}{} [{batch}, {steps}, {}] persistent {}r{}",
+                    cell.name(),
+                    if grad.is_some() { "bptt" } else { "forward" },
+                    if cell.masked { " masked" } else { "" },
+                    cell.units,
+                    launch.rows,
+                    if launch.unroll { " unrolled" } else { "" },
+                ),
                 KernelOp::Elementwise {
                     shape,
                     body,

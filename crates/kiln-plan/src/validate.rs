@@ -14,6 +14,7 @@ use crate::kernel::{Body, Expr, KernelOp};
 use crate::plan::{BufferKind, Plan, Step, PLAN_FORMAT_VERSION};
 use crate::schedule;
 use crate::PlanError;
+use kiln_ir::DType;
 
 fn check_body(
     body: &Body,
@@ -142,6 +143,12 @@ fn sizes(plan: &Plan) -> Result<(), String> {
             KernelOp::ScatterAdd {
                 rows, cols, count, ..
             } => bounded(&[*rows, *cols]).is_some() && bounded(&[*count, *cols]).is_some(),
+            KernelOp::Recurrence {
+                cell, batch, steps, ..
+            } => {
+                bounded(&[*batch, *steps, cell.trace_width().max(cell.grad_width())]).is_some()
+                    && bounded(&[cell.units, cell.gates(), cell.units]).is_some()
+            }
         };
         if !ok {
             return Err(format!(
@@ -260,6 +267,37 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                     || k.threads < *cols as u64
                 {
                     return Err(format!("{what}: scatter-add args or threads"));
+                }
+            }
+            KernelOp::Recurrence {
+                cell,
+                batch,
+                xp,
+                r,
+                rb,
+                mask,
+                grad,
+                out,
+                launch,
+                ..
+            } => {
+                let mut used = vec![xp.arg, r.arg, out.arg];
+                used.extend(rb.iter().chain(mask.iter()).map(|d| d.arg));
+                used.extend(grad.iter().flatten().map(|d| d.arg));
+                let wg = k.workgroup_size.max(1) as u64;
+                if cell.units == 0
+                    || rb.is_some() != cell.rb_operand().is_some()
+                    || mask.is_some() != cell.masked
+                    || launch.rows == 0
+                    || used.iter().any(|&a| a as usize >= n)
+                    || used.iter().any(|&a| k.args[a as usize].dtype != DType::F32)
+                    || !k.args[out.arg as usize].access.writes()
+                    || k.threads
+                        < (*batch as u64)
+                            .div_ceil(launch.rows as u64)
+                            .saturating_mul(wg)
+                {
+                    return Err(format!("{what}: recurrence cell, args or threads"));
                 }
             }
             KernelOp::MatMul {
@@ -449,6 +487,34 @@ fn device(plan: &Plan, limits: &DeviceLimits) -> Result<(), String> {
                     .max_compute_workgroup_size_x
                     .min(limits.max_compute_invocations_per_workgroup)
             ));
+        }
+        if let KernelOp::Recurrence {
+            cell,
+            steps,
+            grad,
+            launch,
+            ..
+        } = &k.op
+        {
+            // the shader's workgroup memory and loop count (an over-long loop is silently
+            // cut short on llvmpipe)
+            let per_row = if grad.is_some() {
+                cell.gates() * cell.units
+            } else {
+                cell.units
+            };
+            let bytes = (launch.rows as u64)
+                .saturating_mul(2 * per_row as u64)
+                .saturating_mul(4);
+            let iters = launch.iterations(cell, grad.is_some(), *steps, k.workgroup_size);
+            if bytes > limits.max_compute_workgroup_storage_size as u64
+                || iters > limits.max_loop_iterations
+            {
+                return Err(format!(
+                    "step {si}: recurrence `{}` needs {bytes} bytes of workgroup memory and {iters} loop iterations, the device allows {} and {}",
+                    k.label, limits.max_compute_workgroup_storage_size, limits.max_loop_iterations
+                ));
+            }
         }
         let max = limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&g| g > max) {

@@ -51,8 +51,10 @@
 //! - Device buffers have usage `STORAGE | COPY_DST | COPY_SRC` and a size rounded up to a
 //!   multiple of 16 bytes (so `array<vec4<f32>>` views cover every element).
 //! - No atomics; reductions are sequential per output element and every matmul output sums
-//!   over `k` in increasing order, so results are deterministic run to run. Only the
-//!   workgroup-tiled matmul uses workgroup memory and barriers.
+//!   over `k` in increasing order, so results are deterministic run to run. Workgroup
+//!   memory and barriers appear in the workgroup-tiled matmul, tree reductions (fixed
+//!   combine order) and recurrences (a workgroup owns whole batch rows and steps through
+//!   time; every pair's dot products run in a fixed order).
 //!
 //! ```no_run
 //! use kiln_plan::Backend;

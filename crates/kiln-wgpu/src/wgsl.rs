@@ -6,8 +6,9 @@
 //!
 //! The writer only covers what kiln's kernels need (storage bindings, `override` constants,
 //! compute entry points and helper functions, `let`/`var`, assignments, `if`, counted `for`
-//! loops, builtin calls, conversions, constructors and bitcasts), so every construct it can print is valid WGSL by construction,
-//! except for type errors, which naga validation catches in tests and at load time.
+//! loops, blocks, workgroup barriers, builtin calls, conversions, constructors and
+//! bitcasts), so every construct it can print is valid WGSL by construction, except for
+//! type errors, which naga validation catches in tests and at load time.
 //!
 //! Printing rules that keep the output unambiguous:
 //! - every binary and unary operation is fully parenthesized, so precedence never matters;
@@ -241,6 +242,8 @@ pub enum Stmt {
     Return(Option<Expr>),
     /// `workgroupBarrier();` (uniform control flow only)
     Barrier,
+    /// `{ body }`: a scope of its own (so copies of unrolled code may repeat their names).
+    Block(Vec<Stmt>),
 }
 
 /// Address-space access of a storage binding.
@@ -499,6 +502,11 @@ impl Display for Block<'_> {
                 Stmt::Return(None) => writeln!(f, "{pad}return;")?,
                 Stmt::Barrier => writeln!(f, "{pad}workgroupBarrier();")?,
                 Stmt::Return(Some(e)) => writeln!(f, "{pad}return {e};")?,
+                Stmt::Block(body) => {
+                    writeln!(f, "{pad}{{")?;
+                    write!(f, "{}", Block(body, self.1 + 1))?;
+                    writeln!(f, "{pad}}}")?;
+                }
                 Stmt::If(c, then, otherwise) => {
                     writeln!(f, "{pad}if {c} {{")?;
                     write!(f, "{}", Block(then, self.1 + 1))?;

@@ -10,6 +10,7 @@ mod elementwise;
 pub use elementwise::broadcast_shapes;
 mod matmul;
 mod movement;
+mod recurrence;
 mod reduce;
 mod source;
 

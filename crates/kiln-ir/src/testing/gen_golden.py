@@ -129,6 +129,112 @@ cases.append(("random_uniform", [("a", [2, 3], A)], [2, 3],
               [A[i] + device_uniform(7, 3, i) for i in range(6)]))
 
 
+# Fused recurrences (kiln_ir::recurrence), B=2, T=3, U=2, written step by step from the
+# Keras/PyTorch cell equations. The trace per step: LSTM [h, c, z(4U), h_in], GRU
+# [h, rec(3U), h_in], SimpleRNN [h, z, h_in] (h_in: the state entering h·r, zero at step 0). The backward's expected values are central differences of
+# sum(trace * dtrace) with respect to a perturbation of each pre-activation (dz for LSTM and
+# SimpleRNN; d xp and d rec for GRU; five-point stencil), not the analytical BPTT.
+RB, RT, RU = 2, 3, 2
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+WIDTH = {"lstm": 7, "gru": 5, "rnn": 3}
+
+
+def rec_data(n, a, b):
+    return [round(0.37 * math.sin(a * i + b) + 0.05 * ((i * 7) % 5) - 0.1, 6) for i in range(n)]
+
+
+def rec_forward(kind, xp, r, rb, mask, dx=None, drc=None):
+    """trace [B, T, W*U]; dx/drc: optional perturbations of xp's and rec's use (by index)."""
+    k, u = GATES[kind], RU
+    ku = k * u
+    w = WIDTH[kind] * u
+    trace = [0.0] * (RB * RT * w)
+    for b in range(RB):
+        h = [0.0] * u
+        c = [0.0] * u
+        for t in range(RT):
+            hin = [h[j] * (mask[b * u + j] if mask else 1.0) for j in range(u)]
+            rec = [sum(hin[p] * r[p * ku + m] for p in range(u)) + (rb[m] if rb else 0.0) for m in range(ku)]
+            x = xp[(b * RT + t) * ku:(b * RT + t + 1) * ku]
+            x = [x[m] + (dx[(b * RT + t) * ku + m] if dx else 0.0) for m in range(ku)]
+            rec = [rec[m] + (drc[(b * RT + t) * ku + m] if drc else 0.0) for m in range(ku)]
+            row = (b * RT + t) * w
+            for j in range(u):
+                trace[row + w - u + j] = hin[j]
+            nh, nc = [0.0] * u, [0.0] * u
+            for j in range(u):
+                if kind == "lstm":
+                    z = [x[g * u + j] + rec[g * u + j] for g in range(4)]
+                    i_, f_, g_, o_ = sigmoid(z[0]), sigmoid(z[1]), math.tanh(z[2]), sigmoid(z[3])
+                    nc[j] = f_ * c[j] + i_ * g_
+                    nh[j] = o_ * math.tanh(nc[j])
+                    trace[row + u + j] = nc[j]
+                    for g in range(4):
+                        trace[row + 2 * u + g * u + j] = z[g]
+                elif kind == "gru":
+                    zz = sigmoid(x[j] + rec[j])
+                    rr = sigmoid(x[u + j] + rec[u + j])
+                    nn = math.tanh(x[2 * u + j] + rr * rec[2 * u + j])
+                    nh[j] = zz * h[j] + (1.0 - zz) * nn
+                    for g in range(3):
+                        trace[row + u + g * u + j] = rec[g * u + j]
+                else:
+                    z = x[j] + rec[j]
+                    nh[j] = math.tanh(z)
+                    trace[row + u + j] = z
+                trace[row + j] = nh[j]
+            h, c = nh, nc
+    return trace
+
+
+for kind in ("lstm", "gru", "rnn"):
+    for masked in (False, True):
+        k = GATES[kind]
+        ku = k * RU
+        xp = rec_data(RB * RT * ku, 0.7, 0.1)
+        r = rec_data(RU * ku, 1.3, 0.4)
+        rb = rec_data(ku, 2.1, 0.9) if kind == "gru" else None
+        mask = [1.25, 0.0, 1.25, 1.25] if masked else None
+        ins = [("xp", [RB, RT, ku], xp), ("r", [RU, ku], r)]
+        if rb:
+            ins.append(("rb", [ku], rb))
+        if mask:
+            ins.append(("mask", [RB, RU], mask))
+        name = f"{kind}_recurrence" + ("_masked" if masked else "")
+        w = WIDTH[kind] * RU
+        cases.append((name, ins, [RB, RT, w], rec_forward(kind, xp, r, rb, mask)))
+        # backward: dtrace is one more leaf
+        dtr = rec_data(RB * RT * w, 0.9, 1.7)
+        eps = 1e-3
+
+        def loss(dx=None, drc=None):
+            tr = rec_forward(kind, xp, r, rb, mask, dx, drc)
+            return sum(a * b for a, b in zip(tr, dtr))
+
+        def fd(which):
+            out = []
+            for i in range(RB * RT * ku):
+                # five-point stencil: truncation error ~eps^4 (about 1e-13 here)
+                d = [0.0] * (RB * RT * ku)
+                f = []
+                for step in (2, 1, -1, -2):
+                    d[i] = step * eps
+                    f.append(loss(**{which: d}))
+                out.append((-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * eps))
+            return out
+
+        if kind == "gru":
+            dxp, drec = fd("dx"), fd("drc")
+            exp = []
+            for bt in range(RB * RT):
+                exp += dxp[bt * ku:(bt + 1) * ku] + drec[bt * ku:(bt + 1) * ku]
+            gw = 2 * ku
+        else:
+            # z = xp + rec: a perturbation of xp is one of z (the trace's z part included)
+            exp, gw = fd("dx"), ku
+        cases.append((name + "_grad", ins + [("dtrace", [RB, RT, w], dtr)], [RB, RT, gw], exp))
+
+
 def lit(v):
     r = repr(float(v))
     return r if ("." in r or "e" in r or "inf" in r or "nan" in r) else r + ".0"

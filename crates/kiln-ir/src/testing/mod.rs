@@ -88,6 +88,22 @@ pub fn case_names(kind: OpKind) -> &'static [&'static str] {
         OpKind::Gather => &["gather"],
         OpKind::ScatterAdd => &["scatter_add"],
         OpKind::RandomUniform => &["random_uniform"],
+        OpKind::Recurrence => &[
+            "lstm_recurrence",
+            "lstm_recurrence_masked",
+            "gru_recurrence",
+            "gru_recurrence_masked",
+            "rnn_recurrence",
+            "rnn_recurrence_masked",
+        ],
+        OpKind::RecurrenceGrad => &[
+            "lstm_recurrence_grad",
+            "lstm_recurrence_masked_grad",
+            "gru_recurrence_grad",
+            "gru_recurrence_masked_grad",
+            "rnn_recurrence_grad",
+            "rnn_recurrence_masked_grad",
+        ],
     }
 }
 
@@ -108,7 +124,8 @@ pub fn all_cases() -> Vec<OpCase> {
                 OpKind::Unary(UnaryOp::Sign)
                 | OpKind::Constant
                 | OpKind::Cast
-                | OpKind::StopGradient => false,
+                | OpKind::StopGradient
+                | OpKind::RecurrenceGrad => false,
                 _ => true,
             };
             v.push(OpCase {
@@ -160,6 +177,29 @@ impl OpCase {
                     g.gather(l(0), idx)?
                 } else {
                     g.scatter_add(idx, l(0), 3)?
+                }
+            }
+            name if name.contains("_recurrence") => {
+                use crate::recurrence::{Cell, CellActivation, CellKind};
+                let kind = match &name[..3] {
+                    "lst" => CellKind::Lstm,
+                    "gru" => CellKind::Gru,
+                    _ => CellKind::SimpleRnn,
+                };
+                let grad = name.ends_with("_grad");
+                let cell = Cell {
+                    kind,
+                    units: 2,
+                    activation: CellActivation::Tanh,
+                    recurrent_activation: CellActivation::Sigmoid,
+                    masked: name.contains("masked"),
+                };
+                let n = cell.forward_arity();
+                let trace = g.recurrence(cell, l(0), l(1), &leaves[2..n])?;
+                if grad {
+                    g.recurrence_grad(cell, &leaves[..n], trace, l(n))?
+                } else {
+                    trace
                 }
             }
             "cast" => {

@@ -67,6 +67,12 @@ pub trait Layer {
         let _ = (name, x);
         Ok(())
     }
+    /// Tells the layer the limits of the device its graphs will be compiled for (called when
+    /// the layer joins a model). A recurrent layer uses them to choose between the fused
+    /// persistent recurrence and the unrolled graph; the default ignores them.
+    fn fit_device(&mut self, limits: &kiln_opt::DeviceLimits) {
+        let _ = limits;
+    }
     /// The layer in a training step, where it may draw noise from `ctx` (dropout); the
     /// default is [`Layer::forward`].
     fn forward_train(

@@ -84,7 +84,8 @@ impl Sequential {
     }
 
     /// [`Sequential::add`] for a boxed layer (e.g. one rebuilt from a configuration).
-    pub fn add_boxed(&mut self, layer: Box<dyn Layer>) -> Result<()> {
+    pub fn add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
+        layer.fit_device(&self.device.limits());
         self.stack.push(layer)?;
         self.plans.clear();
         self.weights_ready = false;

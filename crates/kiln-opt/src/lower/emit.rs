@@ -8,7 +8,7 @@ use super::{ELEMENTWISE_WORKGROUP_SIZE, WORKGROUP_SIZE};
 pub const REDUCE_TREE: u32 = 64;
 use crate::kernel::{
     elementwise_vector, Access, Arg, Body, Dense, Expr, Kernel, KernelOp, MatMulVariant,
-    MatOperand, ReduceStage, Store, View,
+    MatOperand, RecurrenceLaunch, ReduceStage, Store, View,
 };
 use crate::plan::{BufferDesc, BufferId, Plan, PlanStats, Slot, Step, PLAN_FORMAT_VERSION};
 use crate::{DeviceLimits, OptError, Result};
@@ -108,7 +108,12 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
     };
     let mut step_of_group = vec![usize::MAX; f.groups.len()];
     for (gi, gr) in f.groups.iter().enumerate() {
-        if gr.stores.is_empty() && !matches!(gr.kind, GroupKind::ScatterAdd { .. }) {
+        if gr.stores.is_empty()
+            && !matches!(
+                gr.kind,
+                GroupKind::ScatterAdd { .. } | GroupKind::Recurrence { .. }
+            )
+        {
             continue; // nothing it computes is used
         }
         step_of_group[gi] = plan.steps.len();
@@ -212,6 +217,57 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     *cols as u64,
                 )
             }
+            GroupKind::Recurrence {
+                cell,
+                batch,
+                steps,
+                operands,
+                backward,
+                out,
+            } => {
+                let dense = |b: &mut Binder, (t, off): (u32, usize), write: bool| {
+                    let (arg, base) = b.bind(t, write);
+                    Dense {
+                        arg,
+                        offset: base + off,
+                    }
+                };
+                let ops: Vec<Dense> = operands.iter().map(|&o| dense(&mut b, o, false)).collect();
+                let out = dense(&mut b, (*out, 0), true);
+                let Some((launch, wg)) =
+                    RecurrenceLaunch::choose(cell, *backward, *batch, *steps, limits)
+                else {
+                    return Err(OptError::Limit {
+                        tensor: g.nodes()[gr.nodes[0] as usize].name.clone(),
+                        bytes: (2 * cell.gates() * cell.units * 4) as u64,
+                        limit: limits.max_compute_workgroup_storage_size as u64,
+                        what: "recurrence (workgroup memory per row, or loop iterations)",
+                        hint: "the layer builds the unrolled graph when the fused recurrence does not fit; build it with the layer's graph, not Graph::recurrence".into(),
+                    });
+                };
+                workgroup_size = wg;
+                let threads = (batch.div_ceil(launch.rows as usize) as u64) * wg as u64;
+                let (rb, mask) = (
+                    cell.rb_operand().map(|i| ops[i].clone()),
+                    cell.mask_operand().map(|i| ops[i].clone()),
+                );
+                let na = cell.forward_arity();
+                (
+                    KernelOp::Recurrence {
+                        cell: *cell,
+                        batch: *batch,
+                        steps: *steps,
+                        xp: ops[0].clone(),
+                        r: ops[1].clone(),
+                        rb,
+                        mask,
+                        grad: backward.then(|| [ops[na].clone(), ops[na + 1].clone()]),
+                        out,
+                        launch,
+                    },
+                    threads,
+                )
+            }
             GroupKind::MatMul {
                 batch,
                 m,
@@ -267,6 +323,13 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
             KernelOp::MatMul { k, .. } => *k as u64,
             KernelOp::Elementwise { .. } => 0,
             KernelOp::ScatterAdd { rows, count, .. } => (*rows).max(*count) as u64,
+            KernelOp::Recurrence {
+                cell,
+                steps,
+                grad,
+                launch,
+                ..
+            } => launch.iterations(cell, grad.is_some(), *steps, workgroup_size),
         };
         if iterations > limits.max_loop_iterations {
             return Err(OptError::Limit {
@@ -365,6 +428,8 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                     | Op::Concat { .. }
                     | Op::Gather
                     | Op::ScatterAdd
+                    | Op::Recurrence(_)
+                    | Op::RecurrenceGrad(_)
             )
         })
         .map(|n| n.shape.numel() as u64 * 4)

@@ -333,7 +333,7 @@ fn convert(x: W, dt: DType, width: u32) -> W {
 
 /// `op(x)` in dtype `dt` on `width` lanes; transcendental ops on i32 compute in f32 and
 /// truncate.
-fn unary(op: UnaryOp, x: W, dt: DType, width: u32) -> W {
+pub(super) fn unary(op: UnaryOp, x: W, dt: DType, width: u32) -> W {
     let k = |v: W| splat(v, dt, width);
     match op {
         UnaryOp::Neg => x.un(UnOp::Neg),

@@ -1,9 +1,12 @@
 //! The frame of every generated (non-library) kernel: the thread index `gid` and its bounds
 //! check, then the statements of the kernel's family (`elementwise`,
-//! `reduce`, `scatter`), then the module: bindings, the uniform offset
-//! table, workgroup arrays, helper functions and the entry point.
+//! `reduce`, `scatter`, `recurrence`), then the module: bindings, the uniform offset
+//! table, workgroup arrays, helper functions and the entry point. Kernels with workgroup
+//! barriers (tree reductions, recurrences) check their workgroup index instead of `gid` and
+//! get the `wg_id` and `lid` builtins.
 
 use super::elementwise::elementwise;
+use super::recurrence::recurrence;
 use super::reduce::reduce;
 use super::scatter::scatter_add;
 use super::state::Gen;
@@ -11,7 +14,8 @@ use super::{sanitize, CodegenError, Target, ENTRY_POINT};
 use crate::wgsl::{BinOp, BuiltinInput, Expr as W, Function, Module, Param, Scalar, Stmt, Type};
 use kiln_plan::kernel::{Kernel, KernelOp};
 
-/// Builds the module of an elementwise, reduce or scatter-add kernel, and its offset table.
+/// Builds the module of an elementwise, reduce, scatter-add or recurrence kernel, and its
+/// offset table.
 pub(super) fn generated_module(
     kernel: &Kernel,
     target: &Target,
@@ -40,9 +44,11 @@ pub(super) fn generated_module(
             ),
         ),
     );
-    // (a tree reduction checks its workgroup index instead: its barriers need uniform
-    // control flow)
-    if !matches!(&kernel.op, KernelOp::Reduce { tree, .. } if *tree > 1) {
+    // (a tree reduction or a recurrence checks its workgroup index instead: its barriers
+    // need uniform control flow)
+    let barriers = matches!(&kernel.op, KernelOp::Reduce { tree, .. } if *tree > 1)
+        || matches!(&kernel.op, KernelOp::Recurrence { .. });
+    if !barriers {
         g.stmts.push(Stmt::If(
             gid.clone().bin(BinOp::Ge, W::u32(threads)),
             vec![Stmt::Return(None)],
@@ -54,11 +60,11 @@ pub(super) fn generated_module(
         KernelOp::Elementwise { .. } => elementwise(&mut g, &gid)?,
         KernelOp::Reduce { .. } => reduce(&mut g, &gid)?,
         KernelOp::ScatterAdd { .. } => scatter_add(&mut g, &gid)?,
+        KernelOp::Recurrence { .. } => recurrence(&mut g)?,
         KernelOp::MatMul { .. } => unreachable!("matmul kernels use the library shader"),
     };
 
     let table = g.offset_table();
-    let tree_mode = g.tree.is_some();
     let mut module = Module {
         comments: vec![
             sanitize(&format!("kiln kernel `{}`", kernel.label)),
@@ -95,7 +101,7 @@ pub(super) fn generated_module(
             }])
             .collect(),
     };
-    if tree_mode {
+    if barriers {
         if let Some(f) = module.functions.last_mut() {
             f.params.push(Param {
                 builtin: Some(BuiltinInput::WorkgroupId),

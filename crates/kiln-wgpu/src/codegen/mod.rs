@@ -25,7 +25,11 @@
 //! Reduce kernels run one thread per output element and fold the reduced axes in a
 //! sequential loop (no atomics), so their results are deterministic.
 //!
-//! One module per kernel family — `elementwise`, `reduce`, `scatter`, `matmul` —
+//! A recurrence kernel (a whole LSTM, GRU or SimpleRNN layer over time, forward or BPTT)
+//! is one persistent kernel: each workgroup owns rows of the batch and loops over the steps,
+//! the state in workgroup memory, one barrier per step (see `recurrence`).
+//!
+//! One module per kernel family — `elementwise`, `reduce`, `scatter`, `recurrence`, `matmul` —
 //! on shared parts: `state` (the `Gen` a kernel is built in and its index
 //! arithmetic), `body` (body and store emission, op by op) and `generate` (the frame of
 //! every generated kernel: thread index, bounds check, module). A new family is one new
@@ -35,6 +39,7 @@ mod body;
 mod elementwise;
 mod generate;
 mod matmul;
+mod recurrence;
 mod reduce;
 mod scatter;
 mod state;

@@ -20,6 +20,8 @@ pub struct Gru {
     pub(super) cfg: GruConfig,
     steps: usize,
     features: usize,
+    /// The limits of the model's device (see [`crate::layers::Layer::fit_device`]).
+    device: Option<kiln_opt::DeviceLimits>,
 }
 
 /// The configuration of a [`Gru`] layer (Keras's names; `reset_after` is always true).
@@ -45,6 +47,9 @@ pub struct GruConfig {
     pub dropout: f64,
     /// Fraction of the recurrent state dropped while training (one mask per batch).
     pub recurrent_dropout: f64,
+    /// Build the unrolled graph instead of the fused recurrence (Keras `unroll`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unroll: bool,
 }
 
 impl Gru {
@@ -61,6 +66,7 @@ impl Gru {
             input_shape: None,
             dropout: 0.0,
             recurrent_dropout: 0.0,
+            unroll: false,
         })
     }
     /// The layer described by `cfg`.
@@ -69,6 +75,7 @@ impl Gru {
             cfg,
             steps: 0,
             features: 0,
+            device: None,
         }
     }
     /// Sets the bias initializer.
@@ -96,7 +103,7 @@ impl Gru {
         )
     }
 
-    /// The layer unrolled over `x`, the recurrent state multiplied by `state_mask` where it
+    /// The layer over `x` (fused or unrolled, see [`super`]), the recurrent state multiplied by `state_mask` where it
     /// enters `h·U` (recurrent dropout; `None` outside training).
     fn unrolled(
         &self,
@@ -106,6 +113,30 @@ impl Gru {
         state_mask: Option<NodeId>,
     ) -> Result<NodeId> {
         let c = &self.cfg;
+        let dims = g.shape(x).dims().to_vec();
+        let spec = super::FusedSpec {
+            kind: kiln_ir::recurrence::CellKind::Gru,
+            units: c.units,
+            activation: c.activation,
+            recurrent_activation: c.recurrent_activation,
+            unroll: c.unroll,
+            device: self.device.as_ref(),
+        };
+        if let Some(cell) = spec.cell(dims[0], dims[1], state_mask.is_some()) {
+            // bias [2, 3U]: row 0 the input bias, row 1 the recurrent bias (rows as they are,
+            // so that their gradients join the bias's in place)
+            let bias = params[2];
+            let b_in = g.slice(bias, 0, 0, 1)?;
+            let b_rec = g.slice(bias, 0, 1, 1)?;
+            return Ok(super::fused(
+                g,
+                cell,
+                (x, params[0], b_in),
+                (params[1], Some(b_rec)),
+                state_mask,
+                c.return_sequences,
+            )?);
+        }
         Ok(gru_forward(
             g,
             x,

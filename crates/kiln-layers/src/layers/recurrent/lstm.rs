@@ -14,6 +14,8 @@ pub struct Lstm {
     pub(super) cfg: LstmConfig,
     steps: usize,
     features: usize,
+    /// The limits of the model's device (see [`crate::layers::Layer::fit_device`]).
+    device: Option<kiln_opt::DeviceLimits>,
 }
 
 /// The configuration of an [`Lstm`] layer (Keras's names).
@@ -39,6 +41,9 @@ pub struct LstmConfig {
     pub dropout: f64,
     /// Fraction of the recurrent state dropped while training (one mask per batch).
     pub recurrent_dropout: f64,
+    /// Build the unrolled graph instead of the fused recurrence (Keras `unroll`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unroll: bool,
 }
 
 impl Lstm {
@@ -56,9 +61,11 @@ impl Lstm {
                 input_shape: None,
                 dropout: 0.0,
                 recurrent_dropout: 0.0,
+                unroll: false,
             },
             steps: 0,
             features: 0,
+            device: None,
         }
     }
     /// The layer described by `cfg`.
@@ -67,6 +74,7 @@ impl Lstm {
             cfg,
             steps: 0,
             features: 0,
+            device: None,
         }
     }
     /// Sets the gate activation.
@@ -95,7 +103,7 @@ impl Lstm {
         )
     }
 
-    /// The layer unrolled over `x`, the recurrent state multiplied by `state_mask` where it
+    /// The layer over `x` (fused or unrolled, see [`super`]), the recurrent state multiplied by `state_mask` where it
     /// enters `h·U` (recurrent dropout; `None` outside training).
     fn unrolled(
         &self,
@@ -104,6 +112,25 @@ impl Lstm {
         params: &[NodeId],
         state_mask: Option<NodeId>,
     ) -> Result<NodeId> {
+        let dims = g.shape(x).dims().to_vec();
+        let spec = super::FusedSpec {
+            kind: kiln_ir::recurrence::CellKind::Lstm,
+            units: self.cfg.units,
+            activation: self.cfg.activation,
+            recurrent_activation: self.cfg.recurrent_activation,
+            unroll: self.cfg.unroll,
+            device: self.device.as_ref(),
+        };
+        if let Some(cell) = spec.cell(dims[0], dims[1], state_mask.is_some()) {
+            return Ok(super::fused(
+                g,
+                cell,
+                (x, params[0], params[2]),
+                (params[1], None),
+                state_mask,
+                self.cfg.return_sequences,
+            )?);
+        }
         Ok(lstm_forward(
             g,
             x,

@@ -23,6 +23,17 @@
 //! SimpleRNN `kernel [F, U]`, `recurrent_kernel [U, U]`, `bias [U]`. Recurrent kernels are
 //! orthogonal by default, as in Keras.
 //!
+//! ## Fused or unrolled
+//! By default a layer is one fused op, [`kiln_ir::Op::Recurrence`] (the input projection
+//! stays one matmul; the whole recurrence over time is one persistent kernel, its backward
+//! one more, and `dr = Σ h_inᵀ·drec` one product): a constant number of dispatches instead of
+//! two per step. The layer keeps the unrolled graph described above when its activations
+//! have no fused form (softmax, gelu, …), when the device cannot run the fused kernel or
+//! runs it badly ([`kiln_opt::kernel::RecurrenceLaunch::choose`] and
+//! `DeviceLimits::persistent_kernels` — false on lavapipe — on the limits given by
+//! [`Layer::fit_device`](super::Layer::fit_device)), or when asked to (`unroll(true)`,
+//! Keras's `unroll=True`). Both compute the same values within f32 rounding.
+//!
 //! Dropout (training only) follows the kiln LSTM: one input mask and one recurrent-state mask
 //! per batch, shared by all timesteps and gates; the state mask multiplies the state that
 //! enters `h·U` (the carried state itself is not dropped). Keras draws one mask per gate for
@@ -65,6 +76,10 @@ macro_rules! recurrent_layer {
 
             fn params(&self) -> Vec<crate::layers::ParamSpec> {
                 self.weights()
+            }
+
+            fn fit_device(&mut self, limits: &kiln_opt::DeviceLimits) {
+                self.device = Some(limits.clone());
             }
 
             fn forward(
@@ -144,6 +159,12 @@ macro_rules! recurrent_builders {
             /// Recurrent-state dropout rate (Keras `recurrent_dropout`).
             pub fn recurrent_dropout(mut self, rate: f64) -> Self {
                 self.cfg.recurrent_dropout = rate;
+                self
+            }
+            /// Builds the unrolled graph (one recurrent product and one cell kernel per
+            /// step, Keras `unroll=True`) instead of the fused persistent recurrence.
+            pub fn unroll(mut self, on: bool) -> Self {
+                self.cfg.unroll = on;
                 self
             }
             /// The configuration.
@@ -351,5 +372,86 @@ fn check_indices(layer: &str, x: &kiln_opt::HostTensor, rows: usize) -> Result<(
             "{layer}: input element {i} is {v}, but this layer takes whole-number indices in \
              0..{rows}; hint: raise input_dim (the vocabulary size) or clip the indices"
         ))),
+    }
+}
+
+/// The fused-cell form of a Keras activation, if it has one.
+fn cell_activation(a: Activation) -> Option<kiln_ir::recurrence::CellActivation> {
+    use kiln_ir::recurrence::CellActivation as C;
+    Some(match a {
+        Activation::Linear => C::Linear,
+        Activation::Tanh => C::Tanh,
+        Activation::Sigmoid => C::Sigmoid,
+        Activation::Relu => C::Relu,
+        Activation::HardSigmoid => C::HardSigmoid,
+        _ => return None,
+    })
+}
+
+/// The settings of a recurrent layer that decide its fused form.
+struct FusedSpec<'a> {
+    kind: kiln_ir::recurrence::CellKind,
+    units: usize,
+    activation: Activation,
+    recurrent_activation: Activation,
+    unroll: bool,
+    device: Option<&'a kiln_opt::DeviceLimits>,
+}
+
+impl FusedSpec<'_> {
+    /// The fused cell for input `[b, t, ·]`, or `None` when the layer is unrolled: asked for,
+    /// an activation without a fused form, or a device that cannot run the persistent
+    /// forward or backward kernel.
+    fn cell(&self, b: usize, t: usize, masked: bool) -> Option<kiln_ir::recurrence::Cell> {
+        if self.unroll {
+            return None;
+        }
+        let cell = kiln_ir::recurrence::Cell {
+            kind: self.kind,
+            units: self.units,
+            activation: cell_activation(self.activation)?,
+            recurrent_activation: match self.kind {
+                // unused by SimpleRNN
+                kiln_ir::recurrence::CellKind::SimpleRnn => {
+                    kiln_ir::recurrence::CellActivation::Sigmoid
+                }
+                _ => cell_activation(self.recurrent_activation)?,
+            },
+            masked,
+        };
+        if let Some(l) = self.device {
+            use kiln_opt::kernel::RecurrenceLaunch;
+            if !l.persistent_kernels {
+                return None;
+            }
+            RecurrenceLaunch::choose(&cell, false, b, t, l)?;
+            RecurrenceLaunch::choose(&cell, true, b, t, l)?;
+        }
+        Some(cell)
+    }
+}
+
+/// The fused layer: `xp = x·W + b_in` (one matmul), the recurrence, and the hidden states
+/// sliced from its trace (`[B, T, U]`, or the last `[B, U]`).
+fn fused(
+    g: &mut Graph,
+    cell: kiln_ir::recurrence::Cell,
+    (x, w, b_in): (NodeId, NodeId, NodeId),
+    (r, rb): (NodeId, Option<NodeId>),
+    state_mask: Option<NodeId>,
+    return_sequences: bool,
+) -> kiln_ir::Result<NodeId> {
+    let dims = g.shape(x).dims().to_vec();
+    let (b, t) = (dims[0], dims[1]);
+    let u = cell.units;
+    let xp = project(g, x, w, b_in)?;
+    let extra: Vec<NodeId> = rb.into_iter().chain(state_mask).collect();
+    let trace = g.recurrence(cell, xp, r, &extra)?;
+    let h = g.slice(trace, 2, 0, u)?;
+    if return_sequences {
+        Ok(h)
+    } else {
+        let last = g.slice(h, 1, t - 1, 1)?;
+        g.reshape(last, [b, u])
     }
 }

@@ -15,6 +15,8 @@ pub struct SimpleRnn {
     pub(super) cfg: SimpleRnnConfig,
     steps: usize,
     features: usize,
+    /// The limits of the model's device (see [`crate::layers::Layer::fit_device`]).
+    device: Option<kiln_opt::DeviceLimits>,
 }
 
 /// The configuration of a [`SimpleRnn`] layer (Keras's names).
@@ -38,6 +40,9 @@ pub struct SimpleRnnConfig {
     pub dropout: f64,
     /// Fraction of the recurrent state dropped while training (one mask per batch).
     pub recurrent_dropout: f64,
+    /// Build the unrolled graph instead of the fused recurrence (Keras `unroll`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unroll: bool,
 }
 
 impl SimpleRnn {
@@ -53,6 +58,7 @@ impl SimpleRnn {
             input_shape: None,
             dropout: 0.0,
             recurrent_dropout: 0.0,
+            unroll: false,
         })
     }
     /// The layer described by `cfg`.
@@ -61,6 +67,7 @@ impl SimpleRnn {
             cfg,
             steps: 0,
             features: 0,
+            device: None,
         }
     }
     /// Sets the bias initializer.
@@ -83,7 +90,7 @@ impl SimpleRnn {
         )
     }
 
-    /// The layer unrolled over `x`, the recurrent state multiplied by `state_mask` where it
+    /// The layer over `x` (fused or unrolled, see [`super`]), the recurrent state multiplied by `state_mask` where it
     /// enters `h·U` (recurrent dropout; `None` outside training).
     fn unrolled(
         &self,
@@ -93,6 +100,25 @@ impl SimpleRnn {
         state_mask: Option<NodeId>,
     ) -> Result<NodeId> {
         let c = &self.cfg;
+        let dims = g.shape(x).dims().to_vec();
+        let spec = super::FusedSpec {
+            kind: kiln_ir::recurrence::CellKind::SimpleRnn,
+            units: c.units,
+            activation: c.activation,
+            recurrent_activation: Activation::Sigmoid,
+            unroll: c.unroll,
+            device: self.device.as_ref(),
+        };
+        if let Some(cell) = spec.cell(dims[0], dims[1], state_mask.is_some()) {
+            return Ok(super::fused(
+                g,
+                cell,
+                (x, params[0], params[2]),
+                (params[1], None),
+                state_mask,
+                c.return_sequences,
+            )?);
+        }
         Ok(simple_rnn_forward(
             g,
             x,

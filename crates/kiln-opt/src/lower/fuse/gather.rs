@@ -82,3 +82,41 @@ impl Fuser<'_> {
         })
     }
 }
+
+impl Fuser<'_> {
+    /// A recurrence (forward or backward) is a kernel of its own over dense operands,
+    /// writing a new tensor.
+    pub(super) fn recurrence(&mut self, id: NodeId) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let (cell, backward) = match n.op {
+            kiln_ir::Op::Recurrence(c) => (c, false),
+            kiln_ir::Op::RecurrenceGrad(c) => (c, true),
+            _ => unreachable!("called for recurrences"),
+        };
+        let mut operands = Vec::with_capacity(n.inputs.len());
+        for &i in &n.inputs {
+            operands.push(self.dense_operand(i)?);
+        }
+        let dims = n.shape.dims().to_vec();
+        let out = self.tensor(&n.name, n.dtype, n.shape.numel(), Class::Temp, None);
+        let g = self.new_group(GroupKind::Recurrence {
+            cell,
+            batch: dims[0],
+            steps: dims[1],
+            operands: operands.clone(),
+            backward,
+            out,
+        });
+        for (t, _) in operands {
+            self.note_load(t, g, Phase::Epi, false);
+        }
+        let ti = &mut self.tensors.info[out as usize];
+        ti.producer = Some(g);
+        ti.last_write = Some(g);
+        self.groups[g].nodes.push(id.index() as u32);
+        Ok(Val::Mem {
+            t: out,
+            view: View::contiguous(&dims),
+        })
+    }
+}

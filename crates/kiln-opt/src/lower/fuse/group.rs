@@ -64,6 +64,22 @@ pub enum GroupKind {
         /// Output tensor.
         dst: TensorId,
     },
+    /// A whole recurrence (dense operands, a kernel of its own).
+    Recurrence {
+        /// Cell and attributes.
+        cell: kiln_ir::recurrence::Cell,
+        /// Batch rows.
+        batch: usize,
+        /// Timesteps.
+        steps: usize,
+        /// Operands in the op's order (`xp, r[, rb][, mask][, trace, dtrace]`): (tensor,
+        /// element offset).
+        operands: Vec<(TensorId, usize)>,
+        /// Whether this is the backward.
+        backward: bool,
+        /// Output tensor.
+        out: TensorId,
+    },
     /// Matrix product with an epilogue.
     MatMul {
         /// Batch count.
@@ -129,6 +145,7 @@ impl Group {
                 .collect(),
             (GroupKind::MatMul { batch, m, n, .. }, _) => vec![*batch, *m, *n],
             (GroupKind::ScatterAdd { rows, cols, .. }, _) => vec![*rows, *cols],
+            (GroupKind::Recurrence { batch, steps, .. }, _) => vec![*batch, *steps],
         }
     }
     /// True when nodes may still join phase `p`.
@@ -186,6 +203,12 @@ impl Fuser<'_> {
             add(index.0);
             add(src.0);
             add(*dst);
+        }
+        if let GroupKind::Recurrence { operands, out, .. } = &gr.kind {
+            for &(t, _) in operands {
+                add(t);
+            }
+            add(*out);
         }
         v.retain(|&t| self.tensors.info[t as usize].class != Class::Temp);
         v

@@ -190,6 +190,7 @@ impl Fuser<'_> {
             Op::Gather => self.gather(id)?,
             Op::RandomUniform { seed } => self.random(id, *seed)?,
             Op::ScatterAdd => self.scatter_add(id)?,
+            Op::Recurrence(_) | Op::RecurrenceGrad(_) => self.recurrence(id)?,
             // the identity in every plan: gradients were already built
             Op::StopGradient => self.val(n.inputs[0]),
         })
