@@ -12,12 +12,13 @@
 //!
 //! - forward: `hbuf [2·R·U]` holds `h_in = h ⊙ mask`. Step `t` reads half `t % 2`, computes
 //!   each pair's `k` dot products `Σ_k h_in[row, k]·r[k, g·U + unit]` (in `k` order,
-//!   as the reference), the cell, the trace row, and writes `h ⊙ mask` into the other half;
+//!   as the reference), the cell, the trace row (its last `U` columns: the step's `h_in`,
+//!   read back from the half it came from), and writes `h ⊙ mask` into the other half;
 //!   then one barrier.
 //! - backward, steps in reverse: phase 1 computes each valid pair's cell gradient, writes
 //!   `out` and the pair's `d rec` into `dbuf [2·R·kU]` (half `s % 2` at the `s`-th step
-//!   done); one barrier; phase 2 (`t > 0`) adds `(Σ_m d rec[row, m]·r[unit, m]) ⊙ mask` to
-//!   the pair's `dh` carry.
+//!   done); one barrier; phase 2 (`t > 0`) adds `(Σ_m d rec[row, m]·r[unit, m] + dtrace's
+//!   h_in part) ⊙ mask` to the pair's `dh` carry.
 //!
 //! One barrier per step is enough with the two halves: a half written at one step is read
 //! only after that step's barrier (forward: at the next step; backward: in phase 2 of the
