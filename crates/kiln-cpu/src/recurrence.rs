@@ -80,31 +80,16 @@ impl Recurrence {
         let (b, t) = (*batch, *steps);
         let overflow = || bad(&k.label, "recurrence size overflows");
         let u = cell.units;
-        let ku = cell.gates().checked_mul(u).ok_or_else(overflow)?;
-        let bt = b.checked_mul(t).ok_or_else(overflow)?;
-        let mul = |a: usize, c: usize| a.checked_mul(c).ok_or_else(overflow);
-        let width = if grad.is_some() {
-            cell.grad_width()
-        } else {
-            cell.trace_width()
-        };
         if u == 0 || rb.is_some() != (cell.kind == CellKind::Gru) || mask.is_some() != cell.masked {
             return Err(bad(&k.label, "recurrence operands do not match its cell"));
         }
-        // (operand, elements)
-        let mut reads: Vec<(&Dense, usize)> = vec![(xp, mul(bt, ku)?), (r, mul(u, ku)?)];
-        if let Some(d) = rb {
-            reads.push((d, ku));
+        // every block (operand or result) and its element count
+        let blocks = k.op.recurrence_blocks().unwrap_or_default();
+        if blocks.iter().any(|&(_, n, _)| n == usize::MAX) {
+            return Err(overflow());
         }
-        if let Some(d) = mask {
-            reads.push((d, mul(b, u)?));
-        }
-        for d in grad.iter().flatten() {
-            reads.push((d, mul(bt, cell.trace_width())?));
-        }
-        let out_n = mul(bt, width)?;
         let end = |d: &Dense, n: usize| d.offset.checked_add(n).ok_or_else(overflow);
-        for &(d, n) in reads.iter().chain([(out, out_n)].iter()) {
+        for &(d, n, _) in &blocks {
             if k.args.get(d.arg as usize).map(|a| a.dtype) != Some(DType::F32) {
                 return Err(bad(&k.label, "recurrence operand is not an f32 arg"));
             }
@@ -112,9 +97,10 @@ impl Recurrence {
                 extents.push((d.arg, end(d, n)? - 1));
             }
         }
+        let out_n = blocks.iter().find(|b| b.2).map_or(0, |b| b.1);
         let out_end = end(out, out_n)?;
         let mut overlap = false;
-        for &(d, n) in &reads {
+        for &(d, n, _) in blocks.iter().filter(|b| !b.2) {
             if n > 0 && out_n > 0 && d.arg == out.arg && d.offset < out_end {
                 overlap |= out.offset < end(d, n)?;
             }

@@ -484,6 +484,46 @@ pub enum KernelOp {
     },
 }
 
+impl KernelOp {
+    /// The dense blocks a [`KernelOp::Recurrence`] touches, `(block, elements, written)`:
+    /// `xp`, `r`, `rb`, `mask`, the backward's `trace` and `dtrace`, then `out` (the one
+    /// written). Counts saturate (a validated plan's never do). `None` for other ops.
+    pub fn recurrence_blocks(&self) -> Option<Vec<(&Dense, usize, bool)>> {
+        let KernelOp::Recurrence {
+            cell,
+            batch,
+            steps,
+            xp,
+            r,
+            rb,
+            mask,
+            grad,
+            out,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (u, ku) = (cell.units, cell.gates().saturating_mul(cell.units));
+        let bt = batch.saturating_mul(*steps);
+        let mut v = vec![
+            (xp, bt.saturating_mul(ku), false),
+            (r, u.saturating_mul(ku), false),
+        ];
+        v.extend(rb.iter().map(|d| (d, ku, false)));
+        v.extend(mask.iter().map(|d| (d, batch.saturating_mul(u), false)));
+        let tw = bt.saturating_mul(cell.trace_width());
+        v.extend(grad.iter().flatten().map(|d| (d, tw, false)));
+        let width = if grad.is_some() {
+            cell.grad_width()
+        } else {
+            cell.trace_width()
+        };
+        v.push((out, bt.saturating_mul(width), true));
+        Some(v)
+    }
+}
+
 /// The launch of a [`KernelOp::Recurrence`] on a GPU backend (the CPU backends ignore it).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecurrenceLaunch {

@@ -178,43 +178,19 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             reads.push(range(src, count.saturating_mul(*cols)));
             writes.push(range(dst, rows.saturating_mul(*cols)));
         }
-        KernelOp::Recurrence {
-            cell,
-            batch,
-            steps,
-            xp,
-            r,
-            rb,
-            mask,
-            grad,
-            out,
-            ..
-        } => {
-            let range = |d: &crate::kernel::Dense, n: usize| Range {
-                buffer: bufs.get(d.arg as usize).copied().unwrap_or(u32::MAX),
-                start: d.offset,
-                end: d.offset.saturating_add(n),
-            };
-            let (u, ku) = (cell.units, cell.gates().saturating_mul(cell.units));
-            let bt = batch.saturating_mul(*steps);
-            reads.push(range(xp, bt.saturating_mul(ku)));
-            reads.push(range(r, u.saturating_mul(ku)));
-            if let Some(d) = rb {
-                reads.push(range(d, ku));
-            }
-            if let Some(d) = mask {
-                reads.push(range(d, batch.saturating_mul(u)));
-            }
-            let width = match grad {
-                None => cell.trace_width(),
-                Some(g) => {
-                    for d in g {
-                        reads.push(range(d, bt.saturating_mul(cell.trace_width())));
-                    }
-                    cell.grad_width()
+        KernelOp::Recurrence { .. } => {
+            for (d, n, written) in kernel.op.recurrence_blocks().unwrap_or_default() {
+                let range = Range {
+                    buffer: bufs.get(d.arg as usize).copied().unwrap_or(u32::MAX),
+                    start: d.offset,
+                    end: d.offset.saturating_add(n),
+                };
+                if written {
+                    writes.push(range);
+                } else {
+                    reads.push(range);
                 }
-            };
-            writes.push(range(out, bt.saturating_mul(width)));
+            }
         }
     }
     (reads, writes)

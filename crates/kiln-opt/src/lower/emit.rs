@@ -72,6 +72,15 @@ impl Binder<'_> {
             .collect()
     }
 
+    /// A dense block at element `off` of tensor `t`, bound for reading or writing.
+    fn dense(&mut self, (t, off): (u32, usize), write: bool) -> Dense {
+        let (arg, base) = self.bind(t, write);
+        Dense {
+            arg,
+            offset: base + off,
+        }
+    }
+
     fn mat(&mut self, m: &SymMat) -> MatOperand {
         let (arg, off) = self.bind(m.tensor, false);
         MatOperand {
@@ -195,16 +204,9 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 src,
                 dst,
             } => {
-                let dense = |b: &mut Binder, (t, off): (u32, usize), write: bool| {
-                    let (arg, base) = b.bind(t, write);
-                    Dense {
-                        arg,
-                        offset: base + off,
-                    }
-                };
-                let index = dense(&mut b, *index, false);
-                let src = dense(&mut b, *src, false);
-                let dst = dense(&mut b, (*dst, 0), true);
+                let index = b.dense(*index, false);
+                let src = b.dense(*src, false);
+                let dst = b.dense((*dst, 0), true);
                 (
                     KernelOp::ScatterAdd {
                         rows: *rows,
@@ -225,15 +227,8 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 backward,
                 out,
             } => {
-                let dense = |b: &mut Binder, (t, off): (u32, usize), write: bool| {
-                    let (arg, base) = b.bind(t, write);
-                    Dense {
-                        arg,
-                        offset: base + off,
-                    }
-                };
-                let ops: Vec<Dense> = operands.iter().map(|&o| dense(&mut b, o, false)).collect();
-                let out = dense(&mut b, (*out, 0), true);
+                let ops: Vec<Dense> = operands.iter().map(|&o| b.dense(o, false)).collect();
+                let out = b.dense((*out, 0), true);
                 let Some((launch, wg)) =
                     RecurrenceLaunch::choose(cell, *backward, *batch, *steps, limits)
                 else {
