@@ -10,6 +10,7 @@ batch 64, shuffled every epoch.
 
     python3 benches/pytorch/imdb_reference.py [--epochs 3] [--maxlen 500] [--seeds 1,2,3]
         [--recurrent orthogonal|glorot] [--vocab-from train|all] [--dropout 0.0] [--device cpu|cuda]
+        [--reviews N]
 
 Prints the test accuracy after every epoch, per seed, and the mean and spread of the final ones.
 Needs torch and numpy.
@@ -162,11 +163,15 @@ def main():
     p.add_argument("--vocab-from", default="train", choices=["train", "all"])
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--reviews", type=int, default=0,
+                   help="the first N reviews of the file only (the example's --reviews; 0: all)")
     args = p.parse_args()
     torch.set_num_threads(2)
     data_dir = os.environ.get("KILN_DATA_DIR", os.path.join(os.path.dirname(__file__),
                                                             "../../../shared/data"))
     labels, texts = load(os.path.join(data_dir, "imdb_5k.tsv.gz"))
+    if args.reviews:
+        labels, texts = labels[:args.reviews], texts[:args.reviews]
     texts = [t.replace("<br />", " ") for t in texts]
     order = kiln_order(len(texts), args.split_seed)
     half = len(texts) // 2

@@ -18,7 +18,13 @@ fn visit(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // read when the script runs, not baked in when it is compiled: cargo reuses one compiled
+    // build script for every checkout sharing a target directory (its hash is
+    // workspace-relative), and a baked-in path would hash another checkout's sources
+    let root_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let root = root_dir.as_path();
     let mut files = vec![];
     visit(&root.join("src"), &mut files);
     visit(&root.join("../kiln-ir/src"), &mut files);

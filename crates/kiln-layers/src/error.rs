@@ -46,6 +46,9 @@ pub enum LayerError {
     /// Graphviz (`dot`), needed by `plot_model`, is missing or failed.
     #[error("plot_model: {0}")]
     Graphviz(String),
+    /// A data-parallel collective failed: a rank died or hangs (names the ranks).
+    #[error("distributed training: {0}")]
+    Distributed(#[from] crate::train::CollectiveError),
     /// Graph construction failed.
     #[error(transparent)]
     Ir(#[from] kiln_ir::IrError),

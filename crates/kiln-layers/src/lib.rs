@@ -25,7 +25,9 @@
 //!
 //! ## Invariants
 //! - One training step is one plan run: the update is part of the graph (assignments), so
-//!   weights never leave the device during `fit`.
+//!   weights never leave the device during `fit`. Data-parallel training
+//!   ([`train::distributed`], [`Sequential::distribute`]) is the exception: a step is a
+//!   gradient plan, an all-reduce of the gradient buckets on the host, and an update plan.
 //! - Weights are device variables named `<layer>/<weight>` (`dense_1/kernel`), shared by the
 //!   train, evaluate and predict plans. Every device-variable name is built by [`vars`] and
 //!   nowhere else; the names are the model file format.
@@ -105,8 +107,9 @@ pub use layers::{
     SELU_SCALE, TRUNCATED_NORMAL_STDDEV,
 };
 pub use train::{
-    load_model, load_model_from_bytes, saved_variables, Callback, CallbackContext, CompileConfig,
-    CsvLogger, EarlyStopping, Fit, FitParams, History, LambdaCallback, Logs, ModelCheckpoint,
-    ModelConfig, MonitorMode, ProgressBar, ReduceLrOnPlateau, Sequential, TerminateOnNan,
+    load_model, load_model_from_bytes, saved_variables, shard_range, Callback, CallbackContext,
+    Collective, CollectiveError, CompileConfig, CsvLogger, DistributedStats, EarlyStopping, Fit,
+    FitParams, History, LambdaCallback, Logs, ModelCheckpoint, ModelConfig, MonitorMode,
+    ProgressBar, ReduceLrOnPlateau, Sequential, SingleProcess, TerminateOnNan, ThreadGroup,
     Verbosity,
 };

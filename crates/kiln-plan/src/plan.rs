@@ -25,16 +25,24 @@ pub enum PlanKind {
     /// A plain graph whose purpose the compiler was not told (the default).
     #[default]
     Graph,
+    /// The first half of a data-parallel training step: forward, loss, metrics and the
+    /// gradients, which are the plan's outputs (in buckets); no weight changes.
+    Gradients,
+    /// The second half of a data-parallel training step: the optimizer's update of the
+    /// params from gradients given as the plan's inputs.
+    Update,
 }
 
 impl PlanKind {
-    /// The lower-case name (`train`, `evaluate`, `predict`, `graph`).
+    /// The lower-case name (`train`, `evaluate`, `predict`, `graph`, `gradients`, `update`).
     pub fn name(self) -> &'static str {
         match self {
             PlanKind::Train => "train",
             PlanKind::Evaluate => "evaluate",
             PlanKind::Predict => "predict",
             PlanKind::Graph => "graph",
+            PlanKind::Gradients => "gradients",
+            PlanKind::Update => "update",
         }
     }
 }

@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "mpi")]
+pub mod dist;
 pub use kiln_cpu as cpu;
 pub use kiln_ir as ir;
 pub use kiln_layers::*;

@@ -51,5 +51,5 @@ pub use recurrent::{
     SimpleRnnConfig,
 };
 pub use regularizers::Regularizer;
-pub use stack::{Compiled, Entry, Mode, Stack};
+pub use stack::{grad_bucket_name, Compiled, Entry, Mode, Stack, GRAD_BUCKET_ELEMS};
 pub use train_context::TrainContext;

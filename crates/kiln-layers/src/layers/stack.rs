@@ -17,6 +17,44 @@ pub enum Mode {
     Evaluate,
     /// Forward + loss + metrics + backward + optimizer update: one training step.
     Train,
+    /// A data-parallel rank's share of a training step: forward + loss + metrics +
+    /// backward on rows `offset..offset + batch` of a global batch of `global` rows; the
+    /// gradients are the outputs, flattened and concatenated into the buckets of
+    /// [`Stack::grad_buckets`]. Dropout noise is drawn for the global batch and sliced, so a
+    /// sample's mask depends on its place in the global batch, not on the rank.
+    Gradients {
+        /// First row of this shard in the global batch.
+        offset: usize,
+        /// Rows of the global batch.
+        global: usize,
+    },
+    /// The optimizer update alone, from gradients given as inputs `grads/<k>` (the buckets
+    /// of [`Stack::grad_buckets`]).
+    Update,
+}
+
+impl Mode {
+    /// The [`kiln_opt::PlanKind`] its plans are compiled as.
+    pub fn plan_kind(self) -> kiln_opt::PlanKind {
+        use kiln_opt::PlanKind;
+        match self {
+            Mode::Predict => PlanKind::Predict,
+            Mode::Evaluate => PlanKind::Evaluate,
+            Mode::Train => PlanKind::Train,
+            Mode::Gradients { .. } => PlanKind::Gradients,
+            Mode::Update => PlanKind::Update,
+        }
+    }
+}
+
+/// Elements per gradient bucket (4 MiB of f32): a data-parallel step reads each bucket back
+/// and all-reduces it as one message. A weight larger than this has a bucket of its own.
+pub const GRAD_BUCKET_ELEMS: usize = 1 << 20;
+
+/// The name of gradient bucket `k` (an output of the [`Mode::Gradients`] plan, an input of
+/// the [`Mode::Update`] plan).
+pub fn grad_bucket_name(k: usize) -> String {
+    format!("grads/{k}")
 }
 
 /// A layer of a [`Stack`], built: its unique name, shapes and weights.
@@ -87,6 +125,30 @@ impl Stack {
                     .zip(e.params.iter().map(|p| p.shape.clone()))
             })
             .collect()
+    }
+
+    /// How the gradients of a data-parallel step are packed: buckets of weight indices
+    /// (into [`Stack::weight_specs`]), the last layer's weights first — the order backward
+    /// produces them — each bucket at most [`GRAD_BUCKET_ELEMS`] elements unless one weight
+    /// alone is larger.
+    pub fn grad_buckets(&self) -> Vec<Vec<usize>> {
+        let specs = self.weight_specs();
+        let mut buckets: Vec<Vec<usize>> = vec![];
+        let mut fill = 0usize;
+        for i in (0..specs.len()).rev() {
+            let n: usize = specs[i].1.iter().product();
+            match buckets.last_mut() {
+                Some(b) if fill + n <= GRAD_BUCKET_ELEMS => {
+                    b.push(i);
+                    fill += n;
+                }
+                _ => {
+                    buckets.push(vec![i]);
+                    fill = n;
+                }
+            }
+        }
+        buckets
     }
 
     /// Appends a layer, naming it and checking that it fits the previous layer's output.
@@ -178,6 +240,9 @@ impl Stack {
             .entries
             .first()
             .ok_or_else(|| LayerError::Usage("the model has no layers".into()))?;
+        if mode == Mode::Update {
+            return self.update_graph(compiled);
+        }
         let mut g = Graph::new();
         let mut dims = vec![batch];
         dims.extend(&first.input);
@@ -189,8 +254,14 @@ impl Stack {
         let n_layers = self.entries.len();
         // a training step draws its noise (dropout masks) at the model's step counter, which
         // the context creates (and advances) on first use
-        let mut ctx = (mode == Mode::Train).then(|| {
-            TrainContext::lazy((kiln_ir::random::mix64(seed ^ 0x006e_6f69_7365) >> 32) as u32)
+        let training = matches!(mode, Mode::Train | Mode::Gradients { .. });
+        let mut ctx = training.then(|| {
+            let ctx =
+                TrainContext::lazy((kiln_ir::random::mix64(seed ^ 0x006e_6f69_7365) >> 32) as u32);
+            match mode {
+                Mode::Gradients { offset, global } => ctx.sharded(batch, offset, global),
+                _ => ctx,
+            }
         });
         for (li, e) in self.entries.iter().enumerate() {
             let ids = e
@@ -248,12 +319,73 @@ impl Stack {
             let next = g.add(acc, s)?;
             g.assign(acc, next)?;
         }
-        if mode == Mode::Train {
+        if training {
             finite_check(&mut g, loss)?;
             let grads = autodiff::grad(&mut g, loss, &trainable)?;
-            let pairs: Vec<(NodeId, NodeId)> = trainable.into_iter().zip(grads).collect();
-            cfg.optimizer.apply(&mut g, &pairs)?;
+            if mode == Mode::Train {
+                let pairs: Vec<(NodeId, NodeId)> = trainable.into_iter().zip(grads).collect();
+                cfg.optimizer.apply(&mut g, &pairs)?;
+            } else {
+                for (k, bucket) in self.grad_buckets().into_iter().enumerate() {
+                    let flat = bucket
+                        .iter()
+                        .map(|&i| {
+                            let n = g.shape(grads[i]).numel();
+                            g.reshape(grads[i], [n])
+                        })
+                        .collect::<kiln_ir::Result<Vec<_>>>()?;
+                    let packed = if flat.len() == 1 {
+                        flat[0]
+                    } else {
+                        g.concat(&flat, 0)?
+                    };
+                    g.output(grad_bucket_name(k), packed)?;
+                }
+            }
         }
+        Ok(g)
+    }
+
+    /// The [`Mode::Update`] graph: the gradient buckets as inputs, unpacked and given to the
+    /// optimizer.
+    fn update_graph(&self, compiled: Option<&Compiled>) -> Result<Graph> {
+        let cfg = compiled.ok_or_else(|| {
+            LayerError::Usage("call compile(loss, optimizer, metrics) before fit".into())
+        })?;
+        let specs = self.weight_specs();
+        let mut g = Graph::new();
+        let params = specs
+            .iter()
+            .map(|(name, shape)| g.param(name, shape.clone(), DType::F32))
+            .collect::<kiln_ir::Result<Vec<_>>>()?;
+        let mut grads: Vec<Option<NodeId>> = vec![None; specs.len()];
+        for (k, bucket) in self.grad_buckets().into_iter().enumerate() {
+            let len: usize = bucket
+                .iter()
+                .map(|&i| specs[i].1.iter().product::<usize>())
+                .sum();
+            let input = g.input(&grad_bucket_name(k), [len], DType::F32)?;
+            let mut at = 0;
+            for &i in &bucket {
+                let n: usize = specs[i].1.iter().product();
+                let part = if bucket.len() == 1 {
+                    input
+                } else {
+                    g.slice(input, 0, at, n)?
+                };
+                grads[i] = Some(g.reshape(part, specs[i].1.clone())?);
+                at += n;
+            }
+        }
+        let pairs = params
+            .into_iter()
+            .zip(grads)
+            .map(|(p, gr)| {
+                gr.map(|gr| (p, gr))
+                    .ok_or_else(|| LayerError::Usage("a weight without a gradient bucket".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        cfg.optimizer.apply(&mut g, &pairs)?;
         Ok(g)
     }
 }

@@ -13,6 +13,9 @@ pub struct TrainContext {
     step: Option<NodeId>,
     seed: u32,
     streams: u32,
+    /// `(batch, offset, global)`: this graph computes rows `offset..offset + batch` of a
+    /// global batch of `global` rows (a data-parallel shard).
+    shard: Option<(usize, usize, usize)>,
 }
 
 impl TrainContext {
@@ -25,7 +28,17 @@ impl TrainContext {
             step: Some(step),
             seed,
             streams: 0,
+            shard: None,
         }
+    }
+
+    /// The context of a data-parallel shard: this graph's `batch` rows are rows
+    /// `offset..offset + batch` of a global batch of `global`. Noise whose first axis is the
+    /// batch is drawn for the global batch and sliced, so every sample gets the mask it
+    /// would get in single-process training on that global batch, whichever rank holds it.
+    pub fn sharded(mut self, batch: usize, offset: usize, global: usize) -> Self {
+        self.shard = Some((batch, offset, global));
+        self
     }
 
     /// A context that creates the model's step counter variable (and its increment) in the
@@ -35,6 +48,7 @@ impl TrainContext {
             step: None,
             seed,
             streams: 0,
+            shard: None,
         }
     }
 
@@ -57,7 +71,17 @@ impl TrainContext {
         let step = self.step(g)?;
         self.streams += 1;
         let key = kiln_ir::random::hash32(self.seed ^ kiln_ir::random::hash32(self.streams));
-        Ok(g.random_uniform(key, step, shape.to_vec())?)
+        match self.shard {
+            Some((batch, offset, global))
+                if shape.first() == Some(&batch) && (batch, offset) != (global, 0) =>
+            {
+                let mut whole = shape.to_vec();
+                whole[0] = global;
+                let u = g.random_uniform(key, step, whole)?;
+                Ok(g.slice(u, 0, offset, batch)?)
+            }
+            _ => Ok(g.random_uniform(key, step, shape.to_vec())?),
+        }
     }
 
     /// An inverted-dropout mask of `shape`: `1 / (1 - rate)` where kept, 0 where dropped

@@ -13,7 +13,7 @@ fn rows(t: &HostTensor) -> usize {
 
 /// Gathers rows `idx` of `t` into a new f32 tensor (i32 values converted), touching only
 /// those rows: a training step's host work is O(batch), whatever the data-set size.
-fn gather_rows(t: &HostTensor, idx: &[usize]) -> HostTensor {
+pub(super) fn gather_rows(t: &HostTensor, idx: &[usize]) -> HostTensor {
     let row: usize = t.shape.dims()[1..].iter().product();
     let mut dims = t.shape.dims().to_vec();
     dims[0] = idx.len();
@@ -151,7 +151,7 @@ impl Sequential {
     }
 
     /// Runs one step of `mode` on rows `idx` of `(x, y)` (all of them, uncopied, for `None`).
-    fn run_step(
+    pub(super) fn run_step(
         &mut self,
         mode: Mode,
         x: &HostTensor,
@@ -184,9 +184,13 @@ impl Sequential {
     ) -> Result<Logs> {
         self.reset_accumulators()?;
         for chunk in idx.chunks(batch.max(1)) {
-            self.run_step(mode, x, y, Some(chunk))?;
+            // data-parallel: each rank takes its shard of every batch, the sums are reduced
+            let shard = &chunk[self.shard_of(chunk.len())];
+            if !shard.is_empty() {
+                self.run_step(mode, x, y, Some(shard))?;
+            }
         }
-        self.read_accumulators(idx.len())
+        self.read_epoch_logs(idx.len())
     }
 
     /// One training step on the whole of `(x, y)` as a single batch (Keras
@@ -214,6 +218,19 @@ impl Sequential {
         }
         let y = self.prepare_y(y)?;
         self.reset_accumulators()?;
+        if self.collective.is_some() {
+            // data-parallel: every rank takes its shard of the batch
+            let idx: Vec<usize> = (0..rows(x)).collect();
+            if mode == Mode::Train {
+                self.distributed_step(x, &y, &idx)?;
+            } else {
+                let shard = &idx[self.shard_of(idx.len())];
+                if !shard.is_empty() {
+                    self.run_step(mode, x, &y, Some(shard))?;
+                }
+            }
+            return self.read_epoch_logs(rows(x));
+        }
         self.run_step(mode, x, &y, None)?;
         self.read_accumulators(rows(x))
     }
@@ -282,8 +299,15 @@ impl Sequential {
             return Err(LayerError::Data("no training samples".into()));
         }
         let check_numerics = self.check_numerics_on()?;
+        let distributed = self.collective.is_some();
+        if distributed {
+            // every replica starts from rank 0's weights
+            self.broadcast_weights()?;
+        }
         let verbosity = opts.verbosity.resolve(opts.verbose);
-        let mut bar = (verbosity != Verbosity::Silent).then(|| ProgressBar::new(verbosity));
+        // the progress bar is rank 0's
+        let mut bar = (verbosity != Verbosity::Silent && self.is_chief())
+            .then(|| ProgressBar::new(verbosity));
         let seed = self.seed;
         let lr_changes = self.lr_changes;
         let mut ctx = CallbackContext::new(self);
@@ -320,27 +344,37 @@ impl Sequential {
                 .shuffle(&mut order);
             }
             ctx.seen = 0;
+            ctx.local_seen = 0;
             ctx.steps_run = 0;
             ctx.latest = None;
             ctx.model.reset_accumulators()?;
             each(&mut ctx, &mut |cb, ctx| cb.on_epoch_begin(ctx, epoch))?;
             for (b, chunk) in order.chunks(opts.batch_size).enumerate() {
                 each(&mut ctx, &mut |cb, ctx| cb.on_batch_begin(ctx, b))?;
-                if check_numerics {
+                if distributed {
+                    ctx.model.distributed_step(x, y, chunk)?;
+                    ctx.local_seen += ctx.model.shard_of(chunk.len()).len();
+                } else if check_numerics {
                     let (xb, yb) = (gather_rows(x, chunk), gather_rows(y, chunk));
                     ctx.model.checked_step(epoch, b, &xb, &yb)?;
+                    ctx.local_seen += chunk.len();
                 } else {
                     ctx.model.run_step(Mode::Train, x, y, Some(chunk))?;
+                    ctx.local_seen += chunk.len();
                 }
                 ctx.seen += chunk.len();
                 ctx.steps_run += 1;
                 ctx.latest = None;
                 each(&mut ctx, &mut |cb, ctx| cb.on_batch_end(ctx, b))?;
+                if distributed {
+                    // a stop asked on any rank stops every rank after this batch
+                    ctx.stop = ctx.model.any_rank_stops(ctx.stop)?;
+                }
                 if ctx.stop {
                     break;
                 }
             }
-            let mut logs = ctx.model.read_accumulators(ctx.seen)?;
+            let mut logs = ctx.model.read_epoch_logs(ctx.seen)?;
             epoch_lr.push(ctx.model.lr.map_or(f64::NAN, f64::from));
             if let Some((vx, vy, vidx)) = &val {
                 let vl = ctx
@@ -367,6 +401,9 @@ impl Sequential {
                 history.history.entry(k.clone()).or_default().push(*v);
             }
             last = logs;
+            if distributed {
+                ctx.stop = ctx.model.any_rank_stops(ctx.stop)?;
+            }
             if ctx.stop {
                 break;
             }

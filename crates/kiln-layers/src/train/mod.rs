@@ -13,6 +13,7 @@
 //!   `fit`; `history` and `options` are leaves.
 
 pub mod callbacks;
+pub mod distributed;
 mod fit;
 mod history;
 pub mod io;
@@ -27,6 +28,9 @@ mod visualize;
 pub use callbacks::{
     Callback, CallbackContext, CsvLogger, EarlyStopping, FitParams, LambdaCallback,
     ModelCheckpoint, MonitorMode, ReduceLrOnPlateau, TerminateOnNan,
+};
+pub use distributed::{
+    shard_range, Collective, CollectiveError, DistributedStats, SingleProcess, ThreadGroup,
 };
 pub use history::{History, Logs};
 pub use io::{load_model, load_model_from_bytes, saved_variables, CompileConfig, ModelConfig};

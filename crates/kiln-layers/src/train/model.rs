@@ -33,6 +33,8 @@ pub struct Sequential {
     pub(super) lr_changes: u64,
     /// Whether `fit` checks every step for non-finite values (`None`: `KILN_CHECK_NUMERICS`).
     pub(super) check_numerics: Option<bool>,
+    pub(super) collective: Option<Box<dyn super::Collective>>,
+    pub(super) dist_stats: super::DistributedStats,
 }
 
 impl Sequential {
@@ -55,6 +57,8 @@ impl Sequential {
             lr: None,
             lr_changes: 0,
             check_numerics: None,
+            collective: None,
+            dist_stats: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use super::Sequential;
 use crate::layers::Mode;
 use crate::{LayerError, Result};
 use kiln_opt::cache::{compile_cached, CacheOutcome, PlanCache};
-use kiln_opt::{CompileOptions, Executable, PlanKind};
+use kiln_opt::{CompileOptions, Executable};
 use std::sync::Arc;
 
 impl Sequential {
@@ -30,11 +30,7 @@ impl Sequential {
             }
             let g = self.graph(mode, batch)?;
             let options = CompileOptions {
-                kind: match mode {
-                    Mode::Predict => PlanKind::Predict,
-                    Mode::Evaluate => PlanKind::Evaluate,
-                    Mode::Train => PlanKind::Train,
-                },
+                kind: mode.plan_kind(),
                 ..CompileOptions::default()
             };
             let (plan, outcome) = compile_cached(

@@ -72,6 +72,24 @@ impl Sequential {
         Ok(logs)
     }
 
+    /// The accumulators as means over `n` samples of the whole group: in data-parallel
+    /// training the sums of every rank are added first (collective: every rank calls it).
+    pub(super) fn read_epoch_logs(&mut self, n: usize) -> Result<Logs> {
+        if self.collective.is_none() {
+            return self.read_accumulators(n);
+        }
+        let local = self.read_accumulators(1)?;
+        let keys: Vec<String> = local.keys().cloned().collect();
+        let mut sums: Vec<f64> = keys.iter().map(|k| local[k]).collect();
+        self.reduce_sums(&mut sums)?;
+        let n = n.max(1) as f64;
+        Ok(keys
+            .into_iter()
+            .zip(sums)
+            .map(|(k, v)| (k, v / n))
+            .collect())
+    }
+
     /// The step (0-based, since the accumulators were reset) whose loss was first
     /// non-finite, from the in-plan check ([`vars::metrics::FIRST_NONFINITE`]); waits for
     /// the device.

@@ -306,6 +306,21 @@ impl Rec<'_, '_> {
         }
     }
 
+    /// The GRU's gates from the named `x0..x2` (input projection) and `rec0..rec2`
+    /// (recurrent products with their bias): `zu`, `zq`, `ug`, `qg`, `zn`, `ng` — the same
+    /// statements in the forward and in the backward, which recomputes them.
+    fn gru_gates(&self) -> [Stmt; 6] {
+        let (sg, ph) = (self.cell.recurrent_activation, self.cell.activation);
+        [
+            let_f("zu", add(id("x0"), id("rec0"))),
+            let_f("zq", add(id("x1"), id("rec1"))),
+            let_f("ug", self.act(sg, "zu")),
+            let_f("qg", self.act(sg, "zq")),
+            let_f("zn", add(id("x2"), mul(id("qg"), id("rec2")))),
+            let_f("ng", self.act(ph, "zn")),
+        ]
+    }
+
     /// `σ` or `φ` of the named value `x`.
     fn act(&self, a: CellActivation, x: &str) -> W {
         activation(a, id(x))
@@ -430,13 +445,8 @@ impl Rec<'_, '_> {
                         s.push(let_f(&format!("rec{gi}"), add(id(format!("a{gi}")), bias)));
                         s.push(let_f(&format!("x{gi}"), xg(gi)?));
                     }
+                    s.extend(self.gru_gates());
                     s.extend([
-                        let_f("zu", add(id("x0"), id("rec0"))),
-                        let_f("zq", add(id("x1"), id("rec1"))),
-                        let_f("ug", self.act(sg, "zu")),
-                        let_f("qg", self.act(sg, "zq")),
-                        let_f("zn", add(id("x2"), mul(id("qg"), id("rec2")))),
-                        let_f("ng", self.act(ph, "zn")),
                         let_f(
                             "h",
                             add(
@@ -644,13 +654,8 @@ impl Rec<'_, '_> {
                         ));
                         s.push(let_f(&format!("rec{gi}"), tr((1 + gi) * uu)?));
                     }
+                    s.extend(self.gru_gates());
                     s.extend([
-                        let_f("zu", add(id("x0"), id("rec0"))),
-                        let_f("zq", add(id("x1"), id("rec1"))),
-                        let_f("ug", self.act(sg, "zu")),
-                        let_f("qg", self.act(sg, "zq")),
-                        let_f("zn", add(id("x2"), mul(id("qg"), id("rec2")))),
-                        let_f("ng", self.act(ph, "zn")),
                         let_f(
                             "du",
                             mul(

@@ -228,11 +228,7 @@ fn compile(cpu: bool, model: &Path, batch: usize, mode: ModeArg, output: &Path) 
         .graph(mode, batch)
         .map_err(|e| format!("{}: {e}", model.display()))?;
     let opts = CompileOptions {
-        kind: match mode {
-            Mode::Predict => PlanKind::Predict,
-            Mode::Train => PlanKind::Train,
-            Mode::Evaluate => PlanKind::Evaluate,
-        },
+        kind: mode.plan_kind(),
         ..CompileOptions::default()
     };
     let plan = kiln::opt::compile(&g, &opts, &limits).map_err(|e| e.to_string())?;
@@ -452,7 +448,31 @@ fn named<'a>(
     }
 }
 
-fn train(
+/// A plan `kiln train` can run: a training step.
+fn check_train_plan(plan: &kiln::opt::Plan, file: &Path) -> Res<()> {
+    match plan.kind {
+        PlanKind::Train => Ok(()),
+        PlanKind::Graph if plan.updates_params() && !plan.inputs.is_empty() => Ok(()),
+        kind => Err(format!(
+            "{}: a {kind} plan cannot train: it {} (compile one with `kiln compile MODEL --mode train`)",
+            file.display(),
+            if plan.updates_params() {
+                "is not a training step"
+            } else {
+                "updates no weights"
+            }
+        )
+        .into()),
+    }
+}
+
+/// `kiln train` under `mpirun`: data-parallel over the ranks. The plan gives the global batch
+/// and the input names; every rank loads the model from `--weights` (which must carry its
+/// structure and `compile` setup, as `Sequential::save` writes it) and the whole `.npy`
+/// inputs, and trains on its shard of each global batch (the data in order, a short
+/// remainder skipped, as in one process); gradients are all-reduced; rank 0 writes the model.
+#[cfg(feature = "mpi")]
+fn train_distributed(
     cpu: bool,
     file: &Path,
     weights: &Path,
@@ -460,26 +480,109 @@ fn train(
     epochs: usize,
     output: &Path,
 ) -> Res<()> {
+    use kiln::Collective;
     let (_, plan) = read_plan(file)?;
-    match plan.kind {
-        PlanKind::Train => {}
-        PlanKind::Graph if plan.updates_params() && !plan.inputs.is_empty() => {}
-        kind => {
-            return Err(format!(
-                "{}: a {kind} plan cannot train: it {} (compile one with `kiln compile MODEL --mode train`)",
-                file.display(),
-                if plan.updates_params() {
-                    "is not a training step"
-                } else {
-                    "updates no weights"
-                }
-            )
-            .into())
-        }
+    check_train_plan(&plan, file)?;
+    let group = kiln::dist::Mpi::init().map_err(|e| e.to_string())?;
+    let (rank, size) = (group.rank(), group.size());
+    let mut model = load_any_model(weights, device(cpu))?;
+    if model.graph(kiln::Mode::Train, 1).is_err() {
+        return Err(format!(
+            "{}: the model file has no `compile` setup (loss, optimizer): data-parallel \
+             training builds its gradient and update plans from it",
+            weights.display()
+        )
+        .into());
     }
-    let mut dev = device(cpu);
-    let vars = supply_params(&plan, Some(weights), &mut *dev)?;
-    let wbytes = read_data_file(weights)?;
+    let TrainData {
+        data,
+        n,
+        batch,
+        steps,
+    } = read_train_data(&plan, inputs)?;
+    let slot = |name: &str| plan.inputs.iter().position(|s| s.name == name);
+    let (Some(xi), Some(yi), 2) = (slot("x"), slot("y"), plan.inputs.len()) else {
+        return Err(format!(
+            "{}: a model's train plan takes inputs x and y; this one takes {}",
+            file.display(),
+            plan.inputs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .into());
+    };
+    // the whole batches only, as in one process
+    let (x, y) = (
+        head(&data[xi], steps * batch)?,
+        head(&data[yi], steps * batch)?,
+    );
+    model.distribute(Box::new(group));
+    let fit = kiln::Fit {
+        epochs,
+        batch_size: batch,
+        shuffle: false,
+        verbose: false,
+        ..kiln::Fit::default()
+    };
+    let history = match model.fit(&x, &y, fit) {
+        Ok(h) => h,
+        Err(e) => {
+            // said now: dropping the model ends the job when a rank failed
+            eprintln!("kiln: error: rank {rank} of {size}: {e}");
+            return Err(CliError::Msg(format!("rank {rank}: training failed")));
+        }
+    };
+    if rank == 0 {
+        let losses = history.history.get("loss").cloned().unwrap_or_default();
+        for (e, l) in losses.iter().enumerate() {
+            outln!(
+                "epoch {}/{epochs}: {steps} steps of {batch} on {size} ranks, loss {l:.6}{}",
+                e + 1,
+                if !n.is_multiple_of(batch) {
+                    format!(" ({} samples left over)", n % batch)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        model
+            .save(output)
+            .map_err(|e| format!("{}: {e}", output.display()))?;
+        outln!("wrote {}", output.display());
+    }
+    Ok(())
+}
+
+/// The first `rows` samples of `t`, in its dtype.
+#[cfg(feature = "mpi")]
+fn head(t: &HostTensor, rows: usize) -> Res<HostTensor> {
+    let len = rows * t.shape.dims()[1..].iter().product::<usize>();
+    let mut dims = t.shape.dims().to_vec();
+    dims[0] = rows;
+    match &t.data {
+        HostData::F32(v) => HostTensor::f32(dims, v[..len].to_vec()),
+        HostData::I32(v) => HostTensor::i32(dims, v[..len].to_vec()),
+    }
+    .map_err(|e| CliError::Msg(e.to_string()))
+}
+
+/// The data sets of a training run, one per plan input slot, and how they batch.
+struct TrainData {
+    /// Whole data sets, in slot order.
+    data: Vec<HostTensor>,
+    /// Samples in each.
+    n: usize,
+    /// The plan's batch.
+    batch: usize,
+    /// Whole batches (a short remainder is skipped).
+    steps: usize,
+}
+
+/// Reads the `--input` files of `kiln train`, checked against the plan's input slots: shapes,
+/// index domains, one sample count, at least one batch.
+fn read_train_data(plan: &kiln::opt::Plan, inputs: &[String]) -> Res<TrainData> {
     // whole data sets per input slot
     let mut data: Vec<Option<HostTensor>> = vec![None; plan.inputs.len()];
     for (i, a) in inputs.iter().enumerate() {
@@ -528,6 +631,38 @@ fn train(
     if steps == 0 {
         return Err(format!("{n} samples are fewer than the plan's batch of {batch}").into());
     }
+    Ok(TrainData {
+        data,
+        n,
+        batch,
+        steps,
+    })
+}
+
+fn train(
+    cpu: bool,
+    file: &Path,
+    weights: &Path,
+    inputs: &[String],
+    epochs: usize,
+    output: &Path,
+) -> Res<()> {
+    #[cfg(feature = "mpi")]
+    if kiln::dist::launched_by_mpirun() {
+        return train_distributed(cpu, file, weights, inputs, epochs, output);
+    }
+    let (_, plan) = read_plan(file)?;
+    check_train_plan(&plan, file)?;
+    let mut dev = device(cpu);
+
+    let vars = supply_params(&plan, Some(weights), &mut *dev)?;
+    let wbytes = read_data_file(weights)?;
+    let TrainData {
+        data,
+        n,
+        batch,
+        steps,
+    } = read_train_data(&plan, inputs)?;
     let slots = plan.inputs.clone();
     let params = plan.params.clone();
     let mut exe = dev.load(Arc::new(plan)).map_err(|e| e.to_string())?;

@@ -118,6 +118,11 @@ impl Callback for ModelCheckpoint<'_> {
         epoch: usize,
         logs: &mut Logs,
     ) -> Result<()> {
+        if !ctx.is_chief() {
+            // data-parallel: rank 0 writes the checkpoints (every replica holds the same
+            // weights)
+            return Ok(());
+        }
         let path = PathBuf::from(format_path(&self.filepath, epoch, logs)?);
         if self.save_best_only {
             let Some(&current) = logs.get(&self.monitor.key) else {

@@ -24,6 +24,8 @@ pub struct CallbackContext<'m> {
     pub(crate) params: FitParams,
     /// Training samples and steps run in the current epoch.
     pub(crate) seen: usize,
+    /// Of those, the samples this rank trained on (all of them unless data-parallel).
+    pub(crate) local_seen: usize,
     pub(crate) steps_run: usize,
     /// Running logs read at the current batch, if a callback read them.
     pub(crate) latest: Option<Logs>,
@@ -37,6 +39,7 @@ impl<'m> CallbackContext<'m> {
             stop: false,
             params: FitParams::default(),
             seen: 0,
+            local_seen: 0,
             steps_run: 0,
             latest: None,
         }
@@ -61,6 +64,16 @@ impl<'m> CallbackContext<'m> {
     /// Epochs, steps per epoch, samples.
     pub fn params(&self) -> &FitParams {
         &self.params
+    }
+
+    /// This process's rank in data-parallel training (0 otherwise).
+    pub fn rank(&self) -> usize {
+        self.model.rank_and_size().map_or(0, |r| r.0)
+    }
+
+    /// Whether this process is rank 0 (or training alone): the one that writes files.
+    pub fn is_chief(&self) -> bool {
+        self.model.is_chief()
     }
 
     /// Training steps run so far in the current epoch.
@@ -92,12 +105,13 @@ impl<'m> CallbackContext<'m> {
 
     /// Running means of the loss and metrics over the current epoch's training samples so
     /// far, read from the device accumulators: **waits for the device**. Empty outside a
-    /// training pass.
+    /// training pass. In data-parallel training these are this rank's samples (the epoch
+    /// logs are the whole group's).
     pub fn running_logs(&mut self) -> Result<Logs> {
-        if self.seen == 0 {
+        if self.local_seen == 0 {
             return Ok(Logs::new());
         }
-        let logs = self.model.read_accumulators(self.seen)?;
+        let logs = self.model.read_accumulators(self.local_seen)?;
         self.latest = Some(logs.clone());
         Ok(logs)
     }

@@ -42,7 +42,12 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
-    fn on_train_begin(&mut self, _ctx: &mut CallbackContext<'_>) -> Result<()> {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        if !ctx.is_chief() {
+            // data-parallel: rank 0 writes the log (with the logs of the whole group)
+            self.file = None;
+            return Ok(());
+        }
         let err = |e| io_error("CsvLogger", &self.path, e);
         let file = if self.append {
             self.header = match File::open(&self.path) {

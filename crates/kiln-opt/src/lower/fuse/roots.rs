@@ -1,7 +1,8 @@
 //! Roots: outputs become output tensors (stored by the group computing them, renamed in
 //! place, or copied), and assignments write their param — in place by the group computing
 //! the new value when every reader of the param comes first, else through a copy at the
-//! end of the run.
+//! end of the run. New values computed for the assignments alone (lazy values) of one shape
+//! share one group: an optimizer's weight and slot updates are one pass, not three.
 
 use super::group::{GroupKind, Phase};
 use super::values::Val;
@@ -61,6 +62,9 @@ impl Fuser<'_> {
         // decide which register values may overwrite their param in place.
         let assigns = self.g.assigns().to_vec();
         let mut deferred = vec![];
+        // groups made here for lazy new values, by shape: later lazy values of the same shape
+        // join them (one pass writes e.g. an optimizer's weight and both its slots)
+        let mut lazy_groups: Vec<(Vec<usize>, usize)> = vec![];
         for (p, v) in assigns {
             if p == v {
                 continue;
@@ -82,9 +86,30 @@ impl Fuser<'_> {
                 // compute it in a group of its own, which may then write the param in place
                 // (the node stays lazy for any other consumer)
                 let dims = self.g.shape(v).dims().to_vec();
-                let g = self.new_group(GroupKind::Elementwise {
-                    shape: dims.clone(),
+                let joinable = lazy_groups.iter().find(|(shape, g)| {
+                    if squeeze(shape) != squeeze(&dims) {
+                        return false;
+                    }
+                    let mut bound = self.bound_tensors(*g);
+                    for t in self.footprint(v).into_iter().chain([pt]) {
+                        if !bound.contains(&t) {
+                            bound.push(t);
+                        }
+                    }
+                    // one binding to spare: the value may need a tensor of its own (a
+                    // copy's source)
+                    bound.len() < self.binding_budget()
                 });
+                let g = match joinable {
+                    Some(&(_, g)) => g,
+                    None => {
+                        let g = self.new_group(GroupKind::Elementwise {
+                            shape: dims.clone(),
+                        });
+                        lazy_groups.push((dims.clone(), g));
+                        g
+                    }
+                };
                 let e = self.operand(v, g, Phase::Stage(0), &dims)?;
                 deferred.push((p, pt, v, g, Phase::Stage(0), e));
                 continue;
