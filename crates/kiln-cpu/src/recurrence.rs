@@ -25,7 +25,7 @@ use crate::exec::for_tasks;
 use crate::gemm::product;
 use crate::math;
 use crate::prog::RawBuf;
-use kiln_ir::recurrence::{Cell, CellActivation, CellKind};
+use kiln_ir::recurrence::{Adjoint, Cell, CellActivation, CellKind};
 use kiln_ir::DType;
 use kiln_plan::kernel::{Dense, Kernel, KernelOp};
 use kiln_plan::{Error, PlanError, Result};
@@ -49,6 +49,8 @@ pub struct Recurrence {
     rb: Option<Dense>,
     mask: Option<Dense>,
     grad: Option<[Dense; 2]>,
+    /// The backward's window of the trace's adjoint.
+    adjoint: Adjoint,
     out: Dense,
     /// An operand shares elements with `out`: the operands are copied before the run.
     overlap: bool,
@@ -71,6 +73,7 @@ impl Recurrence {
             rb,
             mask,
             grad,
+            adjoint,
             out,
             ..
         } = &k.op
@@ -114,6 +117,7 @@ impl Recurrence {
             rb: rb.clone(),
             mask: mask.clone(),
             grad: grad.clone(),
+            adjoint: *adjoint,
             out: out.clone(),
             overlap,
         })
@@ -148,10 +152,11 @@ impl Recurrence {
             mask: self.mask.as_ref().map(|d| view(d, b * u)),
         };
         let w = c.trace_width();
+        let adj = self.adjoint;
         let grad = self
             .grad
             .as_ref()
-            .map(|[tr, dtr]| (view(tr, b * t * w), view(dtr, b * t * w)));
+            .map(|[tr, dtr]| (view(tr, b * t * w), view(dtr, adj.len(b))));
         let width = if grad.is_some() { c.grad_width() } else { w };
         let out = args[self.out.arg as usize];
         let out_off = self.out.offset;
@@ -161,6 +166,7 @@ impl Recurrence {
             c: vec![0.0; ROWS * u],
             lanes: vec![0.0; LANES * u],
             zero: vec![0.0; u],
+            drow: vec![0.0; w],
         };
         for_tasks(b.div_ceil(ROWS), init, |s, task| {
             let r0 = task * ROWS;
@@ -174,14 +180,15 @@ impl Recurrence {
             let task = Task {
                 cell: c,
                 steps: t,
+                adjoint: adj,
                 r0,
                 nb,
             };
             match &grad {
                 None => task.dispatch_forward(&ops, o, s),
                 Some((tr, dtr)) => {
-                    let n = nb * t * w;
-                    let (tr, dtr) = (&tr[r0 * t * w..][..n], &dtr[r0 * t * w..][..n]);
+                    let (n, dn) = (nb * t * w, adj.len(nb));
+                    let (tr, dtr) = (&tr[r0 * t * w..][..n], &dtr[adj.len(r0)..][..dn]);
                     task.dispatch_backward(&ops, tr, dtr, o, s)
                 }
             }
@@ -209,12 +216,16 @@ struct Scratch {
     lanes: Vec<f32>,
     /// `U` zeros: the state before step 0.
     zero: Vec<f32>,
+    /// Backward, a window of the trace's adjoint: one row of it, zero outside the window.
+    drow: Vec<f32>,
 }
 
 /// One block of rows.
 struct Task<'a> {
     cell: &'a Cell,
     steps: usize,
+    /// The backward's window of the trace's adjoint.
+    adjoint: Adjoint,
     r0: usize,
     nb: usize,
 }
@@ -430,8 +441,8 @@ impl Task<'_> {
         }
     }
 
-    /// The backward of this block: `trace`, `dtrace` its rows (`[nb, T, W]`), `out` its rows
-    /// of the result (`[nb, T, G]`).
+    /// The backward of this block: `trace`, `dtrace` its rows (`[nb, T, W]` and the
+    /// adjoint's window `[nb, T', W']`), `out` its rows of the result (`[nb, T, G]`).
     #[allow(clippy::needless_range_loop)]
     #[inline(always)]
     unsafe fn backward(
@@ -457,8 +468,11 @@ impl Task<'_> {
             a: prod,
             lanes: buf,
             zero,
+            drow,
         } = s;
         let (dh_next, dc_next, zero) = (&mut dh_next[..nb * u], &mut dc_next[..nb * u], &zero[..u]);
+        let adj = self.adjoint;
+        let whole = adj == Adjoint::full(c, t);
         let prod = &mut prod[..nb * u];
         let [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9] = lanes::<LANES>(buf, u);
         // the `d rec` part of a row of `out`
@@ -469,7 +483,18 @@ impl Task<'_> {
             for i in 0..nb {
                 let row = (i * t + step) * w;
                 let tr = &trace[row..][..w];
-                let dtr = &dtrace[row..][..w];
+                // this step's row of the adjoint: in place, or (a window) copied into a row
+                // that is zero outside it
+                let dtr: &[f32] = if whole {
+                    &dtrace[row..][..w]
+                } else {
+                    let part = &mut drow[..adj.width];
+                    match adj.row(i, t, step) {
+                        Some(at) => part.copy_from_slice(&dtrace[at..][..adj.width]),
+                        None => part.fill(0.0),
+                    }
+                    &drow[..w]
+                };
                 let prev = (step > 0).then(|| &trace[row - w..][..w]);
                 let o = &mut out[(i * t + step) * gw..][..gw];
                 let x = &ops.xp[((r0 + i) * t + step) * ku..][..ku];
@@ -584,7 +609,11 @@ impl Task<'_> {
                 (prod.as_mut_ptr(), u, 1),
             );
             for i in 0..nb {
-                let dhin = &dtrace[(i * t + step) * w + w - u..][..u];
+                // the adjoint's h_in columns (a window of width W only)
+                let Some(at) = adj.row(i, t, step).filter(|_| adj.width == w) else {
+                    continue;
+                };
+                let dhin = &dtrace[at + w - u..][..u];
                 for (p, &d) in prod[i * u..][..u].iter_mut().zip(dhin) {
                     *p += d;
                 }
@@ -660,8 +689,15 @@ mod tests {
     }
 
     /// One f32 arg holding every operand and the result: `out` at `out_at`, which may
-    /// overlap the operands (in place over `xp` or `dtrace`). Returns the result.
-    fn run_in_arena(c: Cell, b: usize, t: usize, backward_pass: bool, out_at: usize) -> Vec<f32> {
+    /// overlap the operands (in place over `xp` or `dtrace`); the backward reads the window
+    /// `adj` of the trace's adjoint. Returns the result, checked against the reference.
+    fn run_in_arena(
+        c: Cell,
+        (b, t): (usize, usize),
+        backward_pass: bool,
+        adj: Adjoint,
+        out_at: usize,
+    ) -> Vec<f32> {
         let (u, ku, w) = (c.units, c.gates() * c.units, c.trace_width());
         let (xp, r, mask) = (data(b * t * ku, 1), data(u * ku, 2), data(b * u, 3));
         let mask: Vec<f32> = mask
@@ -676,7 +712,7 @@ mod tests {
         };
         let mut trace = vec![0.0; b * t * w];
         forward(&c, t, 0..b, ops, &mut trace);
-        let dtrace = data(b * t * w, 4);
+        let dtrace = data(adj.len(b), 4);
         // arena: xp, r, mask, trace, dtrace, then room for `out` anywhere
         let parts: [&[f32]; 5] = [&xp, &r, &mask, &trace, &dtrace];
         let mut offs = vec![];
@@ -702,6 +738,7 @@ mod tests {
                 rb: None,
                 mask: c.masked.then(|| dense(2)),
                 grad: backward_pass.then(|| [dense(3), dense(4)]),
+                adjoint: adj,
                 out: Dense {
                     arg: 0,
                     offset: out_at,
@@ -732,7 +769,7 @@ mod tests {
         let got = arena[out_at..][..b * t * width].to_vec();
         let mut want = vec![0.0; b * t * width];
         if backward_pass {
-            backward(&c, t, 0..b, ops, &trace, &dtrace, &mut want);
+            backward(&c, t, 0..b, ops, &trace, (&dtrace, adj), &mut want);
         } else {
             want = trace;
         }
@@ -759,12 +796,35 @@ mod tests {
         // the arena's layout (see `run_in_arena`): xp, r, mask, trace, dtrace
         let dtrace_at = b * t * ku + u * ku + b * u + b * t * w;
         let end = dtrace_at + b * t * w;
+        let full = Adjoint::full(&c, t);
         for backward_pass in [false, true] {
-            let apart = run_in_arena(c, b, t, backward_pass, end);
+            let apart = run_in_arena(c, (b, t), backward_pass, full, end);
             // in place over xp (the forward) or over dtrace (the backward)
             let at = if backward_pass { dtrace_at } else { 0 };
-            let inplace = run_in_arena(c, b, t, backward_pass, at);
+            let inplace = run_in_arena(c, (b, t), backward_pass, full, at);
             assert_eq!(apart, inplace, "copied operands change the bits");
+        }
+    }
+
+    /// The backward reads a window of the trace's adjoint (the last step's `h`, every
+    /// step's `h`, the last steps' whole rows) as the reference does (LSTM and SimpleRNN
+    /// here; GRU through the layers' and the op table's tests).
+    #[test]
+    fn adjoint_windows_match_the_reference() {
+        for kind in [CellKind::Lstm, CellKind::SimpleRnn] {
+            let c = Cell {
+                kind,
+                units: 5,
+                activation: CellActivation::Tanh,
+                recurrent_activation: CellActivation::Sigmoid,
+                masked: true,
+            };
+            let (b, t, u, w) = (19, 4, c.units, c.trace_width());
+            for (steps, width) in [(1, u), (t, u), (2, w), (t, w)] {
+                let end = b * t * (c.gates() * u + w + w) + u * c.gates() * u + b * u;
+                // `run_in_arena` checks the result against the reference
+                run_in_arena(c, (b, t), true, Adjoint { steps, width }, end);
+            }
         }
     }
 }

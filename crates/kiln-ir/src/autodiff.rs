@@ -4,7 +4,7 @@
 //! math in a comment. Fan-out accumulates with `add`; broadcasts (explicit `Expand` nodes)
 //! are undone by summing over the expanded axes.
 
-use crate::{BinaryOp, DType, Graph, IrError, NodeId, Op, ReduceOp, Result, UnaryOp};
+use crate::{BinaryOp, Constant, DType, Graph, IrError, NodeId, Op, ReduceOp, Result, UnaryOp};
 
 /// Appends the gradient of scalar `loss` with respect to each node of `wrt` and returns the
 /// gradient node ids (same shapes as `wrt`). A node `loss` does not depend on gets a zero
@@ -474,6 +474,38 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
 /// over all steps as one product (`h_in`, the state that entered the product, is read from the
 /// trace); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ + d h_in_t)` (pruned when
 /// unused, as for a dropout mask drawn from noise).
+/// The narrowest window of the trace's adjoint `dy` (see
+/// [`Adjoint`](crate::recurrence::Adjoint)) that holds all that is not zero. `combine`
+/// builds the adjoint of a sliced node as a concat of its pieces and zero blocks: a layer
+/// reads `h = slice(trace, 2, 0, U)`, so the trace's adjoint is `concat([dh, 0], 2)`, and
+/// when only the last step is read `dh = concat([0, d_last], 1)`. Peeling those two concats
+/// leaves `d_last [B, 1, U]` (or `dh [B, T, U]`), and the zero blocks — the largest tensors
+/// of the backward — are never written nor read. Any other form is passed whole.
+fn adjoint_window(g: &Graph, c: &crate::recurrence::Cell, trace: NodeId, dy: NodeId) -> NodeId {
+    let zero = |n: NodeId| matches!(g.node(n).op, Op::Constant(Constant::Fill(v)) if v == 0.0);
+    let two = |n: NodeId, axis: usize| {
+        let node = g.node(n);
+        (node.op == Op::Concat { axis } && node.inputs.len() == 2)
+            .then(|| (node.inputs[0], node.inputs[1]))
+    };
+    let mut d = dy;
+    if let Some((h, rest)) = two(d, 2) {
+        if g.shape(h).0[2] == c.units && zero(rest) {
+            d = h;
+        }
+    }
+    if let Some((early, late)) = two(d, 1) {
+        if zero(early) {
+            d = late;
+        }
+    }
+    let (b, t) = (g.shape(trace).0[0], g.shape(trace).0[1]);
+    match crate::recurrence::Adjoint::of_dims(c, b, t, &g.shape(d).0) {
+        Some(_) => d,
+        None => dy,
+    }
+}
+
 fn recurrence_vjp(
     g: &mut Graph,
     c: &crate::recurrence::Cell,
@@ -481,7 +513,7 @@ fn recurrence_vjp(
     trace: NodeId,
     dy: NodeId,
 ) -> Result<Vec<Option<NodeId>>> {
-    let d = g.recurrence_grad(*c, ops, trace, dy)?;
+    let d = g.recurrence_grad(*c, ops, trace, adjoint_window(g, c, trace, dy))?;
     let dims = g.shape(trace).dims().to_vec();
     let (b, t, u, ku) = (dims[0], dims[1], c.units, c.gates() * c.units);
     // d xp and d rec as [B·T, kU] views (GRU: the two column halves of the result; LSTM and

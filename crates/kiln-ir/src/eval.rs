@@ -338,13 +338,20 @@ fn eval_node(g: &Graph, id: NodeId, args: &[&Tensor], feeds: &Feeds) -> Result<T
                 forward(c, t, 0..b, ops, &mut out);
             } else {
                 let n = args.len();
+                let adj = crate::recurrence::Adjoint::of_dims(c, b, t, &args[n - 1].shape.0)
+                    .ok_or_else(|| {
+                        IrError::Eval(format!(
+                            "recurrence_grad: adjoint {} is no window of the trace",
+                            args[n - 1].shape
+                        ))
+                    })?;
                 backward(
                     c,
                     t,
                     0..b,
                     ops,
                     &args[n - 2].data,
-                    &args[n - 1].data,
+                    (&args[n - 1].data, adj),
                     &mut out,
                 );
             }

@@ -23,8 +23,13 @@
 //! With `h_in` stored, `dr = Σ h_inᵀ·d rec` is one product over all `B·T` rows of strided
 //! views of the trace and the backward's result, with no copies.
 //!
-//! The backward takes the forward operands, the trace and its adjoint `dtrace [B, T, W]`
-//! (every part of the trace may carry an adjoint) and returns `[B, T, G]`
+//! The backward takes the forward operands, the trace and its adjoint `dtrace` and returns
+//! `[B, T, G]`. The adjoint may be the whole `[B, T, W]` (every part of the trace may carry
+//! an adjoint) or a window of it ([`Adjoint`]): `[B, T', U]` or `[B, T', W]` with `1 ≤ T' ≤
+//! T`, the adjoint of the **last** `T'` steps' first `U` (the hidden state) or all `W`
+//! columns, the rest being zero. A layer's output is the trace's `h` — every step
+//! (`return_sequences`) or only the last — so autodiff hands the backward `[B, T, U]` or
+//! `[B, 1, U]` and no zeros are written or read for the rest
 //! ([`Cell::grad_width`]): LSTM and SimpleRNN the pre-activation adjoint `dz` (`G = kU`),
 //! which is both `d xp` and the adjoint of `h_in·r`; GRU `[d xp, d rec]` (`G = 6U`). The
 //! weight gradients are ordinary graph ops built by autodiff: `dr = Σ h_inᵀ·d rec` over all
@@ -266,7 +271,7 @@ impl Cell {
         }
     }
     /// The expected operand shapes for batch `b` and `t` steps, in operand order (the
-    /// forward's; the backward appends `trace` and `dtrace`, both `[b, t, W]`).
+    /// forward's; the backward appends `trace [b, t, W]` and its adjoint, see [`Adjoint`]).
     pub fn operand_shapes(&self, b: usize, t: usize) -> Vec<Vec<usize>> {
         let (u, k) = (self.units, self.gates());
         let mut v = vec![vec![b, t, k * u], vec![u, k * u]];
@@ -277,6 +282,58 @@ impl Cell {
             v.push(vec![b, u]);
         }
         v
+    }
+}
+
+/// The part of the trace's adjoint a backward receives: the last `steps` steps' first
+/// `width` columns (`width` is `U` or the trace width `W`); everything else is zero. The
+/// adjoint operand is `[B, steps, width]`, row-major.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Adjoint {
+    /// `T'`, the steps covered (the last ones), `1..=T`.
+    pub steps: usize,
+    /// `U` (the hidden state only) or `W` (the whole trace).
+    pub width: usize,
+}
+
+impl Adjoint {
+    /// The whole trace of `steps` steps.
+    pub fn full(cell: &Cell, steps: usize) -> Adjoint {
+        Adjoint {
+            steps,
+            width: cell.trace_width(),
+        }
+    }
+    /// The window an adjoint shaped `dims` covers in a backward of `cell` over `(b, t)`, if
+    /// it is one: `[b, T', U]` or `[b, T', W]` with `1 ≤ T' ≤ t`.
+    pub fn of_dims(cell: &Cell, b: usize, t: usize, dims: &[usize]) -> Option<Adjoint> {
+        match *dims {
+            [db, ds, dw]
+                if db == b
+                    && (1..=t).contains(&ds)
+                    && (dw == cell.units || dw == cell.trace_width()) =>
+            {
+                Some(Adjoint {
+                    steps: ds,
+                    width: dw,
+                })
+            }
+            _ => None,
+        }
+    }
+    /// Elements of the adjoint operand for `b` rows.
+    pub fn len(&self, b: usize) -> usize {
+        b.saturating_mul(self.steps).saturating_mul(self.width)
+    }
+    /// Whether it covers nothing (never for a valid window).
+    pub fn is_empty(&self) -> bool {
+        self.steps == 0 || self.width == 0
+    }
+    /// The offset of row `bi`'s step `t` (of `steps` in all) in the adjoint operand, if the
+    /// window covers that step.
+    pub fn row(&self, bi: usize, steps: usize, t: usize) -> Option<usize> {
+        let first = steps - self.steps;
+        (t >= first).then(|| (bi * self.steps + t - first) * self.width)
     }
 }
 
@@ -439,16 +496,18 @@ pub fn gru_cell_grad<F: Real>(
     ([du, dq, dn], [du, dq, dn * q], dh * u)
 }
 
-/// The backward of rows `rows` (see the module docs): `trace` and `dtrace` are the blocks
-/// of those rows (`[rows.len(), T, W]`), `out` receives `[rows.len(), T, G]`. The reference
+/// The backward of rows `rows` (see the module docs): `trace` is the block of those rows
+/// (`[rows.len(), T, W]`), `dtrace` their block of the adjoint window `adj`
+/// (`[rows.len(), T', W']`), `out` receives `[rows.len(), T, G]`. The reference
 /// implementation, steps in reverse, dot products in index order.
+#[allow(clippy::too_many_arguments)]
 pub fn backward<F: Real>(
     cell: &Cell,
     steps: usize,
     rows: std::ops::Range<usize>,
     ops: Operands<'_, F>,
     trace: &[F],
-    dtrace: &[F],
+    (dtrace, adj): (&[F], Adjoint),
     out: &mut [F],
 ) {
     let (u, k, w, gw) = (
@@ -467,21 +526,27 @@ pub fn backward<F: Real>(
         dh_next.iter_mut().for_each(|v| *v = zero);
         dc_next.iter_mut().for_each(|v| *v = zero);
         for t in (0..steps).rev() {
+            // the adjoint of column `col` of this step's trace row
+            let drow = adj.row(bi, steps, t);
+            let dt = |col: usize| match drow {
+                Some(r) if col < adj.width => dtrace[r + col],
+                _ => zero,
+            };
             let row = (bi * steps + t) * w;
             let prev = (t > 0).then(|| (bi * steps + t - 1) * w);
             let orow = (bi * steps + t) * gw;
             let xp = &ops.xp[(b * steps + t) * ku..][..ku];
             for j in 0..u {
-                let dh = dtrace[row + j] + dh_next[j];
+                let dh = dt(j) + dh_next[j];
                 let hp = prev.map_or(zero, |p| trace[p + j]);
                 match cell.kind {
                     CellKind::Lstm => {
                         let z: [F; 4] = std::array::from_fn(|g| trace[row + 2 * u + g * u + j]);
                         let cp = prev.map_or(zero, |p| trace[p + u + j]);
-                        let dc = dtrace[row + u + j] + dc_next[j];
+                        let dc = dt(u + j) + dc_next[j];
                         let (dz, dcp) = lstm_cell_grad(cell, z, cp, trace[row + u + j], dh, dc);
                         for g in 0..4 {
-                            let v = dz[g] + dtrace[row + 2 * u + g * u + j];
+                            let v = dz[g] + dt(2 * u + g * u + j);
                             out[orow + g * u + j] = v;
                             drec[g * u + j] = v;
                         }
@@ -494,7 +559,7 @@ pub fn backward<F: Real>(
                         let (dx, dr, dhp) = gru_cell_grad(cell, x, rec, hp, dh);
                         for g in 0..3 {
                             out[orow + g * u + j] = dx[g];
-                            let v = dr[g] + dtrace[row + u + g * u + j];
+                            let v = dr[g] + dt(u + g * u + j);
                             out[orow + 3 * u + g * u + j] = v;
                             drec[g * u + j] = v;
                         }
@@ -503,7 +568,7 @@ pub fn backward<F: Real>(
                     CellKind::SimpleRnn => {
                         let z = trace[row + u + j];
                         let h = trace[row + j];
-                        let v = dh * cell.activation.derivative(z, h) + dtrace[row + u + j];
+                        let v = dh * cell.activation.derivative(z, h) + dt(u + j);
                         out[orow + j] = v;
                         drec[j] = v;
                         dh_next[j] = zero;
@@ -519,7 +584,7 @@ pub fn backward<F: Real>(
                 for (m, &d) in drec.iter().enumerate() {
                     s = s + d * ops.r[p * ku + m];
                 }
-                let s = s + dtrace[row + w - u + p];
+                let s = s + dt(w - u + p);
                 let s = ops.mask.map_or(s, |mk| s * mk[b * u + p]);
                 dh_next[p] = dh_next[p] + s;
             }
@@ -569,6 +634,56 @@ mod tests {
         trace.iter().zip(wts).map(|(a, b)| a * b).sum()
     }
 
+    /// A window of the adjoint gives the backward of the whole adjoint with zeros outside
+    /// the window, bit for bit (the zeros add nothing).
+    #[test]
+    fn an_adjoint_window_is_the_zero_padded_adjoint() {
+        for kind in [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn] {
+            let c = cell(kind, true);
+            let (b, t, u, k, w) = (2, 4, c.units, c.gates(), c.trace_width());
+            let (xp, r, rb) = (data(b * t * k * u, 1), data(u * k * u, 2), data(k * u, 3));
+            let mask = data(b * u, 4);
+            let ops = Operands {
+                xp: &xp,
+                r: &r,
+                rb: (kind == CellKind::Gru).then_some(&rb[..]),
+                mask: Some(&mask[..]),
+            };
+            let mut trace = vec![0.0; b * t * w];
+            forward(&c, t, 0..b, ops, &mut trace);
+            for (steps, width) in [(1, u), (t, u), (2, u), (1, w), (3, w)] {
+                let adj = Adjoint { steps, width };
+                assert_eq!(Adjoint::of_dims(&c, b, t, &[b, steps, width]), Some(adj));
+                let d = data(adj.len(b), 6 + steps as u64);
+                let mut full = vec![0.0; b * t * w];
+                for bi in 0..b {
+                    for s in t - steps..t {
+                        for col in 0..width {
+                            full[(bi * t + s) * w + col] =
+                                d[(bi * steps + s - (t - steps)) * width + col];
+                        }
+                    }
+                }
+                let mut want = vec![0.0; b * t * c.grad_width()];
+                backward(
+                    &c,
+                    t,
+                    0..b,
+                    ops,
+                    &trace,
+                    (&full, Adjoint::full(&c, t)),
+                    &mut want,
+                );
+                let mut got = vec![f64::NAN; want.len()];
+                backward(&c, t, 0..b, ops, &trace, (&d, adj), &mut got);
+                assert_eq!(got, want, "{kind:?} window {adj:?}");
+            }
+            for bad in [[b, 0, u], [b, t + 1, u], [b, t, 2 * u], [b + 1, t, u]] {
+                assert_eq!(Adjoint::of_dims(&c, b, t, &bad), None, "{bad:?}");
+            }
+        }
+    }
+
     #[test]
     fn backward_matches_finite_differences() {
         for kind in [CellKind::Lstm, CellKind::Gru, CellKind::SimpleRnn] {
@@ -592,7 +707,15 @@ mod tests {
                 };
                 forward(&c, t, 0..b, ops, &mut trace);
                 let mut out = vec![0.0; b * t * c.grad_width()];
-                backward(&c, t, 0..b, ops, &trace, &wts, &mut out);
+                backward(
+                    &c,
+                    t,
+                    0..b,
+                    ops,
+                    &trace,
+                    (&wts, Adjoint::full(&c, t)),
+                    &mut out,
+                );
                 // d loss / d xp by central differences
                 let eps = 1e-6;
                 for i in 0..xp.len() {

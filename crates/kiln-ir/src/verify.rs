@@ -124,7 +124,10 @@ pub fn verify(g: &Graph) -> Result<()> {
                         c.trace_width()
                     };
                     (0..na).all(|k| c.operand_fits(k, &s(k).0, b, t))
-                        && (!grad || (s(na).0 == tw && s(na + 1).0 == tw))
+                        && (!grad
+                            || (s(na).0 == tw
+                                && crate::recurrence::Adjoint::of_dims(c, b, t, &s(na + 1).0)
+                                    .is_some()))
                         && n.shape.0 == [b, t, width]
                         && n.dtype == crate::DType::F32
                         && (0..n.inputs.len()).all(|k| g.dtype(n.inputs[k]) == crate::DType::F32)

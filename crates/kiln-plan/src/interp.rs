@@ -286,6 +286,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             rb,
             mask,
             grad,
+            adjoint,
             out,
             ..
         } => {
@@ -315,10 +316,10 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                     o
                 }
                 Some([tr, dtr]) => {
-                    let w = b * t * cell.trace_width();
-                    let (trv, dtrv) = (read(bufs, tr, w), read(bufs, dtr, w));
+                    let trv = read(bufs, tr, b * t * cell.trace_width());
+                    let dtrv = read(bufs, dtr, adjoint.len(b));
                     let mut o = vec![0.0f32; b * t * cell.grad_width()];
-                    backward(cell, t, 0..b, ops, &trv, &dtrv, &mut o);
+                    backward(cell, t, 0..b, ops, &trv, (&dtrv, *adjoint), &mut o);
                     o
                 }
             };

@@ -475,8 +475,12 @@ pub enum KernelOp {
         rb: Option<Dense>,
         /// Recurrent-dropout mask `[B, U]` (masked cells).
         mask: Option<Dense>,
-        /// The backward's `[trace, dtrace]`, each `[B, T, W]`; `None` for the forward.
+        /// The backward's `[trace, dtrace]`: the trace `[B, T, W]` and its adjoint, the
+        /// window `adjoint` of it (`[B, T', W']`); `None` for the forward.
         grad: Option<[Dense; 2]>,
+        /// The backward's window of the trace's adjoint ([`kiln_ir::recurrence::Adjoint`]);
+        /// the forward's is the whole trace.
+        adjoint: kiln_ir::recurrence::Adjoint,
         /// The result: trace `[B, T, W]` or gradient `[B, T, G]`.
         out: Dense,
         /// How a GPU backend runs it.
@@ -486,8 +490,8 @@ pub enum KernelOp {
 
 impl KernelOp {
     /// The dense blocks a [`KernelOp::Recurrence`] touches, `(block, elements, written)`:
-    /// `xp`, `r`, `rb`, `mask`, the backward's `trace` and `dtrace`, then `out` (the one
-    /// written). Counts saturate (a validated plan's never do). `None` for other ops.
+    /// `xp`, `r`, `rb`, `mask`, the backward's `trace` and `dtrace` (its window's size),
+    /// then `out` (the one written). Counts saturate (a validated plan's never do). `None` for other ops.
     pub fn recurrence_blocks(&self) -> Option<Vec<(&Dense, usize, bool)>> {
         let KernelOp::Recurrence {
             cell,
@@ -498,6 +502,7 @@ impl KernelOp {
             rb,
             mask,
             grad,
+            adjoint,
             out,
             ..
         } = self
@@ -512,8 +517,10 @@ impl KernelOp {
         ];
         v.extend(rb.iter().map(|d| (d, ku, false)));
         v.extend(mask.iter().map(|d| (d, batch.saturating_mul(u), false)));
-        let tw = bt.saturating_mul(cell.trace_width());
-        v.extend(grad.iter().flatten().map(|d| (d, tw, false)));
+        if let Some([trace, dtrace]) = grad {
+            v.push((trace, bt.saturating_mul(cell.trace_width()), false));
+            v.push((dtrace, adjoint.len(*batch), false));
+        }
         let width = if grad.is_some() {
             cell.grad_width()
         } else {

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 /// [`crate::kernel::SMALL_PRODUCT_PATCHES`] patches launch 8-thread workgroups.
 /// 5: [`Plan::kind`] (a train step is told from a predict plan by the plan itself) and
 /// [`Slot::indices`] (index inputs carry their domain, checked by every entry point).
-pub const PLAN_FORMAT_VERSION: u32 = 5;
+/// 6: [`PlanKind::Gradients`] and [`PlanKind::Update`] (data-parallel steps) and the
+/// recurrence backward's adjoint window (`KernelOp::Recurrence::adjoint`).
+pub const PLAN_FORMAT_VERSION: u32 = 6;
 
 /// What a plan computes, as its compiler was told ([`Plan::kind`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

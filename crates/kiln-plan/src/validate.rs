@@ -272,20 +272,33 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
             KernelOp::Recurrence {
                 cell,
                 batch,
+                steps,
                 xp,
                 r,
                 rb,
                 mask,
                 grad,
+                adjoint,
                 out,
                 launch,
-                ..
             } => {
                 let mut used = vec![xp.arg, r.arg, out.arg];
                 used.extend(rb.iter().chain(mask.iter()).map(|d| d.arg));
                 used.extend(grad.iter().flatten().map(|d| d.arg));
                 let wg = k.workgroup_size.max(1) as u64;
+                let window = match grad {
+                    None => *adjoint == kiln_ir::recurrence::Adjoint::full(cell, *steps),
+                    Some(_) => {
+                        kiln_ir::recurrence::Adjoint::of_dims(
+                            cell,
+                            *batch,
+                            *steps,
+                            &[*batch, adjoint.steps, adjoint.width],
+                        ) == Some(*adjoint)
+                    }
+                };
                 if cell.units == 0
+                    || !window
                     || rb.is_some() != cell.rb_operand().is_some()
                     || mask.is_some() != cell.masked
                     || launch.rows == 0

@@ -295,3 +295,60 @@ fn recurrences_match_the_reference_on_the_gpu() {
         }
     }
 }
+
+/// The backward reading a window of the trace's adjoint — the last step's `h` (a layer
+/// returning its last state), every step's `h` (`return_sequences`), the last steps' whole
+/// rows — matches the f64 evaluator (whose windows give the zero-padded adjoint's backward
+/// bit for bit, `kiln_ir::recurrence`'s tests), for every cell, with validated and portable
+/// shaders.
+#[test]
+fn adjoint_windows_match_the_reference_on_the_gpu() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    let limits = backend.limits();
+    for c in [
+        cell(CellKind::Lstm, 33, true),
+        cell(CellKind::Gru, 33, false),
+        cell(CellKind::SimpleRnn, 33, true),
+    ] {
+        let (mut g, mut feeds) = graph(&c);
+        let (u, w) = (c.units, c.trace_width());
+        let na = c.forward_arity();
+        let grad = g
+            .outputs()
+            .iter()
+            .find(|(n, _)| n == "grad")
+            .map(|(_, id)| *id)
+            .unwrap();
+        let full = g.node(grad).inputs.clone();
+        let trace = full[na];
+        for (name, steps, width) in [("last_h", 1, u), ("every_h", T, u), ("last_rows", 3, w)] {
+            feeds.insert(
+                name.to_string(),
+                Tensor::new(
+                    vec![B, steps, width],
+                    data(B * steps * width, 7 + steps as u64, 1.0),
+                )
+                .unwrap(),
+            );
+            let d = g.input(name, [B, steps, width], DType::F32).unwrap();
+            let out = g.recurrence_grad(c, &full[..na], trace, d).unwrap();
+            g.output(format!("grad_{name}"), out).unwrap();
+        }
+        let reference = kiln_ir::eval::run(&g, &feeds).unwrap();
+        let plan = compile(&g, &CompileOptions::default(), &limits).unwrap();
+        let recs = recurrences(&plan);
+        assert_eq!(recs.len(), 5, "{}", plan.summary());
+        for k in recs {
+            let src = kernel_source_for(k, &Target::default()).unwrap();
+            check_portable(&k.label, &src.wgsl, ENTRY_POINT, &[]).unwrap();
+        }
+        let got = run(&mut backend, &plan, &feeds);
+        let tol = Tolerance::f32_sum(c.gates() * c.units);
+        for ((out, want), t) in reference.outputs.iter().zip(&got) {
+            tol.check(&format!("{} {out}", c.name()), &t.to_f64(), &want.data)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

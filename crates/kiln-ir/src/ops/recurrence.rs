@@ -28,7 +28,9 @@ impl Graph {
     }
 
     /// The backward of [`Graph::recurrence`]: the forward's operands `ops` (in its order),
-    /// its `trace` and the trace's adjoint `dtrace`. Returns `[B, T, G]`.
+    /// its `trace` and the trace's adjoint `dtrace`: the whole `[B, T, W]` or a window of it,
+    /// `[B, T', U]` or `[B, T', W]`, the last `T'` steps (see
+    /// [`Adjoint`](crate::recurrence::Adjoint)). Returns `[B, T, G]`.
     pub fn recurrence_grad(
         &mut self,
         cell: Cell,
@@ -51,13 +53,18 @@ impl Graph {
         let (b, t) = self.check_recurrence("recurrence_grad", &cell, &sh[..n - 2])?;
         let want = Shape(vec![b, t, cell.trace_width()]);
         if sh[n - 2].0 != want
-            || sh[n - 1].0 != want
+            || crate::recurrence::Adjoint::of_dims(&cell, b, t, &sh[n - 1].0 .0).is_none()
             || sh[n - 2].1 != DType::F32
             || sh[n - 1].1 != DType::F32
         {
             return Err(self.shape_err(
                 "recurrence_grad",
-                format!("the trace and its adjoint must be f32 {want}"),
+                format!(
+                    "the trace must be f32 {want} and its adjoint f32 [{b}, T', {}] or [{b}, T', {}] \
+                     with 1 <= T' <= {t}",
+                    cell.units,
+                    cell.trace_width()
+                ),
                 sh.into_iter().map(|s| s.0).collect(),
                 None,
             ));

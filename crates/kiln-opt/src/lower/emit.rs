@@ -225,6 +225,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 steps,
                 operands,
                 backward,
+                adjoint,
                 out,
             } => {
                 let ops: Vec<Dense> = operands.iter().map(|&o| b.dense(o, false)).collect();
@@ -257,6 +258,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                         rb,
                         mask,
                         grad: backward.then(|| [ops[na].clone(), ops[na + 1].clone()]),
+                        adjoint: *adjoint,
                         out,
                         launch,
                     },

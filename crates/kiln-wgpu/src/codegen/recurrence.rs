@@ -50,7 +50,7 @@ use super::body::unary;
 use super::state::{Gen, FLUSH_BELOW};
 use super::CodegenError;
 use crate::wgsl::{BinOp, Builtin, Expr as W, Literal, Scalar, Stmt, Type};
-use kiln_ir::recurrence::{Cell, CellActivation, CellKind};
+use kiln_ir::recurrence::{Adjoint, Cell, CellActivation, CellKind};
 use kiln_ir::{DType, UnaryOp};
 use kiln_plan::kernel::{Dense, KernelOp};
 
@@ -72,6 +72,7 @@ pub(super) fn recurrence(g: &mut Gen<'_>) -> Result<String, CodegenError> {
         rb,
         mask,
         grad,
+        adjoint,
         out,
         launch,
     } = &kernel.op
@@ -95,15 +96,20 @@ pub(super) fn recurrence(g: &mut Gen<'_>) -> Result<String, CodegenError> {
     }
     let (b, t) = (*batch as u64, *steps as u64);
     let (uu, ku) = (u as u64, (k * u) as u64);
-    let (tw, gw) = (cell.trace_width() as u64, cell.grad_width() as u64);
+    if grad.is_some()
+        && kiln_ir::recurrence::Adjoint::of_dims(
+            cell,
+            *batch,
+            *steps,
+            &[*batch, adjoint.steps, adjoint.width],
+        ) != Some(*adjoint)
+    {
+        return Err(g.malformed(format!("recurrence adjoint window {adjoint:?}")));
+    }
     // every operand: (block, elements, written)
-    let mut operands = vec![(xp, b * t * ku, false), (r, uu * ku, false)];
-    operands.extend(rb.iter().map(|d| (d, ku, false)));
-    operands.extend(mask.iter().map(|d| (d, b * uu, false)));
-    operands.extend(grad.iter().flatten().map(|d| (d, b * t * tw, false)));
-    let out_len = b * t * if grad.is_some() { gw } else { tw };
-    operands.push((out, out_len, true));
+    let operands = kernel.op.recurrence_blocks().unwrap_or_default();
     for (d, len, write) in operands {
+        let len = len as u64;
         match kernel.args.get(d.arg as usize) {
             Some(a) if a.dtype == DType::F32 && (!write || a.access.writes()) => {}
             _ => {
@@ -201,7 +207,7 @@ pub(super) fn recurrence(g: &mut Gen<'_>) -> Result<String, CodegenError> {
     match grad {
         None => stmts.extend(s.forward(xp, r, rb.as_ref(), mask.as_ref(), out)?),
         Some([trace, dtrace]) => {
-            stmts.extend(s.backward(xp, r, mask.as_ref(), trace, dtrace, out)?)
+            stmts.extend(s.backward(xp, r, mask.as_ref(), trace, (dtrace, adjoint), out)?)
         }
     }
     g.stmts.extend(stmts);
@@ -495,18 +501,43 @@ impl Rec<'_, '_> {
         Ok(stmts)
     }
 
-    /// The backward's statements after the pairs are known.
+    /// The backward's statements after the pairs are known; `dtrace` is the window `adj` of
+    /// the trace's adjoint (its other elements are zero: never read).
     fn backward(
         &self,
         xp: &Dense,
         r: &Dense,
         mask: Option<&Dense>,
         trace: &Dense,
-        dtrace: &Dense,
+        (dtrace, adj): (&Dense, &Adjoint),
         out: &Dense,
     ) -> Result<Vec<Stmt>, CodegenError> {
         let (u, ku, kind) = (self.u, self.ku, self.cell.kind);
         let tw = self.g.lit_u32(self.cell.trace_width() as u64)?;
+        // the window: the steps from `first` on, columns below `dw`
+        let (dsteps, dw) = (
+            self.g.lit_u32(adj.steps as u64)?,
+            self.g.lit_u32(adj.width as u64)?,
+        );
+        let first = self.steps - dsteps;
+        // whether step `t` is in the window; the window row of row `pb` at step `t`
+        // (clamped into the window, so that it is in bounds when it is not read)
+        let in_window = || id("t").bin(BinOp::Ge, W::u32(first));
+        let window_row = |pb: W| {
+            let tt = if first == 0 {
+                id("t")
+            } else {
+                W::call(Builtin::Max, vec![id("t"), W::u32(first)]).bin(BinOp::Sub, W::u32(first))
+            };
+            mul(add(mul(pb, W::u32(dsteps)), tt), W::u32(dw))
+        };
+        let windowed = |v: W| {
+            if first == 0 {
+                v
+            } else {
+                sel(f(0.0), v, in_window())
+            }
+        };
         let gw = self.g.lit_u32(self.cell.grad_width() as u64)?;
         let (sg, ph) = (self.cell.recurrent_activation, self.cell.activation);
         let mut stmts = Vec::new();
@@ -550,7 +581,7 @@ impl Rec<'_, '_> {
                 ),
                 let_u(
                     "db",
-                    self.off(dtrace, add(mul(id("bt"), W::u32(tw)), pj.clone()))?,
+                    self.off(dtrace, add(window_row(pb.clone()), pj.clone()))?,
                 ),
                 let_u(
                     "ob",
@@ -575,9 +606,14 @@ impl Rec<'_, '_> {
                 ))
             };
             let dt = |c: u64| -> Result<W, CodegenError> {
-                Ok(self
-                    .g
-                    .element(dtrace.arg as usize, lin(id("db"), c, self.g)?))
+                Ok(if c >= dw as u64 {
+                    f(0.0)
+                } else {
+                    windowed(
+                        self.g
+                            .element(dtrace.arg as usize, lin(id("db"), c, self.g)?),
+                    )
+                })
             };
             let o = |c: u64| -> Result<W, CodegenError> {
                 Ok(self.g.element(out.arg as usize, lin(id("ob"), c, self.g)?))
@@ -720,17 +756,18 @@ impl Rec<'_, '_> {
                 );
                 Ok(vec![Stmt::Assign(id("acc"), add(id("acc"), term))])
             })?);
-            // + the trace adjoint's h_in part of this step
-            let dhin = self.el(
-                dtrace,
-                add(
-                    mul(
-                        add(mul(pb.clone(), W::u32(self.steps)), id("t")),
-                        W::u32(tw),
+            // + the trace adjoint's h_in part of this step (a window of whole rows only)
+            let dhin = if dw == tw {
+                windowed(self.el(
+                    dtrace,
+                    add(
+                        window_row(pb.clone()),
+                        lin(pj.clone(), (tw - u) as u64, self.g)?,
                     ),
-                    lin(pj.clone(), (tw - u) as u64, self.g)?,
-                ),
-            )?;
+                )?)
+            } else {
+                f(0.0)
+            };
             let back = match mask {
                 Some(mk) => mul(
                     id("acc2"),

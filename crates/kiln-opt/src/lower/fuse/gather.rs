@@ -5,7 +5,9 @@ use super::group::{GroupKind, Phase};
 use super::values::Val;
 use super::{Class, Fuser};
 use crate::kernel::{Expr, View};
+use crate::OptError;
 use crate::Result;
+use kiln_ir::recurrence::Adjoint;
 use kiln_ir::NodeId;
 
 impl Fuser<'_> {
@@ -98,6 +100,20 @@ impl Fuser<'_> {
             operands.push(self.dense_operand(i)?);
         }
         let dims = n.shape.dims().to_vec();
+        let adjoint = match n.inputs.last() {
+            Some(&d) if backward => {
+                Adjoint::of_dims(&cell, dims[0], dims[1], self.g.shape(d).dims()).ok_or_else(
+                    || {
+                        OptError::Unsupported(format!(
+                            "`{}`: the trace's adjoint {} is no window of the trace",
+                            n.name,
+                            self.g.shape(d)
+                        ))
+                    },
+                )?
+            }
+            _ => Adjoint::full(&cell, dims[1]),
+        };
         let out = self.tensor(&n.name, n.dtype, n.shape.numel(), Class::Temp, None);
         let g = self.new_group(GroupKind::Recurrence {
             cell,
@@ -105,6 +121,7 @@ impl Fuser<'_> {
             steps: dims[1],
             operands: operands.clone(),
             backward,
+            adjoint,
             out,
         });
         for (t, _) in operands {

@@ -77,6 +77,8 @@ pub enum GroupKind {
         operands: Vec<(TensorId, usize)>,
         /// Whether this is the backward.
         backward: bool,
+        /// The backward's window of the trace's adjoint (the forward: the whole trace).
+        adjoint: kiln_ir::recurrence::Adjoint,
         /// Output tensor.
         out: TensorId,
     },
