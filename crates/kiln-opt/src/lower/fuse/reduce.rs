@@ -11,9 +11,17 @@ use crate::Result;
 use kiln_ir::{BinaryOp, NodeId, ReduceOp};
 
 impl Fuser<'_> {
-    /// True when group `g` reduces `axes` of `in_shape`.
+    /// True when group `g` reduces `axes` of `in_shape`. Axes of size 1 do not count: a sum
+    /// over `[0, 1]` of `[64, 1]` (a loss) and one over `[0]` (a bias gradient) have the
+    /// same partial sums and the same output elements, so they share one kernel.
     pub(super) fn same_reduce(&self, g: usize, in_shape: &[usize], axes: &[usize]) -> bool {
-        matches!(&self.groups[g].kind, GroupKind::Reduce { in_shape: s, axes: a } if s == in_shape && a == axes)
+        let real = |a: &[usize]| -> Vec<usize> {
+            a.iter()
+                .copied()
+                .filter(|&i| in_shape.get(i) != Some(&1))
+                .collect()
+        };
+        matches!(&self.groups[g].kind, GroupKind::Reduce { in_shape: s, axes: a } if s == in_shape && real(a) == real(axes))
     }
 
     /// Adds fold `(kind, e)` to stage `s` of group `g`; returns its accumulator index.
