@@ -470,10 +470,6 @@ fn vjp(g: &mut Graph, y: NodeId, dy: NodeId) -> Result<Vec<Option<NodeId>>> {
     })
 }
 
-/// The adjoints of a recurrence's operands: `d xp` from the backward op; `dr = Σ h_inᵀ·d rec`
-/// over all steps as one product (`h_in`, the state that entered the product, is read from the
-/// trace); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ + d h_in_t)` (pruned when
-/// unused, as for a dropout mask drawn from noise).
 /// The narrowest window of the trace's adjoint `dy` (see
 /// [`Adjoint`](crate::recurrence::Adjoint)) that holds all that is not zero. `combine`
 /// builds the adjoint of a sliced node as a concat of its pieces and zero blocks: a layer
@@ -506,6 +502,10 @@ fn adjoint_window(g: &Graph, c: &crate::recurrence::Cell, trace: NodeId, dy: Nod
     }
 }
 
+/// The adjoints of a recurrence's operands: `d xp` from the backward op; `dr = Σ h_inᵀ·d rec`
+/// over all steps as one product (`h_in`, the state that entered the product, is read from the
+/// trace); `drb = Σ d rec`; `d mask = Σ h_{t-1} ⊙ (d rec_t·rᵀ + d h_in_t)` (pruned when
+/// unused, as for a dropout mask drawn from noise).
 fn recurrence_vjp(
     g: &mut Graph,
     c: &crate::recurrence::Cell,
