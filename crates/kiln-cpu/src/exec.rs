@@ -65,6 +65,8 @@ pub enum Prepared {
         cols: usize,
         /// Positions.
         count: usize,
+        /// Whether the row indices are f32 (converted as `cast` converts), not i32.
+        float_index: bool,
         /// Row indices.
         index: Dense,
         /// Values.
@@ -304,7 +306,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             dst,
         } => {
             let ty = |a: u32| args.get(a as usize).map(|a| a.dtype);
-            if ty(index.arg) != Some(DType::I32)
+            if !matches!(ty(index.arg), Some(DType::I32 | DType::F32))
                 || ty(src.arg) != Some(DType::F32)
                 || ty(dst.arg) != Some(DType::F32)
             {
@@ -335,6 +337,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 rows: *rows,
                 cols: *cols,
                 count: *count,
+                float_index: ty(index.arg) == Some(DType::F32),
                 index: index.clone(),
                 src: src.clone(),
                 dst: dst.clone(),
@@ -532,6 +535,7 @@ impl Prepared {
                 rows,
                 cols,
                 count,
+                float_index,
                 index,
                 src,
                 dst,
@@ -541,10 +545,16 @@ impl Prepared {
                 let d = args[dst.arg as usize].ptr.add(dst.offset);
                 let dst = std::slice::from_raw_parts_mut(d, rows * cols);
                 dst.fill(0.0);
-                let ip = args[index.arg as usize].ptr as *const i32;
+                let ip = args[index.arg as usize].ptr.add(index.offset);
                 let sp = args[src.arg as usize].ptr as *const f32;
                 for i in 0..*count {
-                    let r = *ip.add(index.offset + i);
+                    // an f32 index converts as the elementwise cast does (`as`: toward zero,
+                    // saturating, NaN to 0)
+                    let r = if *float_index {
+                        *(ip as *const f32).add(i) as i32
+                    } else {
+                        *(ip as *const i32).add(i)
+                    };
                     if r >= 0 && (r as usize) < rows {
                         let s = std::slice::from_raw_parts(sp.add(src.offset + i * cols), cols);
                         for (o, x) in dst[r as usize * cols..][..cols].iter_mut().zip(s) {

@@ -389,7 +389,40 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
         );
         out.push((which.to_string(), g, feeds));
     }
+    out.push(embedding_graph());
     out
+}
+
+/// An `Embedding` as the layers build it: indices fed as floats, cast to i32, the table's
+/// rows gathered; its gradient is a scatter-add that reads the float indices itself (no
+/// kernel for the cast), with repeated rows adding up and one row (1) never picked. The
+/// table is the `w [3, 4]` of the other composite graphs.
+fn embedding_graph() -> (String, Graph, Feeds) {
+    use kiln_ir::eval::Tensor;
+    let mut g = Graph::new();
+    let x = g.input("x", [3, 4], DType::F32).expect("fresh");
+    let w = g.param("w", [3, 4], DType::F32).expect("fresh");
+    let i = g.cast(x, DType::I32).expect("valid");
+    let e = g.gather(w, i).expect("valid");
+    g.output("out", e).expect("fresh name");
+    let wt = g
+        .constant(loss_weights(48), g.shape(e).clone(), DType::F32)
+        .expect("sized");
+    let p = g.mul(e, wt).expect("same shapes");
+    let loss = g.sum_all(p).expect("valid");
+    let d = autodiff::grad(&mut g, loss, &[w]).expect("differentiable")[0];
+    g.output("d_w", d).expect("fresh name");
+    let step = g.mul_scalar(d, 0.1).expect("valid");
+    let nw = g.sub(w, step).expect("same shapes");
+    g.assign(w, nw).expect("param");
+    let mut feeds = Feeds::new();
+    let rows = vec![0., 2., 2., 0., 0., 2., 0., 0., 2., 2., 0., 0.];
+    feeds.insert("x".into(), Tensor::new(vec![3, 4], rows).expect("sized"));
+    feeds.insert(
+        "w".into(),
+        Tensor::new(vec![3, 4], vec![1.0; 12]).expect("sized"),
+    );
+    ("embedding".into(), g, feeds)
 }
 
 /// Graphs exercising the vectorized elementwise path (see

@@ -445,7 +445,8 @@ pub enum KernelOp {
         cols: usize,
         /// Positions (`index` has `count` i32 elements, `src` `count * cols`).
         count: usize,
-        /// Row index per position (i32).
+        /// Row index per position: i32, or f32 converted to i32 as the graph's `cast` does
+        /// (the arg's dtype says which).
         index: Dense,
         /// Values per position (f32).
         src: Dense,

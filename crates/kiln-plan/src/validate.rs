@@ -257,9 +257,13 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                 dst,
                 ..
             } => {
+                let dtype = |a: u32| k.args.get(a as usize).map(|a| a.dtype);
                 if [index.arg, src.arg, dst.arg]
                     .iter()
                     .any(|&a| a as usize >= n)
+                    || !matches!(dtype(index.arg), Some(DType::I32 | DType::F32))
+                    || dtype(src.arg) != Some(DType::F32)
+                    || dtype(dst.arg) != Some(DType::F32)
                     || !k
                         .args
                         .get(dst.arg as usize)

@@ -323,7 +323,7 @@ fn splat(x: W, dt: DType, width: u32) -> W {
 }
 
 /// `x` converted to dtype `dt`, lane for lane.
-fn convert(x: W, dt: DType, width: u32) -> W {
+pub(super) fn convert(x: W, dt: DType, width: u32) -> W {
     if width == 1 {
         x.convert(scalar(dt))
     } else {

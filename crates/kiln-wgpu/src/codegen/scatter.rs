@@ -2,6 +2,7 @@
 //! tensor. One thread per column `c` zeroes its column, then adds every position's row in
 //! order (no atomics, so results are deterministic); an out-of-range index adds nothing.
 
+use super::body::convert;
 use super::state::Gen;
 use super::CodegenError;
 use crate::wgsl::{BinOp, Expr as W, Scalar, Stmt, Type};
@@ -26,8 +27,11 @@ pub(super) fn scatter_add(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenErr
     if let Some(e) = g.too_many(*cols as u64) {
         return Err(e);
     }
+    // f32 indices are converted as the elementwise cast converts them
+    let float_index = kernel.args.get(index.arg as usize).map(|a| a.dtype) == Some(DType::F32);
+    let index_dtype = if float_index { DType::F32 } else { DType::I32 };
     for (d, dt, write) in [
-        (index, DType::I32, false),
+        (index, index_dtype, false),
         (src, DType::F32, false),
         (dst, DType::F32, true),
     ] {
@@ -79,7 +83,17 @@ pub(super) fn scatter_add(g: &mut Gen<'_>, gid: &W) -> Result<String, CodegenErr
         Stmt::Let(
             "ix".into(),
             Type::Scalar(Scalar::U32),
-            W::Convert(Scalar::U32, Box::new(g.element(index.arg as usize, ix_at))),
+            W::Convert(
+                Scalar::U32,
+                Box::new({
+                    let ix = g.element(index.arg as usize, ix_at);
+                    if float_index {
+                        convert(ix, DType::I32, 1)
+                    } else {
+                        ix
+                    }
+                }),
+            ),
         ),
         Stmt::If(
             W::ident("ix").bin(BinOp::Lt, lit(g, *rows)?),

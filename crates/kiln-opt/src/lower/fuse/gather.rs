@@ -57,6 +57,13 @@ impl Fuser<'_> {
     pub(super) fn scatter_add(&mut self, id: NodeId) -> Result<Val> {
         let n = self.g.node(id).clone();
         let (idx, upd) = (n.inputs[0], n.inputs[1]);
+        // indices cast from floats (an Embedding's input) are read, and converted as the cast
+        // converts, by the scatter-add itself: no kernel for the cast
+        let from = self.g.node(idx).inputs.first().copied();
+        let idx = match (&self.g.node(idx).op, from) {
+            (kiln_ir::Op::Cast, Some(x)) if self.g.dtype(x) == kiln_ir::DType::F32 => x,
+            _ => idx,
+        };
         let index = self.dense_operand(idx)?;
         let src = self.dense_operand(upd)?;
         let dims = n.shape.dims().to_vec();
