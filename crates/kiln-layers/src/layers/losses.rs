@@ -63,7 +63,7 @@ impl Loss {
     /// last layer is a softmax (categorical crossentropy) or a sigmoid (binary
     /// crossentropy), `logits` carries its pre-activation output and the loss is computed
     /// from it in the numerically stable form Keras uses (`softmax_cross_entropy_with_logits`,
-    /// `sigmoid_cross_entropy_with_logits`). Each form is one reduction over the whole batch.
+    /// `sigmoid_cross_entropy_with_logits`).
     pub fn batch_mean(
         self,
         g: &mut Graph,
@@ -82,10 +82,13 @@ impl Loss {
             };
             match (loss, logits) {
                 (Loss::CategoricalCrossentropy, Some((z, Activation::Softmax))) => {
-                    // -sum(y * log_softmax(z)) / batch
+                    // -sum(y * log_softmax(z)) / batch, summed per sample first (as Keras
+                    // does): the class sums ride in the softmax's row reduction and the sum
+                    // over samples in the metrics' reduction over the batch
                     let ls = g.log_softmax(z, last)?;
                     let a = g.mul(y, ls)?;
-                    let s = g.sum_all(a)?;
+                    let per = g.sum(a, &[last], false)?;
+                    let s = g.sum_all(per)?;
                     g.mul_scalar(s, -1.0 / batch as f64)
                 }
                 (Loss::BinaryCrossentropy, Some((z, Activation::Sigmoid))) => {
