@@ -360,11 +360,7 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
             let p = g.mul(r, wt).expect("same shapes");
             g.sum_all(p).expect("valid")
         };
-        let d = autodiff::grad(&mut g, loss, &[w]).expect("differentiable")[0];
-        g.output("d_w", d).expect("fresh name");
-        let step = g.mul_scalar(d, 0.1).expect("valid");
-        let nw = g.sub(w, step).expect("same shapes");
-        g.assign(w, nw).expect("param");
+        sgd_step(&mut g, loss, w);
         let mut feeds = Feeds::new();
         feeds.insert(
             "x".into(),
@@ -393,6 +389,16 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
     out
 }
 
+/// The composite graphs' training step: output `d_w`, the gradient of `loss`, and assign
+/// `w - 0.1 d_w` to `w`.
+fn sgd_step(g: &mut Graph, loss: NodeId, w: NodeId) {
+    let d = autodiff::grad(g, loss, &[w]).expect("differentiable")[0];
+    g.output("d_w", d).expect("fresh name");
+    let step = g.mul_scalar(d, 0.1).expect("valid");
+    let nw = g.sub(w, step).expect("same shapes");
+    g.assign(w, nw).expect("param");
+}
+
 /// An `Embedding` as the layers build it: indices fed as floats, cast to i32, the table's
 /// rows gathered; its gradient is a scatter-add that reads the float indices itself (no
 /// kernel for the cast), with repeated rows adding up and one row (1) never picked. The
@@ -410,11 +416,7 @@ fn embedding_graph() -> (String, Graph, Feeds) {
         .expect("sized");
     let p = g.mul(e, wt).expect("same shapes");
     let loss = g.sum_all(p).expect("valid");
-    let d = autodiff::grad(&mut g, loss, &[w]).expect("differentiable")[0];
-    g.output("d_w", d).expect("fresh name");
-    let step = g.mul_scalar(d, 0.1).expect("valid");
-    let nw = g.sub(w, step).expect("same shapes");
-    g.assign(w, nw).expect("param");
+    sgd_step(&mut g, loss, w);
     let mut feeds = Feeds::new();
     let rows = vec![0., 2., 2., 0., 0., 2., 0., 0., 2., 2., 0., 0.];
     feeds.insert("x".into(), Tensor::new(vec![3, 4], rows).expect("sized"));
