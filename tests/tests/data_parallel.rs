@@ -9,75 +9,26 @@
 mod common;
 use common::{on_every_device, Device};
 
-use kiln::{
-    Activation, Adam, Collective, Dense, Embedding, Fit, History, HostTensor, Loss, Lstm, Metric,
-    Sequential, Sgd, SingleProcess, ThreadGroup,
-};
+use kiln::{Collective, Fit, History, HostTensor, Sequential, SingleProcess, ThreadGroup};
 use kiln_ir::testing::Tolerance;
 
-#[derive(Clone, Copy, Debug)]
-enum Model {
-    Sgd,
-    Adam,
-    Lstm,
-}
+// the models and data `kiln-dp check` trains under mpirun (crates/kiln/tests/mpi.rs); its
+// benchmark models are not used here
+#[allow(dead_code)]
+#[path = "../../crates/kiln/src/bin/kiln_dp/models.rs"]
+mod models;
+use models::Model;
 
 const MODELS: [Model; 3] = [Model::Sgd, Model::Adam, Model::Lstm];
 
 fn build(device: Device, which: Model) -> Sequential {
-    let mut m = Sequential::new(device()).seed(5);
-    match which {
-        Model::Sgd | Model::Adam => {
-            m.add(Dense::new(16).activation(Activation::Tanh).input_dim(3))
-                .unwrap();
-            m.add(Dense::new(2).activation(Activation::Softmax))
-                .unwrap();
-        }
-        Model::Lstm => {
-            m.add(Embedding::new(12, 4).input_length(6)).unwrap();
-            m.add(Lstm::new(8).dropout(0.2).recurrent_dropout(0.1))
-                .unwrap();
-            m.add(Dense::new(2).activation(Activation::Softmax))
-                .unwrap();
-        }
-    }
-    let loss = Loss::SparseCategoricalCrossentropy;
-    match which {
-        Model::Sgd => m.compile(loss, Sgd::new(0.2), &[Metric::Accuracy]),
-        Model::Adam => m.compile(loss, Adam::new(0.01).clipnorm(1.0), &[Metric::Accuracy]),
-        Model::Lstm => m.compile(loss, Adam::new(0.01), &[Metric::Accuracy]),
-    }
-    .unwrap();
-    m
+    models::build(device(), which).unwrap()
 }
 
 /// 50 samples: global batches of 16, the last one short (2 rows: on 4 ranks, ranks 2 and 3
 /// have no rows in that step).
 fn data(which: Model) -> (HostTensor, HostTensor) {
-    let n = 50;
-    let (x, y): (Vec<f32>, Vec<f32>) = match which {
-        Model::Sgd | Model::Adam => {
-            let x: Vec<f32> = (0..n * 3)
-                .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-                .collect();
-            let y = (0..n)
-                .map(|r| f32::from(x[r * 3] + 0.5 * x[r * 3 + 1] > 0.1))
-                .collect();
-            (x, y)
-        }
-        Model::Lstm => {
-            let x: Vec<f32> = (0..n * 6).map(|i| ((i * 7 + i / 6) % 12) as f32).collect();
-            let y = (0..n)
-                .map(|r| f32::from(x[r * 6..r * 6 + 6].contains(&3.0)))
-                .collect();
-            (x, y)
-        }
-    };
-    let cols = if matches!(which, Model::Lstm) { 6 } else { 3 };
-    (
-        HostTensor::f32([n, cols], x).unwrap(),
-        HostTensor::f32([n], y).unwrap(),
-    )
+    models::data(which, 50).unwrap()
 }
 
 fn fit_opts() -> Fit {

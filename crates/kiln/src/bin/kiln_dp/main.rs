@@ -13,12 +13,12 @@
 //!   that kill or stop a rank mid-run).
 //! - `bench` times training steps and prints steps/s and the bytes each rank sends per step.
 
+mod models;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::dist::Mpi;
-use kiln::{
-    Activation, Adam, Callback, CallbackContext, Collective, Dense, Embedding, Fit, HostTensor,
-    Loss, Lstm, Metric, Sequential, Sgd,
-};
+use kiln::{Callback, CallbackContext, Collective, Fit, HostTensor, Sequential};
+use models::{build, data, Model};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,76 +101,16 @@ fn device(d: DeviceArg) -> Result<Box<dyn kiln::Backend>, String> {
     })
 }
 
-fn build(dev: Box<dyn kiln::Backend>, which: ModelArg) -> kiln::Result<Sequential> {
-    let mut m = Sequential::new(dev).seed(5);
-    let loss = Loss::SparseCategoricalCrossentropy;
-    match which {
-        ModelArg::Sgd | ModelArg::Adam => {
-            m.add(Dense::new(16).activation(Activation::Tanh).input_dim(3))?;
-            m.add(Dense::new(2).activation(Activation::Softmax))?;
-        }
-        ModelArg::Lstm => {
-            m.add(Embedding::new(12, 4).input_length(6))?;
-            m.add(Lstm::new(8).dropout(0.2).recurrent_dropout(0.1))?;
-            m.add(Dense::new(2).activation(Activation::Softmax))?;
-        }
-        ModelArg::Mlp => {
-            m.add(Dense::new(256).activation(Activation::Relu).input_dim(784))?;
-            m.add(Dense::new(10).activation(Activation::Softmax))?;
-        }
-        ModelArg::Imdb => {
-            m.add(Embedding::new(5000, 32).input_length(80))?;
-            m.add(Lstm::new(100))?;
-            m.add(Dense::new(1).activation(Activation::Sigmoid))?;
+impl ModelArg {
+    fn model(self) -> Model {
+        match self {
+            ModelArg::Sgd => Model::Sgd,
+            ModelArg::Adam => Model::Adam,
+            ModelArg::Lstm => Model::Lstm,
+            ModelArg::Mlp => Model::Mlp,
+            ModelArg::Imdb => Model::Imdb,
         }
     }
-    match which {
-        ModelArg::Sgd => m.compile(loss, Sgd::new(0.2), &[Metric::Accuracy])?,
-        ModelArg::Adam => m.compile(loss, Adam::new(0.01).clipnorm(1.0), &[Metric::Accuracy])?,
-        ModelArg::Imdb => m.compile(
-            Loss::BinaryCrossentropy,
-            Adam::new(0.001),
-            &[Metric::Accuracy],
-        )?,
-        _ => m.compile(loss, Adam::new(0.01), &[Metric::Accuracy])?,
-    }
-    Ok(m)
-}
-
-/// `n` generated samples for `which` (the data of tests/tests/data_parallel.rs for the small
-/// models).
-fn data(which: ModelArg, n: usize) -> kiln::Result<(HostTensor, HostTensor)> {
-    let (cols, x, y): (usize, Vec<f32>, Vec<f32>) = match which {
-        ModelArg::Sgd | ModelArg::Adam => {
-            let x: Vec<f32> = (0..n * 3)
-                .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-                .collect();
-            let y = (0..n)
-                .map(|r| f32::from(x[r * 3] + 0.5 * x[r * 3 + 1] > 0.1))
-                .collect();
-            (3, x, y)
-        }
-        ModelArg::Lstm => {
-            let x: Vec<f32> = (0..n * 6).map(|i| ((i * 7 + i / 6) % 12) as f32).collect();
-            let y = (0..n)
-                .map(|r| f32::from(x[r * 6..r * 6 + 6].contains(&3.0)))
-                .collect();
-            (6, x, y)
-        }
-        ModelArg::Mlp => {
-            let x: Vec<f32> = (0..n * 784)
-                .map(|i| ((i * 31) % 255) as f32 / 255.0)
-                .collect();
-            let y = (0..n).map(|r| (r % 10) as f32).collect();
-            (784, x, y)
-        }
-        ModelArg::Imdb => {
-            let x: Vec<f32> = (0..n * 80).map(|i| ((i * 7919) % 5000) as f32).collect();
-            let y = (0..n).map(|r| (r % 2) as f32).collect();
-            (80, x, y)
-        }
-    };
-    Ok((HostTensor::f32([n, cols], x)?, HostTensor::f32([n, 1], y)?))
 }
 
 /// `--trace`: a line per step, flushed, for the fault tests.
@@ -193,7 +133,7 @@ fn check(
     single: bool,
     trace: bool,
 ) -> Result<(), String> {
-    let mut m = build(device(dev)?, which).map_err(|e| e.to_string())?;
+    let mut m = build(device(dev)?, which.model()).map_err(|e| e.to_string())?;
     let mut rank = 0;
     if !single {
         let group = Mpi::init().map_err(|e| e.to_string())?;
@@ -204,7 +144,7 @@ fn check(
         println!("rank {rank} pid {}", std::process::id());
         let _ = std::io::stdout().flush();
     }
-    let (x, y) = data(which, 50).map_err(|e| e.to_string())?;
+    let (x, y) = data(which.model(), 50).map_err(|e| e.to_string())?;
     let fit = Fit {
         epochs,
         batch_size: 16,
@@ -243,14 +183,14 @@ fn bench(
     batch: usize,
     single: bool,
 ) -> Result<(), String> {
-    let mut m = build(device(dev)?, which).map_err(|e| e.to_string())?;
+    let mut m = build(device(dev)?, which.model()).map_err(|e| e.to_string())?;
     let (mut rank, mut size) = (0, 1);
     if !single {
         let group = Mpi::init().map_err(|e| e.to_string())?;
         (rank, size) = (group.rank(), group.size());
         m.distribute(Box::new(group));
     }
-    let (x, y) = data(which, batch * (steps + 3)).map_err(|e| e.to_string())?;
+    let (x, y) = data(which.model(), batch * (steps + 3)).map_err(|e| e.to_string())?;
     let run = |m: &mut Sequential, n: usize, skip: usize| -> Result<f64, String> {
         // `n` steps over rows skip.. (no shuffling: each step its own global batch)
         let rows: Vec<usize> = (skip * batch..(skip + n) * batch).collect();
