@@ -2,6 +2,8 @@
 //! it on NumPy inputs with only the plan and the weights file, manage the cache; and clear
 //! errors for bad arguments and files.
 
+mod common;
+
 use kiln::opt::interp::CpuBackend;
 use kiln::{Activation, Dense, HostTensor, Loss, Metric, Sequential, Sgd};
 use std::path::{Path, PathBuf};
@@ -176,37 +178,7 @@ fn npy_round_trip() {
 fn train_from_a_plan_file_matches_fit() {
     let dir = workdir("train");
     let cache = dir.join("cache");
-    let build = || {
-        let mut m = Sequential::new(Box::new(CpuBackend::new())).seed(5);
-        m.add(Dense::new(4).activation(Activation::Tanh).input_dim(3))
-            .unwrap();
-        m.add(Dense::new(2).activation(Activation::Softmax))
-            .unwrap();
-        m.compile(
-            Loss::CategoricalCrossentropy,
-            kiln::Adam::new(0.05),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-        m
-    };
-    let mut m = build();
-    let model = dir.join("model.safetensors");
-    m.save(&model).unwrap();
-    let x = HostTensor::f32(
-        [8, 3],
-        (0..24).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect(),
-    )
-    .unwrap();
-    let y = HostTensor::f32(
-        [8, 2],
-        (0..8)
-            .flat_map(|i| if i % 3 == 0 { [1.0, 0.0] } else { [0.0, 1.0] })
-            .collect(),
-    )
-    .unwrap();
-    kiln::npy::write(&dir.join("x.npy"), &x).unwrap();
-    kiln::npy::write(&dir.join("y.npy"), &y).unwrap();
+    let (model, x, y) = common::train_setup(&dir, 8);
     let p = |p: &Path| p.to_str().unwrap().to_string();
     let plan = dir.join("train.kplan");
     let (ok, out, err) = kiln(

@@ -21,6 +21,9 @@ fn the_mpi_tests_are_built_when_required() {
 }
 
 #[cfg(feature = "mpi")]
+mod common;
+
+#[cfg(feature = "mpi")]
 mod with_mpi {
     use std::io::{BufRead, BufReader};
     use std::path::{Path, PathBuf};
@@ -162,37 +165,11 @@ mod with_mpi {
     #[test]
     fn kiln_train_under_mpirun_trains_as_fit() {
         use kiln::opt::interp::CpuBackend;
-        use kiln::{Activation, Dense, HostTensor, Loss, Metric, Sequential};
+        use kiln::HostTensor;
         let dir = tmp("cli");
         std::fs::create_dir_all(&dir).unwrap();
         let p = |p: &Path| p.to_str().unwrap().to_string();
-        let mut m = Sequential::new(Box::new(CpuBackend::new())).seed(5);
-        m.add(Dense::new(4).activation(Activation::Tanh).input_dim(3))
-            .unwrap();
-        m.add(Dense::new(2).activation(Activation::Softmax))
-            .unwrap();
-        m.compile(
-            Loss::CategoricalCrossentropy,
-            kiln::Adam::new(0.05),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-        let model = dir.join("model.safetensors");
-        m.save(&model).unwrap();
-        let x = HostTensor::f32(
-            [9, 3],
-            (0..27).map(|i| (i % 5) as f32 / 3.0 - 0.6).collect(),
-        )
-        .unwrap();
-        let y = HostTensor::f32(
-            [9, 2],
-            (0..9)
-                .flat_map(|i| if i % 3 == 0 { [1.0, 0.0] } else { [0.0, 1.0] })
-                .collect(),
-        )
-        .unwrap();
-        kiln::npy::write(&dir.join("x.npy"), &x).unwrap();
-        kiln::npy::write(&dir.join("y.npy"), &y).unwrap();
+        let (model, x, y) = super::common::train_setup(&dir, 9);
         let plan = dir.join("train.kplan");
         let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
         c.args([
