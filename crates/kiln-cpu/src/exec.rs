@@ -232,6 +232,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
             b,
             epilogue,
             stores,
+            sums,
             ..
         } => {
             let (batch, m, n, kk) = (*batch, *m, *n, *kk);
@@ -281,6 +282,20 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                     if n <= 512 { n.max(1) } else { 256 },
                 )
             };
+            let sums = match sums {
+                Some(cs) => {
+                    if batch != 1 || cs.shape.iter().product::<usize>() != n {
+                        return Err(bad(&k.label, "column sums shape".into()));
+                    }
+                    let axes: Vec<usize> = (0..cs.shape.len()).collect();
+                    let ph = Phase::new(&PhaseSpec::new(
+                        &cs.body, &cs.stores, args, &cs.shape, &axes,
+                    ))?;
+                    extents.extend(ph.extents.iter().copied());
+                    Some(ph)
+                }
+                None => None,
+            };
             Prepared::MatMul(Box::new(MatMul {
                 batch,
                 m,
@@ -289,6 +304,7 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 a: a.clone(),
                 b: b.clone(),
                 epilogue: epi,
+                sums,
                 direct,
                 tm,
                 tn,

@@ -17,6 +17,8 @@ pub struct MatMul {
     pub(crate) a: MatOperand,
     pub(crate) b: MatOperand,
     pub(crate) epilogue: Phase,
+    /// The right operand's column sums and their phase (batch 1; `KernelOp::MatMul::sums`).
+    pub(crate) sums: Option<Phase>,
     /// `(arg, offset, batch stride, row stride, col stride)` of the output when the
     /// epilogue only stores the product: GEMM writes it in place, no epilogue pass.
     pub(crate) direct: Option<(u32, usize, usize, usize, usize)>,
@@ -97,6 +99,46 @@ impl MatMul {
                 }
             }
         });
+        if let Some(ph) = &self.sums {
+            self.column_sums(ph, args);
+        }
+    }
+
+    /// The column sums of B (batch 1) and their phase, in blocks of columns; each column is
+    /// summed over `p` in increasing order (the bits do not depend on the blocks).
+    ///
+    /// # Safety
+    /// As [`MatMul::run`].
+    unsafe fn column_sums(&self, ph: &Phase, args: &[RawBuf]) {
+        let (n, k) = (self.n, self.k);
+        let bbuf = args[self.b.arg as usize];
+        let (rs, cs) = (self.b.row_stride, self.b.col_stride);
+        for_tasks(
+            n.div_ceil(BLOCK),
+            || (ph.scratch(), Vec::new(), vec![0f32; BLOCK]),
+            |(s, bases, sum), t| {
+                let j0 = t * BLOCK;
+                let len = (n - j0).min(BLOCK);
+                let sum = &mut sum[..len];
+                sum.fill(0.0);
+                let bp = (bbuf.fp() as *const f32).add(self.b.offset + j0 * cs);
+                for p in 0..k {
+                    let row = bp.add(p * rs);
+                    if cs == 1 {
+                        let r = std::slice::from_raw_parts(row, len);
+                        for (o, x) in sum.iter_mut().zip(r) {
+                            *o += x;
+                        }
+                    } else {
+                        for (q, o) in sum.iter_mut().enumerate() {
+                            *o += *row.add(q * cs);
+                        }
+                    }
+                }
+                ph.bases(&[], bases);
+                ph.run_block(s, args, bases, j0, len, Accs::Row(sum));
+            },
+        );
     }
 }
 

@@ -24,6 +24,7 @@
 pub mod cache;
 pub mod lower;
 pub mod passes;
+pub mod scatter_matmul;
 pub mod split_matmul;
 pub mod testing;
 
@@ -145,10 +146,11 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     let split_matmuls = split_matmul::SplitLongMatMuls {
         max_k: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
     };
-    let pipeline: [&dyn Pass; 7] = [
+    let pipeline: [&dyn Pass; 8] = [
         &passes::FoldConstants,
         &passes::EliminateCommonSubexpressions,
         &passes::RewriteLogSoftmax,
+        &scatter_matmul::ScatterBeforeMatMul,
         &split,
         &split_matmuls,
         &passes::EliminateDeadNodes,

@@ -386,6 +386,8 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
         out.push((which.to_string(), g, feeds));
     }
     out.push(embedding_graph());
+    out.push(embedding_projection_graph());
+    out.push(dense_graph());
     out
 }
 
@@ -425,6 +427,76 @@ fn embedding_graph() -> (String, Graph, Feeds) {
         Tensor::new(vec![3, 4], vec![1.0; 12]).expect("sized"),
     );
     ("embedding".into(), g, feeds)
+}
+
+/// An `Embedding` whose rows are projected (`gather(w, idx) · v`, as an LSTM's input
+/// kernel reads them): the table's gradient is rewritten to scatter first and multiply after
+/// ([`crate::scatter_matmul::ScatterBeforeMatMul`]: a scatter-add of the `[12, 5]` product
+/// adjoint into 3 rows, then `[3, 5] · vᵀ`), the update riding in the product's epilogue.
+fn embedding_projection_graph() -> (String, Graph, Feeds) {
+    use kiln_ir::eval::Tensor;
+    let mut g = Graph::new();
+    let x = g.input("x", [3, 4], DType::F32).expect("fresh");
+    let v = g.input("v", [4, 5], DType::F32).expect("fresh");
+    let w = g.param("w", [3, 4], DType::F32).expect("fresh");
+    let i = g.cast(x, DType::I32).expect("valid");
+    let e = g.gather(w, i).expect("valid");
+    let e2 = g.reshape(e, [12, 4]).expect("valid");
+    let p = g.matmul(e2, v).expect("valid");
+    let t = g.tanh(p).expect("valid");
+    g.output("out", t).expect("fresh name");
+    let wt = g
+        .constant(loss_weights(60), g.shape(t).clone(), DType::F32)
+        .expect("sized");
+    let l = g.mul(t, wt).expect("same shapes");
+    let loss = g.sum_all(l).expect("valid");
+    sgd_step(&mut g, loss, w);
+    let mut feeds = Feeds::new();
+    let rows = vec![0., 2., 2., 0., 0., 2., 0., 0., 2., 2., 0., 1.];
+    feeds.insert("x".into(), Tensor::new(vec![3, 4], rows).expect("sized"));
+    let vd = (0..20)
+        .map(|k| ((k * 7 % 11) as f64 - 5.0) / 10.0)
+        .collect();
+    feeds.insert("v".into(), Tensor::new(vec![4, 5], vd).expect("sized"));
+    let wd = (0..12).map(|k| ((k * 5 % 7) as f64 - 3.0) / 4.0).collect();
+    feeds.insert("w".into(), Tensor::new(vec![3, 4], wd).expect("sized"));
+    ("embedding_projection".into(), g, feeds)
+}
+
+/// A dense layer `tanh(x · w + b)` trained one SGD step: the bias gradient (the column sums
+/// of the activation's adjoint) rides in the kernel of the weight gradient `xᵀ · dz`
+/// ([`crate::kernel::ColumnSums`]), its update with it.
+fn dense_graph() -> (String, Graph, Feeds) {
+    use kiln_ir::eval::Tensor;
+    let mut g = Graph::new();
+    let x = g.input("x", [5, 3], DType::F32).expect("fresh");
+    let w = g.param("w", [3, 4], DType::F32).expect("fresh");
+    let b = g.param("b", [4], DType::F32).expect("fresh");
+    let xw = g.matmul(x, w).expect("valid");
+    let be = g.broadcast_to(b, &[5, 4].into()).expect("valid");
+    let z = g.add(xw, be).expect("same shapes");
+    let t = g.tanh(z).expect("valid");
+    g.output("out", t).expect("fresh name");
+    let wt = g
+        .constant(loss_weights(20), g.shape(t).clone(), DType::F32)
+        .expect("sized");
+    let l = g.mul(t, wt).expect("same shapes");
+    let loss = g.sum_all(l).expect("valid");
+    let d = autodiff::grad(&mut g, loss, &[w, b]).expect("differentiable");
+    for (name, p, dp) in [("d_w", w, d[0]), ("d_b", b, d[1])] {
+        g.output(name, dp).expect("fresh name");
+        let step = g.mul_scalar(dp, 0.1).expect("valid");
+        let np = g.sub(p, step).expect("same shapes");
+        g.assign(p, np).expect("param");
+    }
+    let mut feeds = Feeds::new();
+    let xd = (0..15).map(|k| ((k * 3 % 5) as f64 - 2.0) / 3.0).collect();
+    feeds.insert("x".into(), Tensor::new(vec![5, 3], xd).expect("sized"));
+    let wd = (0..12).map(|k| ((k * 7 % 9) as f64 - 4.0) / 6.0).collect();
+    feeds.insert("w".into(), Tensor::new(vec![3, 4], wd).expect("sized"));
+    let bd = vec![0.1, -0.2, 0.3, -0.4];
+    feeds.insert("b".into(), Tensor::new(vec![4], bd).expect("sized"));
+    ("dense".into(), g, feeds)
 }
 
 /// Graphs exercising the vectorized elementwise path (see

@@ -351,3 +351,80 @@ fn long_reductions_are_split_below_the_device_loop_limit() {
         .to_string();
     assert!(err.contains("loop iterations"), "{err}");
 }
+
+/// A dense layer's bias gradient (the column sums of `dz`) rides in the kernel of its
+/// weight gradient `xᵀ · dz`, its update with it: no reduce kernel over the rows is left.
+#[test]
+fn bias_gradients_ride_in_the_weight_gradient_product() {
+    let (_, g, feeds) = kiln_opt::testing::composite_graphs()
+        .into_iter()
+        .find(|(n, _, _)| n == "dense")
+        .unwrap();
+    let mut b = CpuBackend::new();
+    kiln_opt::testing::check_graph(&mut b, &g, &feeds, TOL).unwrap();
+    let plan = compile(&g, &CompileOptions::default(), &b.limits()).unwrap();
+    schedule::check_plan(&plan).unwrap();
+    let with_sums: Vec<_> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.op {
+            KernelOp::MatMul {
+                m,
+                n,
+                k,
+                sums: Some(s),
+                ..
+            } => Some((*m, *n, *k, s.shape.clone(), s.stores.len())),
+            _ => None,
+        })
+        .collect();
+    // d_w = xᵀ·dz: [3, 5]·[5, 4]; the sums write d_b and the updated b
+    assert_eq!(
+        with_sums,
+        vec![(3, 4, 5, vec![1, 4], 2)],
+        "{}",
+        plan.summary()
+    );
+    assert!(
+        !plan
+            .kernels
+            .iter()
+            .any(|k| matches!(&k.op, KernelOp::Reduce { axes, .. } if axes.as_slice() == [0])),
+        "{}",
+        plan.summary()
+    );
+}
+
+/// An embedding whose rows are projected: its gradient scatters the `[12, 5]` adjoint of the
+/// projection into the table's 3 rows first, then multiplies by `vᵀ` ([3, 5]·[5, 4]), the
+/// update in that product's epilogue.
+#[test]
+fn embedding_gradients_scatter_before_the_product() {
+    let (_, g, feeds) = kiln_opt::testing::composite_graphs()
+        .into_iter()
+        .find(|(n, _, _)| n == "embedding_projection")
+        .unwrap();
+    let mut b = CpuBackend::new();
+    kiln_opt::testing::check_graph(&mut b, &g, &feeds, TOL).unwrap();
+    let plan = compile(&g, &CompileOptions::default(), &b.limits()).unwrap();
+    schedule::check_plan(&plan).unwrap();
+    let scatters: Vec<_> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| match &k.op {
+            KernelOp::ScatterAdd {
+                rows, cols, count, ..
+            } => Some((*rows, *cols, *count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scatters, vec![(3, 5, 12)], "{}", plan.summary());
+    assert!(
+        plan.kernels.iter().any(|k| matches!(
+            &k.op,
+            KernelOp::MatMul { m: 3, n: 4, k: 5, stores, .. } if stores.len() == 2
+        )),
+        "{}",
+        plan.summary()
+    );
+}

@@ -98,8 +98,14 @@ fn work_of(op: &KernelOp) -> u64 {
             n,
             k,
             epilogue,
+            sums,
             ..
-        } => prod(&[*batch, *m, *n]).saturating_mul((*k + epilogue.nodes.len() + 1) as u64),
+        } => prod(&[*batch, *m, *n])
+            .saturating_mul((*k + epilogue.nodes.len() + 1) as u64)
+            .saturating_add(
+                sums.as_ref()
+                    .map_or(0, |s| prod(&[*k + s.body.nodes.len() + 1, *n])),
+            ),
         KernelOp::ScatterAdd {
             rows, cols, count, ..
         } => prod(&[*rows + *count, *cols]),

@@ -361,6 +361,7 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
             b,
             epilogue,
             stores,
+            sums,
             ..
         } => {
             let mut idx = [0usize; 3];
@@ -389,6 +390,21 @@ fn run_kernel(op: &KernelOp, bufs: &mut [Buf]) {
                         eval_body(epilogue, bufs, &idx, &[V::F(s)], &mut scratch);
                         do_stores(stores, bufs, &idx, (bi * m + i) * n + j, &scratch);
                     }
+                }
+            }
+            // the right operand's column sums (batch 1), each over p in increasing order
+            if let Some(cs) = sums {
+                let mut at = vec![0usize; cs.shape.len()];
+                for j in 0..*n {
+                    let mut s = 0.0f32;
+                    if let Buf::F(bv) = &bufs[b.arg as usize] {
+                        for p in 0..*k {
+                            s += bv[b.offset + p * b.row_stride + j * b.col_stride];
+                        }
+                    }
+                    kiln_ir::unravel(j, &cs.shape, &mut at);
+                    eval_body(&cs.body, bufs, &at, &[V::F(s)], &mut scratch);
+                    do_stores(&cs.stores, bufs, &at, j, &scratch);
                 }
             }
         }

@@ -237,6 +237,23 @@ pub struct MatOperand {
     pub col_stride: usize,
 }
 
+/// The column sums of a matmul's right operand, `s[j] = Σ_p B[0, p, j]` (summed in increasing
+/// `p`, in f32), evaluated in the matmul's kernel: `body` runs at each `j` over `shape` (whose
+/// element count is the product's `n`, e.g. `[1, n]`), reading `Acc(0) = s[j]`, and `stores`
+/// write over `shape`. The dense layer's bias gradient is the column sum of the operand its
+/// weight gradient multiplies, so the two share one kernel. The sums' loads and stores never
+/// touch what the product's epilogue writes (the compiler only fuses them then), so the two
+/// may run in any order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSums {
+    /// Iteration shape of `body` (row-major; its element count is `n`).
+    pub shape: Vec<usize>,
+    /// Expressions at sum `j`; `Acc(0)` is the sum, loads index over `shape`.
+    pub body: Body,
+    /// Writes over `shape`.
+    pub stores: Vec<Store>,
+}
+
 /// Matmul kernel family, chosen per adapter class at compile time.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MatMulVariant {
@@ -434,6 +451,9 @@ pub enum KernelOp {
         epilogue: Body,
         /// Writes over `[batch, m, n]`.
         stores: Vec<Store>,
+        /// The right operand's column sums with their own epilogue (batch 1 only): a bias
+        /// gradient computed beside its weight gradient.
+        sums: Option<Box<ColumnSums>>,
     },
     /// `dst[r, c] = Σ_{i: index[i] = r} src[i, c]` for `r < rows`, `c < cols`, summed in
     /// order of `i` (deterministic, no atomics): one thread per column `c`, which zeroes its

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 /// [`Slot::indices`] (index inputs carry their domain, checked by every entry point).
 /// 6: [`PlanKind::Gradients`] and [`PlanKind::Update`] (data-parallel steps) and the
 /// recurrence backward's adjoint window (`KernelOp::Recurrence::adjoint`).
-pub const PLAN_FORMAT_VERSION: u32 = 6;
+/// 7: `KernelOp::MatMul::sums` (a bias gradient in its weight gradient's kernel).
+pub const PLAN_FORMAT_VERSION: u32 = 7;
 
 /// What a plan computes, as its compiler was told ([`Plan::kind`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -311,9 +312,17 @@ impl Plan {
                     n,
                     k: kk,
                     epilogue,
+                    sums,
                     ..
                 } => {
-                    format!("matmul {batch}x{m}x{kk}x{n} +{}e", epilogue.nodes.len())
+                    let sums = sums
+                        .as_ref()
+                        .map(|s| format!(" +{}s", s.body.nodes.len()))
+                        .unwrap_or_default();
+                    format!(
+                        "matmul {batch}x{m}x{kk}x{n} +{}e{sums}",
+                        epilogue.nodes.len()
+                    )
                 }
             };
             let _ = writeln!(

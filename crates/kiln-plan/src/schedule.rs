@@ -140,6 +140,7 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             b,
             epilogue,
             stores: st,
+            sums,
             ..
         } => {
             for (op, rows, cols) in [(a, *m, *k), (b, *k, *n)] {
@@ -160,6 +161,10 @@ pub fn step_ranges(plan: &Plan, step: &Step) -> (Vec<Range>, Vec<Range>) {
             let shape = [*batch, *m, *n];
             body_reads(epilogue, &shape, &bufs, &mut reads);
             stores(st, &shape, &mut writes);
+            if let Some(sums) = sums {
+                body_reads(&sums.body, &sums.shape, &bufs, &mut reads);
+                stores(&sums.stores, &sums.shape, &mut writes);
+            }
         }
         KernelOp::ScatterAdd {
             rows,

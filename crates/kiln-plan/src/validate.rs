@@ -327,6 +327,7 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                 variant,
                 epilogue,
                 stores,
+                sums,
                 ..
             } => {
                 if a.arg as usize >= n || b.arg as usize >= n {
@@ -334,6 +335,18 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                 }
                 check_body(epilogue, n, 3, 1, &what)?;
                 check_stores(stores, epilogue, n, 3, &what)?;
+                if let Some(s) = sums {
+                    if *batch != 1
+                        || s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(*nn)
+                    {
+                        return Err(format!(
+                            "{what}: column sums over {:?} of a {batch}-batch product with {nn} columns",
+                            s.shape
+                        ));
+                    }
+                    check_body(&s.body, n, s.shape.len(), 1, &what)?;
+                    check_stores(&s.stores, &s.body, n, s.shape.len(), &what)?;
+                }
                 let launch = variant.launch_in(k.workgroup_size, *batch, *m, *nn);
                 if *tile != variant.tile()
                     || !variant.accepts_workgroup(k.workgroup_size)

@@ -149,6 +149,7 @@ fn matmul(s: usize) -> Plan {
                 value: acc,
                 strides: None,
             }],
+            sums: None,
         },
         args: args(3),
         workgroup_size: launch.workgroup_size,

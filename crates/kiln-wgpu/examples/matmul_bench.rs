@@ -107,6 +107,7 @@ fn plan(s: usize, reps: usize, variant: MatMulVariant) -> Plan {
                 value: acc,
                 strides: None,
             }],
+            sums: None,
         },
         args: [Access::Read, Access::Read, Access::Write]
             .map(|access| Arg {

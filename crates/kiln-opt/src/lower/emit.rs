@@ -292,6 +292,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                         variant,
                         epilogue,
                         stores,
+                        sums: None,
                     },
                     threads,
                 )

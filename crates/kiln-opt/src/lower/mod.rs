@@ -1,6 +1,6 @@
 //! Lowering: IR graph → fused kernels, a static memory plan and a schedule.
 //!
-//! Three stages, each its own module:
+//! Four stages, each its own module:
 //! 1. [`fuse`] walks the graph in arena (topological) order and places every node into a
 //!    *group* — a kernel under construction — or into a view of another value. Elementwise
 //!    nodes join the latest group that already computes one of their operands at the same
@@ -16,10 +16,13 @@
 //!    their own buffers.
 //! 3. [`emit`] turns groups into [`Kernel`](crate::kernel::Kernel)s with concrete bindings
 //!    and offsets, and builds the [`Plan`].
+//! 4. [`sums`] folds a reduction that sums a product's right operand over its rows (a bias
+//!    gradient beside its weight gradient) into the product's kernel.
 
 mod emit;
 mod fuse;
 mod memory;
+mod sums;
 
 use crate::{DeviceLimits, Plan, Result};
 use kiln_ir::Graph;
@@ -38,5 +41,7 @@ pub const ARENA_ALIGN: usize = 64;
 pub fn lower(g: &Graph, limits: &DeviceLimits, plan_memory: bool) -> Result<Plan> {
     let fused = fuse::fuse(g, limits)?;
     let layout = memory::plan(&fused, limits, plan_memory)?;
-    emit::emit(g, &fused, &layout, limits)
+    let mut plan = emit::emit(g, &fused, &layout, limits)?;
+    sums::merge_column_sums(&mut plan, limits);
+    Ok(plan)
 }

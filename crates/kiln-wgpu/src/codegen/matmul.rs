@@ -13,7 +13,7 @@ use super::{
 };
 use crate::wgsl::{BinOp, Expr as W, Function, Module, Param, Scalar, Stmt, Type};
 use kiln_ir::DType;
-use kiln_plan::kernel::{Kernel, KernelOp, MatMulVariant, MatOperand};
+use kiln_plan::kernel::{ColumnSums, Kernel, KernelOp, MatMulVariant, MatOperand};
 
 /// A matmul kernel: the generated part ([`matmul_prelude`] plus the `TM`/`TN4` block
 /// constants of the register-blocked kernel), then the library file of its variant,
@@ -96,6 +96,76 @@ pub(super) fn matmul_source(
     })
 }
 
+/// Appends the column sums of B to the epilogue: the call for output `[0, 0, j]` also sums
+/// column `j` of B over `p` in increasing order (`colsum`), evaluates the sums' body at `j`
+/// and performs its stores. Every `j < N` has exactly one such call (row 0 exists).
+fn column_sums(
+    g: &mut Gen<'_>,
+    sums: &ColumnSums,
+    b: &MatOperand,
+    batch: usize,
+    n: usize,
+    k: usize,
+) -> Result<(), CodegenError> {
+    if batch != 1 || sums.shape.iter().product::<usize>() != n {
+        return Err(g.malformed(format!(
+            "column sums over {:?} of a {batch}-batch product with {n} columns",
+            sums.shape
+        )));
+    }
+    let epilogue = std::mem::take(&mut g.stmts);
+    let j = W::ident("j");
+    let p = W::ident("colp");
+    let mut at = p.clone();
+    if b.row_stride != 1 {
+        at = at.bin(BinOp::Mul, W::u32(g.lit_u32(b.row_stride as u64)?));
+    }
+    if b.col_stride != 0 {
+        let term = if b.col_stride == 1 {
+            j.clone()
+        } else {
+            j.clone()
+                .bin(BinOp::Mul, W::u32(g.lit_u32(b.col_stride as u64)?))
+        };
+        at = at.bin(BinOp::Add, term);
+    }
+    if let Some(o) = g.offset(b.offset)? {
+        at = o.bin(BinOp::Add, at);
+    }
+    let colsum = W::ident("colsum");
+    g.stmts.push(Stmt::Var(
+        "colsum".into(),
+        Type::Scalar(Scalar::F32),
+        W::f32(0.0),
+    ));
+    let load = g.element(b.arg as usize, at);
+    g.stmts.push(Stmt::ForRange {
+        var: "colp".into(),
+        start: W::u32(0),
+        end: W::u32(g.lit_u32(k as u64)?),
+        body: vec![Stmt::Assign(
+            colsum.clone(),
+            colsum.clone().bin(BinOp::Add, load),
+        )],
+    });
+    let shape = sums.shape.clone();
+    let idx = g.unravel("sj", &j, &shape)?;
+    g.body(
+        &sums.body,
+        "s",
+        &[(colsum, DType::F32)],
+        &mut |g, _, view| g.view_index(view, &shape, &idx, &j),
+    )?;
+    g.stores(&sums.stores, &sums.body, "s", &j, &idx)?;
+    let body = std::mem::replace(&mut g.stmts, epilogue);
+    g.stmts.push(Stmt::If(
+        W::ident("i").bin(BinOp::Eq, W::u32(0)),
+        body,
+        vec![],
+    ));
+    Ok(())
+}
+
 /// Checks that every element `operand` reads for a `[batch, rows, cols]` matrix has a u32
 /// index.
 fn check_operand(
@@ -148,6 +218,7 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
         stores,
         variant,
         tile,
+        sums,
     } = &kernel.op
     else {
         unreachable!("matmul_prelude is only called for matmul kernels")
@@ -199,6 +270,9 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
         &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
     )?;
     g.stores(stores, epilogue, "e", &flat, &idx)?;
+    if let Some(sums) = sums {
+        column_sums(&mut g, sums, b, *batch, *n, *k)?;
+    }
     let e = || W::ident("e");
     let reader = |name: &str, ret: Type, value: W| Function {
         name: name.into(),

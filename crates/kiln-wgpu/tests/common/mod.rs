@@ -309,6 +309,7 @@ pub fn matmul(
             variant,
             epilogue,
             stores,
+            sums: None,
         },
         args,
         workgroup_size: launch.workgroup_size,

@@ -5,7 +5,7 @@
 use super::group::{GroupKind, Phase};
 use super::values::Val;
 use super::views::squeeze;
-use super::{Fuser, TensorId};
+use super::{Class, Fuser, TensorId};
 use crate::kernel::{Expr, ExprId};
 use crate::Result;
 use kiln_ir::{DType, NodeId, Op, Shape};
@@ -41,6 +41,10 @@ impl Fuser<'_> {
             })
             .sum::<u32>();
         let lazy_ok = self.concats.home[id.index()].is_none() && cost <= MAX_LAZY_COST;
+        if let Some((g, p)) = self.scalar_host(id, &ops) {
+            return self.place(id, g, p);
+        }
+
         if lazy_ok && !ops.iter().any(|v| matches!(v, Val::Reg { .. })) {
             self.lazy.cost[id.index()] = cost;
             // lazy, unless its cone would bind too many buffers: then store the operand with
@@ -121,6 +125,72 @@ impl Fuser<'_> {
                 Phase::Stage(0),
             ),
         };
+        self.place(id, g, p)
+    }
+
+    /// Where a one-element value of constants and of params, inputs or constants that no
+    /// kernel writes before (an optimizer's step count `t + 1`, `1 - beta_1`; the scalars
+    /// computed from those then join it as any register value's consumers do) is computed once:
+    /// the earliest group with an open one-element phase (a loss's reduction epilogue) that
+    /// can read its operands and bind them. Its consumers then read it from memory instead
+    /// of re-computing it, and an assignment of it (the step counter) is stored by that
+    /// group — in place, its readers being in that phase — instead of taking a pass of its
+    /// own after every reader of the old count. `None`: no such group, placed as any other.
+    fn scalar_host(&self, id: NodeId, ops: &[Val]) -> Option<(usize, Phase)> {
+        let n = self.g.node(id);
+        let leaf = |v: &Val| match v {
+            Val::Fill(_) => true,
+            Val::Mem { t, .. } => {
+                let info = &self.tensors.info[*t as usize];
+                info.last_write.is_none()
+                    && matches!(
+                        info.class,
+                        Class::Param(_) | Class::Input(_) | Class::Constant(_)
+                    )
+            }
+            _ => false,
+        };
+        // the new value of a param it reads (a step counter)
+        let counter = self
+            .g
+            .assigns()
+            .iter()
+            .any(|&(p, v)| v == id && n.inputs.contains(&p));
+        if n.shape.numel() != 1
+            || !counter
+            || self.concats.home[id.index()].is_some()
+            || !ops.iter().all(leaf)
+        {
+            return None;
+        }
+        (0..self.groups.len()).find_map(|g| {
+            let gr = &self.groups[g];
+            let p = [Phase::Stage(0), Phase::Epi, Phase::Bc]
+                .into_iter()
+                .find(|&p| gr.open(p) && gr.phase_shape(p).iter().product::<usize>() == 1)?;
+            if !ops
+                .iter()
+                .zip(&n.inputs)
+                .all(|(v, &i)| self.usable(i, v, g, p))
+            {
+                return None;
+            }
+            let mut bound = self.bound_tensors(g);
+            for &i in &n.inputs {
+                for t in self.footprint(i) {
+                    if !bound.contains(&t) {
+                        bound.push(t);
+                    }
+                }
+            }
+            (bound.len() < self.binding_budget()).then_some((g, p))
+        })
+    }
+
+    /// Computes elementwise node `id` in phase `p` of group `g`.
+    fn place(&mut self, id: NodeId, g: usize, p: Phase) -> Result<Val> {
+        let n = self.g.node(id).clone();
+        let shape = n.shape.dims().to_vec();
         let mut args = vec![];
         for &i in &n.inputs {
             args.push(self.operand(i, g, p, &shape)?);

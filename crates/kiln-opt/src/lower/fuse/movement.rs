@@ -22,7 +22,8 @@ impl Fuser<'_> {
         // is broadcast back over its input shape
         if let Val::Reg { g, phase, e, bcast } = v {
             match &n.op {
-                Op::Reshape if squeeze(&src) == squeeze(&dims) => return Ok(v),
+                // an expand that only adds size-1 axes (a scalar to `[1]`) is a reshape
+                Op::Reshape | Op::Expand if squeeze(&src) == squeeze(&dims) => return Ok(v),
                 Op::Expand if !bcast && phase == Phase::Epi => {
                     if let GroupKind::Reduce { in_shape, .. } = &self.groups[g].kind {
                         if *in_shape == dims && src == self.groups[g].phase_shape(Phase::Epi) {

@@ -181,13 +181,9 @@ impl Fuser<'_> {
                 } else {
                     View::contiguous(&shape)
                 };
-                let v = Val::Mem {
-                    t,
-                    view: view.clone(),
-                };
-                if !bcast {
-                    self.vals[id.index()] = Some(v);
-                }
+                // the node keeps its register value: consumers in its own phase still read
+                // the register (a stored value is not readable in the group writing it);
+                // other groups find the stored tensor through `stored`
                 Ok((t, view))
             }
         }

@@ -1,0 +1,116 @@
+//! [`ScatterBeforeMatMul`]: an embedding's gradient is `scatter_add(idx, dx)` with
+//! `dx = d · wᵀ`, a product over every position (`N` rows) that the scatter then folds into
+//! the table's `rows`. Scattering first — `scatter_add(idx, d) · wᵀ` — is the same sum in
+//! another order, with a product over `rows` instead of `N` rows; the product then ends the
+//! gradient, so the optimizer's update rides in its epilogue (one kernel fewer per step).
+
+use crate::passes::{rebuild, Pass};
+use crate::Result;
+use kiln_ir::{Graph, NodeId, Op};
+
+/// Rewrites `scatter_add(idx, reshape?(a · b))` into `scatter_add(idx, reshape(a)) · b` when
+/// `a · b` (2-D, `[N, K] · [K, C]`, `N` the number of indices) has no other use and the
+/// rewrite does less arithmetic: `N·K + 2·rows·K·C < 2·N·K·C + N·C`. The sums are the same
+/// in exact arithmetic; in f32 they are rounded in another order.
+pub struct ScatterBeforeMatMul;
+
+impl Pass for ScatterBeforeMatMul {
+    fn name(&self) -> &'static str {
+        "ScatterBeforeMatMul"
+    }
+
+    fn run(&self, g: &Graph) -> Result<Graph> {
+        let mut uses = vec![0usize; g.len()];
+        for (_, n) in g.iter() {
+            for x in &n.inputs {
+                uses[x.index()] += 1;
+            }
+        }
+        for (_, o) in g.outputs() {
+            uses[o.index()] += 1;
+        }
+        for (p, v) in g.assigns() {
+            uses[p.index()] += 1;
+            uses[v.index()] += 1;
+        }
+        let single = |x: NodeId| uses[x.index()] == 1;
+        let chosen: Vec<bool> = g
+            .iter()
+            .map(|(_, n)| pattern(g, n, single).is_some())
+            .collect();
+        // `rebuild` visits the nodes in arena order
+        let mut at = 0usize;
+        let mut err = None;
+        let out = rebuild(g, |out, n| {
+            let i = at;
+            at += 1;
+            if chosen[i] && err.is_none() {
+                match rewrite(out, n) {
+                    Ok(Some(id)) => return id,
+                    Ok(None) => {}
+                    Err(e) => err = Some(e),
+                }
+            }
+            out.push_unchecked(n.clone())
+        });
+        match err {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+}
+
+/// `(a, b)` of the product when scatter-add `n` of `g` matches: its updates are
+/// `reshape?(a · b)`, the product and the reshape have no other use (`single`), `a · b` is
+/// `[N, K] · [K, C]` with one row per index, and the rewrite does less arithmetic.
+fn pattern(
+    g: &Graph,
+    n: &kiln_ir::Node,
+    single: impl Fn(NodeId) -> bool,
+) -> Option<(NodeId, NodeId)> {
+    if n.op != Op::ScatterAdd {
+        return None;
+    }
+    let (idx, upd) = (n.inputs[0], n.inputs[1]);
+    let mut m = upd;
+    if g.node(m).op == Op::Reshape {
+        if !single(m) {
+            return None;
+        }
+        m = g.node(m).inputs[0];
+    }
+    if g.node(m).op != Op::MatMul || !single(m) {
+        return None;
+    }
+    let (a, b) = (g.node(m).inputs[0], g.node(m).inputs[1]);
+    let (sa, sb) = (g.shape(a), g.shape(b));
+    let (is, us) = (g.shape(idx), g.shape(upd));
+    if sa.rank() != 2 || sb.rank() != 2 {
+        return None;
+    }
+    let (nn, k, c) = (sa.0[0], sa.0[1], sb.0[1]);
+    // the updates are the product's rows, one per index: `[idx.., C]`
+    if is.numel() != nn || us.rank() != is.rank() + 1 || us.0[is.rank()] != c {
+        return None;
+    }
+    let rows = n.shape.0[0];
+    let (nn, k, c, r) = (nn as u128, k as u128, c as u128, rows as u128);
+    (nn * k + 2 * r * k * c < 2 * nn * k * c + nn * c).then_some((a, b))
+}
+
+/// The rewritten node for scatter-add `n` (a node [`pattern`] chose; its inputs already in
+/// `out`, where the product and the reshape were copied).
+fn rewrite(out: &mut Graph, n: &kiln_ir::Node) -> kiln_ir::Result<Option<NodeId>> {
+    let Some((a, b)) = pattern(out, n, |_| true) else {
+        return Ok(None);
+    };
+    let idx = n.inputs[0];
+    let rows = n.shape.0[0];
+    let mut ushape = out.shape(idx).0.clone();
+    ushape.push(out.shape(a).0[1]);
+    out.scoped(&n.name, |o| -> kiln_ir::Result<Option<NodeId>> {
+        let a = o.reshape(a, ushape)?;
+        let s = o.scatter_add(idx, a, rows)?;
+        Ok(Some(o.matmul(s, b)?))
+    })
+}
