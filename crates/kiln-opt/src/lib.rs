@@ -146,11 +146,12 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
     let split_matmuls = split_matmul::SplitLongMatMuls {
         max_k: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
     };
+    let scatter_first = scatter_matmul::ScatterBeforeMatMul::for_device(limits);
     let pipeline: [&dyn Pass; 8] = [
         &passes::FoldConstants,
         &passes::EliminateCommonSubexpressions,
         &passes::RewriteLogSoftmax,
-        &scatter_matmul::ScatterBeforeMatMul,
+        &scatter_first,
         &split,
         &split_matmuls,
         &passes::EliminateDeadNodes,

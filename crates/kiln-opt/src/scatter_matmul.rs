@@ -10,9 +10,36 @@ use kiln_ir::{Graph, NodeId, Op};
 
 /// Rewrites `scatter_add(idx, reshape?(a · b))` into `scatter_add(idx, reshape(a)) · b` when
 /// `a · b` (2-D, `[N, K] · [K, C]`, `N` the number of indices) has no other use and the
-/// rewrite does less arithmetic: `N·K + 2·rows·K·C < 2·N·K·C + N·C`. The sums are the same
-/// in exact arithmetic; in f32 they are rounded in another order.
-pub struct ScatterBeforeMatMul;
+/// rewrite costs less: `w·N·K + 2·rows·K·C < 2·N·K·C + w·N·C`, with `w` the cost of one
+/// scattered element in multiply-adds (`scatter_weight`). The sums are the same in exact
+/// arithmetic; in f32 they are rounded in another order.
+pub struct ScatterBeforeMatMul {
+    /// Cost of one scattered element in multiply-adds: 1 where a scatter-add runs as
+    /// compiled loops over whole rows (native CPU, GPUs: its positions are a serial loop per
+    /// column either way), [`CPU_RASTERIZER_SCATTER_WEIGHT`] on CPU rasterizers.
+    pub scatter_weight: u32,
+}
+
+/// A scattered element on a CPU rasterizer costs as much as ~300 multiply-adds of its
+/// register-blocked matmul (lavapipe, IMDB's `[32000, 400]` scatter: 12 ns per element,
+/// against ≈ 0.04 ns per multiply-add): there the rewrite would make the embedding gradient
+/// 3.5x slower (43 → 153 ms), so it is priced out.
+pub const CPU_RASTERIZER_SCATTER_WEIGHT: u32 = 256;
+
+impl ScatterBeforeMatMul {
+    /// The pass for a device with `limits`.
+    pub fn for_device(limits: &crate::DeviceLimits) -> Self {
+        let rasterizer =
+            limits.adapter_class == crate::AdapterClass::Cpu && !limits.persistent_kernels;
+        ScatterBeforeMatMul {
+            scatter_weight: if rasterizer {
+                CPU_RASTERIZER_SCATTER_WEIGHT
+            } else {
+                1
+            },
+        }
+    }
+}
 
 impl Pass for ScatterBeforeMatMul {
     fn name(&self) -> &'static str {
@@ -36,7 +63,7 @@ impl Pass for ScatterBeforeMatMul {
         let single = |x: NodeId| uses[x.index()] == 1;
         let chosen: Vec<bool> = g
             .iter()
-            .map(|(_, n)| pattern(g, n, single).is_some())
+            .map(|(_, n)| pattern(g, n, single, self.scatter_weight).is_some())
             .collect();
         // `rebuild` visits the nodes in arena order
         let mut at = 0usize;
@@ -45,7 +72,7 @@ impl Pass for ScatterBeforeMatMul {
             let i = at;
             at += 1;
             if chosen[i] && err.is_none() {
-                match rewrite(out, n) {
+                match rewrite(out, n, self.scatter_weight) {
                     Ok(Some(id)) => return id,
                     Ok(None) => {}
                     Err(e) => err = Some(e),
@@ -62,11 +89,13 @@ impl Pass for ScatterBeforeMatMul {
 
 /// `(a, b)` of the product when scatter-add `n` of `g` matches: its updates are
 /// `reshape?(a · b)`, the product and the reshape have no other use (`single`), `a · b` is
-/// `[N, K] · [K, C]` with one row per index, and the rewrite does less arithmetic.
+/// `[N, K] · [K, C]` with one row per index, and the rewrite costs less with a scattered
+/// element worth `weight` multiply-adds.
 fn pattern(
     g: &Graph,
     n: &kiln_ir::Node,
     single: impl Fn(NodeId) -> bool,
+    weight: u32,
 ) -> Option<(NodeId, NodeId)> {
     if n.op != Op::ScatterAdd {
         return None;
@@ -94,14 +123,20 @@ fn pattern(
         return None;
     }
     let rows = n.shape.0[0];
-    let (nn, k, c, r) = (nn as u128, k as u128, c as u128, rows as u128);
-    (nn * k + 2 * r * k * c < 2 * nn * k * c + nn * c).then_some((a, b))
+    let (nn, k, c, r, w) = (
+        nn as u128,
+        k as u128,
+        c as u128,
+        rows as u128,
+        weight as u128,
+    );
+    (w * nn * k + 2 * r * k * c < 2 * nn * k * c + w * nn * c).then_some((a, b))
 }
 
 /// The rewritten node for scatter-add `n` (a node [`pattern`] chose; its inputs already in
 /// `out`, where the product and the reshape were copied).
-fn rewrite(out: &mut Graph, n: &kiln_ir::Node) -> kiln_ir::Result<Option<NodeId>> {
-    let Some((a, b)) = pattern(out, n, |_| true) else {
+fn rewrite(out: &mut Graph, n: &kiln_ir::Node, weight: u32) -> kiln_ir::Result<Option<NodeId>> {
+    let Some((a, b)) = pattern(out, n, |_| true, weight) else {
         return Ok(None);
     };
     let idx = n.inputs[0];
