@@ -50,6 +50,30 @@ pub(crate) fn rebuild(g: &Graph, f: impl FnMut(&mut Graph, &Node) -> NodeId) -> 
     rebuild_live(g, &vec![true; g.len()], f)
 }
 
+/// [`rebuild`] with a rewrite that may fail: `f` sees each node (inputs remapped) and returns
+/// the id that stands for it, or `None` to keep a copy of it; after the first error every
+/// node is copied and the error is returned.
+pub(crate) fn try_rebuild(
+    g: &Graph,
+    mut f: impl FnMut(&mut Graph, &Node) -> kiln_ir::Result<Option<NodeId>>,
+) -> Result<Graph> {
+    let mut err = None;
+    let out = rebuild(g, |out, n| {
+        if err.is_none() {
+            match f(out, n) {
+                Ok(Some(id)) => return id,
+                Ok(None) => {}
+                Err(e) => err = Some(e),
+            }
+        }
+        out.push_unchecked(n.clone())
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}
+
 /// [`rebuild`] over the nodes marked in `live` only (the others are dropped; no live node,
 /// output or assignment may depend on them). Outputs and assignments are remapped into the
 /// new graph.
@@ -259,27 +283,18 @@ impl Pass for SplitLongReductions {
     }
 
     fn run(&self, g: &Graph) -> Result<Graph> {
-        let mut err = None;
-        let out = rebuild(g, |out, n| {
+        try_rebuild(g, |out, n| {
             if let Op::Reduce { op, axes } = &n.op {
                 let count: usize = axes.iter().map(|&a| out.shape(n.inputs[0]).0[a]).product();
                 if count > self.max_count {
                     let name = n.name.clone();
-                    match out.scoped(&name, |o| {
+                    return out.scoped(&name, |o| {
                         split_reduce(o, n.inputs[0], *op, axes, self.max_count)
-                    }) {
-                        Ok(Some(id)) => return id,
-                        Ok(None) => {}
-                        Err(e) => err = Some(e),
-                    }
+                    });
                 }
             }
-            out.push_unchecked(n.clone())
-        });
-        match err {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+            Ok(None)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! another order, with a product over `rows` instead of `N` rows; the product then ends the
 //! gradient, so the optimizer's update rides in its epilogue (one kernel fewer per step).
 
-use crate::passes::{rebuild, Pass};
+use crate::passes::{try_rebuild, Pass};
 use crate::Result;
 use kiln_ir::{Graph, NodeId, Op};
 
@@ -67,23 +67,15 @@ impl Pass for ScatterBeforeMatMul {
             .collect();
         // `rebuild` visits the nodes in arena order
         let mut at = 0usize;
-        let mut err = None;
-        let out = rebuild(g, |out, n| {
+        try_rebuild(g, |out, n| {
             let i = at;
             at += 1;
-            if chosen[i] && err.is_none() {
-                match rewrite(out, n, self.scatter_weight) {
-                    Ok(Some(id)) => return id,
-                    Ok(None) => {}
-                    Err(e) => err = Some(e),
-                }
+            if chosen[i] {
+                rewrite(out, n, self.scatter_weight)
+            } else {
+                Ok(None)
             }
-            out.push_unchecked(n.clone())
-        });
-        match err {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+        })
     }
 }
 

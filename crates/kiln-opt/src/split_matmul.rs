@@ -4,7 +4,7 @@
 //! device with a loop limit (llvmpipe ends loops after 65,535 iterations) that product, like
 //! any long one, is split here into contraction ranges whose products are summed in order.
 
-use crate::passes::{rebuild, Pass};
+use crate::passes::{try_rebuild, Pass};
 use crate::Result;
 use kiln_ir::{Graph, NodeId, Op};
 
@@ -22,26 +22,20 @@ impl Pass for SplitLongMatMuls {
     }
 
     fn run(&self, g: &Graph) -> Result<Graph> {
-        let mut err = None;
-        let out = rebuild(g, |out, n| {
-            if n.op == Op::MatMul && err.is_none() {
+        try_rebuild(g, |out, n| {
+            if n.op == Op::MatMul {
                 let (a, b) = (n.inputs[0], n.inputs[1]);
                 let ra = out.shape(a).rank();
                 let k = out.shape(a).0[ra - 1];
                 if k > self.max_k.max(1) {
                     let name = n.name.clone();
-                    match out.scoped(&name, |o| split(o, a, b, k, self.max_k.max(1))) {
-                        Ok(id) => return id,
-                        Err(e) => err = Some(e),
-                    }
+                    return out
+                        .scoped(&name, |o| split(o, a, b, k, self.max_k.max(1)))
+                        .map(Some);
                 }
             }
-            out.push_unchecked(n.clone())
-        });
-        match err {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+            Ok(None)
+        })
     }
 }
 

@@ -15,6 +15,14 @@ pub fn loss_weights(n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The scalar test loss `sum(out * w)` with [`loss_weights`].
+pub fn weighted_loss(g: &mut Graph, out: NodeId) -> Result<NodeId> {
+    let s = g.shape(out).clone();
+    let w = g.constant(loss_weights(s.numel()), s, DType::F32)?;
+    let p = g.mul(out, w)?;
+    Ok(g.sum_all(p)?)
+}
+
 /// The graph of one op-table case: output `out`, and for differentiable cases the gradient
 /// of `sum(out * w)` with respect to every leaf as outputs `d_<leaf>`.
 pub fn case_graph(case: &OpCase) -> Result<(Graph, Vec<NodeId>)> {
@@ -23,10 +31,7 @@ pub fn case_graph(case: &OpCase) -> Result<(Graph, Vec<NodeId>)> {
     g.output("out", out)?;
     let mut wanted = vec![out];
     if case.differentiable && !leaves.is_empty() {
-        let s = g.shape(out).clone();
-        let w = g.constant(loss_weights(s.numel()), s, DType::F32)?;
-        let p = g.mul(out, w)?;
-        let loss = g.sum_all(p)?;
+        let loss = weighted_loss(&mut g, out)?;
         let grads = autodiff::grad(&mut g, loss, &leaves)?;
         for ((name, _, _), d) in case.golden.inputs.iter().zip(grads) {
             g.output(format!("d_{name}"), d)?;
@@ -350,15 +355,7 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
         let loss = if g.shape(r).numel() == 1 {
             r
         } else {
-            let wt = g
-                .constant(
-                    loss_weights(g.shape(r).numel()),
-                    g.shape(r).clone(),
-                    DType::F32,
-                )
-                .expect("sized");
-            let p = g.mul(r, wt).expect("same shapes");
-            g.sum_all(p).expect("valid")
+            weighted_loss(&mut g, r).expect("valid")
         };
         sgd_step(&mut g, loss, w);
         let mut feeds = Feeds::new();
@@ -413,11 +410,7 @@ fn embedding_graph() -> (String, Graph, Feeds) {
     let i = g.cast(x, DType::I32).expect("valid");
     let e = g.gather(w, i).expect("valid");
     g.output("out", e).expect("fresh name");
-    let wt = g
-        .constant(loss_weights(48), g.shape(e).clone(), DType::F32)
-        .expect("sized");
-    let p = g.mul(e, wt).expect("same shapes");
-    let loss = g.sum_all(p).expect("valid");
+    let loss = weighted_loss(&mut g, e).expect("valid");
     sgd_step(&mut g, loss, w);
     let mut feeds = Feeds::new();
     let rows = vec![0., 2., 2., 0., 0., 2., 0., 0., 2., 2., 0., 0.];
@@ -445,11 +438,7 @@ fn embedding_projection_graph() -> (String, Graph, Feeds) {
     let p = g.matmul(e2, v).expect("valid");
     let t = g.tanh(p).expect("valid");
     g.output("out", t).expect("fresh name");
-    let wt = g
-        .constant(loss_weights(60), g.shape(t).clone(), DType::F32)
-        .expect("sized");
-    let l = g.mul(t, wt).expect("same shapes");
-    let loss = g.sum_all(l).expect("valid");
+    let loss = weighted_loss(&mut g, t).expect("valid");
     sgd_step(&mut g, loss, w);
     let mut feeds = Feeds::new();
     let rows = vec![0., 2., 2., 0., 0., 2., 0., 0., 2., 2., 0., 1.];
@@ -477,11 +466,7 @@ fn dense_graph() -> (String, Graph, Feeds) {
     let z = g.add(xw, be).expect("same shapes");
     let t = g.tanh(z).expect("valid");
     g.output("out", t).expect("fresh name");
-    let wt = g
-        .constant(loss_weights(20), g.shape(t).clone(), DType::F32)
-        .expect("sized");
-    let l = g.mul(t, wt).expect("same shapes");
-    let loss = g.sum_all(l).expect("valid");
+    let loss = weighted_loss(&mut g, t).expect("valid");
     let d = autodiff::grad(&mut g, loss, &[w, b]).expect("differentiable");
     for (name, p, dp) in [("d_w", w, d[0]), ("d_b", b, d[1])] {
         g.output(name, dp).expect("fresh name");
