@@ -44,7 +44,6 @@ impl Fuser<'_> {
         if let Some((g, p)) = self.scalar_host(id, &ops) {
             return self.place(id, g, p);
         }
-
         if lazy_ok && !ops.iter().any(|v| matches!(v, Val::Reg { .. })) {
             self.lazy.cost[id.index()] = cost;
             // lazy, unless its cone would bind too many buffers: then store the operand with
@@ -128,14 +127,15 @@ impl Fuser<'_> {
         self.place(id, g, p)
     }
 
-    /// Where a one-element value of constants and of params, inputs or constants that no
-    /// kernel writes before (an optimizer's step count `t + 1`, `1 - beta_1`; the scalars
-    /// computed from those then join it as any register value's consumers do) is computed once:
-    /// the earliest group with an open one-element phase (a loss's reduction epilogue) that
-    /// can read its operands and bind them. Its consumers then read it from memory instead
-    /// of re-computing it, and an assignment of it (the step counter) is stored by that
-    /// group — in place, its readers being in that phase — instead of taking a pass of its
-    /// own after every reader of the old count. `None`: no such group, placed as any other.
+    /// Where a step counter — the one-element new value of a param computed from that param
+    /// and constants, params or inputs no kernel writes before (Adam's `t + 1`) — is computed
+    /// once: the earliest group with an open one-element phase (a loss's reduction epilogue)
+    /// that can read its operands and bind them. The scalars computed from it (the bias
+    /// correction) join it as any register value's consumers do, later kernels read them
+    /// from memory instead of re-computing them, and the assignment is stored by that group
+    /// — in place, the old count's only reader being in that phase — instead of taking a
+    /// pass of its own after every reader of the old count. `None`: no such group, placed
+    /// as any other.
     fn scalar_host(&self, id: NodeId, ops: &[Val]) -> Option<(usize, Phase)> {
         let n = self.g.node(id);
         let leaf = |v: &Val| match v {
