@@ -5,7 +5,8 @@
 // COMPOSITION. As for matmul_register.wgsl, kiln-wgpu's codegen prepends a generated part
 // (typed WGSL writer) declaring the bindings (kernel arg i is `arg{i}` at binding i),
 // `fn load_a(e: u32) -> f32`, `fn load_b(e: u32) -> f32` (element e of A's / B's buffer) and
-// `fn epilogue(acc: f32, b: u32, i: u32, j: u32)` (the kernel's fused epilogue and stores).
+// `fn epilogue(acc: f32, b: u32, i: u32, j: u32)` (the kernel's fused epilogue and stores),
+// and the column sums' hooks (below).
 // Shapes and strides are `override` constants; the operands' element offsets come from
 // the generated functions a_off() / b_off() (a uniform table):
 //   A(b, i, p) = load_a(a_off() + b * A_BS + i * A_RS + p * A_CS)
@@ -24,6 +25,14 @@
 // Each step over k stages a 64 x 16 slab of A and a 16 x 64 slab of B in workgroup memory
 // (4 elements of each per invocation, out-of-range elements as 0), synchronizes, and
 // accumulates 16 outer products. Every output is summed over p in increasing order.
+//
+// COLUMN SUMS (`KernelOp::MatMul::sums`: a bias gradient riding in its weight gradient).
+// The generated part also declares `const SUMS: bool` and `fn column_sum(colsum: f32,
+// j: u32)`. With SUMS, the invocations with ty = 0 of the workgroups of the first row of
+// tiles (tm = 0) add up the B values they read for their 4 columns, p in increasing order
+// (the padding past K adds +0.0, which changes no sum that starts at +0.0), and hand each
+// column's sum to column_sum once: column j's sum is taken in the same order as the CPU
+// backends' and with the same bits, and with no serial pass over B after the product.
 
 override M: u32 = 1u;
 override N: u32 = 1u;
@@ -66,6 +75,8 @@ fn main(
     let b_base = b_off() + bi * B_BS;
 
     var acc: array<vec4<f32>, 4>;
+    var colsum = vec4<f32>(0.0);
+    let sums_here = SUMS && tm == 0u && ty == 0u;
     for (var k0 = 0u; k0 < K; k0 += BK) {
         for (var q = 0u; q < 4u; q++) {
             let e = lid + 256u * q;
@@ -94,6 +105,9 @@ fn main(
                 b_tile[kk * TS + tx + 32u],
                 b_tile[kk * TS + tx + 48u],
             );
+            if (sums_here) {
+                colsum += b;
+            }
             for (var r = 0u; r < 4u; r++) {
                 acc[r] = fma(vec4<f32>(a_tile[kk * TS + ty + 16u * r]), b, acc[r]);
             }
@@ -109,6 +123,14 @@ fn main(
                 if (j < N) {
                     epilogue(acc[r][c], bi, i, j);
                 }
+            }
+        }
+    }
+    if (sums_here) {
+        for (var c = 0u; c < 4u; c++) {
+            let j = col0 + tx + 16u * c;
+            if (j < N) {
+                column_sum(colsum[c], j);
             }
         }
     }

@@ -224,6 +224,97 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
     }
 }
 
+/// Column sums of B riding in the product's kernel (`KernelOp::MatMul::sums`): the
+/// register-blocked kernels sum in the epilogue, the workgroup-tiled one while it stages B;
+/// either way column `j` is `Σ_p B[p, j]` in increasing `p` from +0.0 in f32 — the same bits
+/// as the host's sequential sum — for shapes with several row tiles (only the first row
+/// stores), partial tiles in `k` and `n`, `k = 0` and a transposed `B`.
+#[test]
+fn matmul_column_sums_are_the_sequential_sums() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    for variant in [
+        MatMulVariant::RegisterBlocked,
+        MatMulVariant::WorkgroupTiled,
+    ] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (130, 37, 70),
+            (3, 0, 5),
+            (65, 200, 129),
+            (2, 16, 64),
+        ] {
+            for tb in [false, true] {
+                let bo = if tb {
+                    MatOperand {
+                        arg: 1,
+                        offset: 0,
+                        batch_stride: k * n,
+                        row_stride: 1,
+                        col_stride: k,
+                    }
+                } else {
+                    dense(1, 0, k, n)
+                };
+                let mut p = empty_plan();
+                let a = buffer(&mut p, "a", &[m * k], DType::F32, BufferKind::Input);
+                let b = buffer(&mut p, "b", &[k * n], DType::F32, BufferKind::Input);
+                let c = buffer(&mut p, "c", &[1, m, n], DType::F32, BufferKind::Output);
+                let s = buffer(&mut p, "s", &[n], DType::F32, BufferKind::Output);
+                let kern = matmul_with_sums(variant, (m, k, n), bo.clone());
+                dispatch(&mut p, kern, vec![a, b, c, s]);
+                // Values whose sums round: thirds, tenths and a few large magnitudes.
+                let av = values(m * k, 3);
+                let bv: Vec<f32> = (0..k * n)
+                    .map(|i| {
+                        let x = ((i * 7919) % 101) as f32 / 3.0 - 16.0;
+                        if i % 17 == 0 {
+                            x * 1.0e4
+                        } else {
+                            x / 10.0
+                        }
+                    })
+                    .collect();
+                let at = |p: usize, j: usize| bv[p * bo.row_stride + j * bo.col_stride];
+                let want: Vec<u32> = (0..n)
+                    .map(|j| (0..k).fold(0.0f32, |acc, p| acc + at(p, j)).to_bits())
+                    .collect();
+                let mut exe = backend.load(Arc::new(p)).unwrap();
+                let ta = HostTensor::f32([m * k], av.clone()).unwrap();
+                let tbv = HostTensor::f32([k * n], bv.clone()).unwrap();
+                let out = exe.run(&[&ta, &tbv]).unwrap();
+                let what = format!("{variant:?} {m}x{k}x{n} transposed {tb}");
+                let got: Vec<u32> = out[1]
+                    .to_f64()
+                    .iter()
+                    .map(|&x| (x as f32).to_bits())
+                    .collect();
+                assert_eq!(got, want, "{what}: column sums");
+                // The product, within f32 rounding of the sum of |terms| (B's large values
+                // make cancelling sums, where a relative tolerance would not hold).
+                let got = out[0].to_f64();
+                for i in 0..m {
+                    for j in 0..n {
+                        let (mut want, mut mag) = (0.0f64, 0.0f64);
+                        for p in 0..k {
+                            let t = av[i * k + p] as f64 * at(p, j) as f64;
+                            want += t;
+                            mag += t.abs();
+                        }
+                        let diff = (got[i * n + j] - want).abs();
+                        assert!(
+                            diff <= 1e-6 * mag * (k as f64).sqrt().max(1.0) + 1e-30,
+                            "{what}: product [{i}, {j}] = {}, want {want} (|terms| {mag})",
+                            got[i * n + j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A matmul reading both operands from one arena buffer at offsets, with a fused epilogue
 /// that loads a bias (strides [0, 0, 1]) and writes two outputs: `y = acc + bias` into the
 /// arena at an offset (the arena is `ReadWrite`) and `relu(y) * 2` into its own buffer.

@@ -68,6 +68,31 @@ fn matmul_with_transposed_operand_validates_and_translates_everywhere() {
 }
 
 #[test]
+fn matmul_column_sums_validate_and_translate_everywhere() {
+    for variant in VARIANTS {
+        let (m, k, n) = (5, 7, 9);
+        let wgsl = assert_portable(&matmul_with_sums(variant, (m, k, n), dense(1, 0, k, n)));
+        // The tiled kernel sums while it stages B (the generated hook), the
+        // register-blocked ones in the epilogue of row 0.
+        let tiled = variant == MatMulVariant::WorkgroupTiled;
+        assert_eq!(
+            wgsl.contains("fn column_sum(colsum: f32, j: u32)"),
+            tiled,
+            "{variant:?}"
+        );
+        assert_eq!(
+            wgsl.contains("const SUMS: bool = true;"),
+            tiled,
+            "{variant:?}\n{wgsl}"
+        );
+        assert_eq!(wgsl.contains("for (var colp"), !tiled, "{variant:?}");
+    }
+    // Without sums the tiled kernel still has its hooks, switched off.
+    let wgsl = assert_portable(&matmul_kernel_variant(MatMulVariant::WorkgroupTiled));
+    assert!(wgsl.contains("const SUMS: bool = false;"), "{wgsl}");
+}
+
+#[test]
 fn library_shaders_validate_and_translate_everywhere() {
     // The library files are completed by a generated part, so each is checked composed with
     // the generated part of a real kernel; every file in shaders/ must be one of them.

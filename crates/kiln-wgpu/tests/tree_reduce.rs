@@ -2,7 +2,8 @@
 //! output element, strided partial folds, a fixed tree in workgroup memory), exercised on
 //! whatever adapter is here by compiling for a GPU-class device: every op-table case,
 //! the composite graphs (softmax family, losses) and long reductions agree with the f64
-//! evaluator, plans really use trees, and the same plan gives the same bits twice.
+//! evaluator, plans really use trees, and the same plan gives the same bits twice; its
+//! products carry their bias sums in the workgroup-tiled kernel.
 
 use kiln_ir::testing::Tolerance;
 use kiln_ir::{DType, Graph};
@@ -106,4 +107,34 @@ fn tree_reductions_match_the_reference() {
     let r1 = exe.run(&[&xt]).unwrap();
     let r2 = exe.run(&[&xt]).unwrap();
     assert_eq!(r1, r2);
+}
+
+/// Compiled for a GPU, the dense layer's training step puts its bias gradient (and the
+/// bias's update) in the workgroup-tiled kernel of its weight gradient, which sums the
+/// columns of `dy` while it stages them; the step agrees with the f64 evaluator.
+#[test]
+fn gpu_products_carry_their_bias_sums() {
+    let Some(b) = test_backend() else { return };
+    let mut b = AsGpu(b);
+    let (_, g, feeds) = kiln_opt::testing::composite_graphs()
+        .into_iter()
+        .find(|(n, _, _)| n == "dense")
+        .expect("the dense composite");
+    let plan = compile(&g, &CompileOptions::default(), &b.limits()).unwrap();
+    let tiled_with_sums = plan
+        .kernels
+        .iter()
+        .filter(|k| {
+            matches!(
+                &k.op,
+                KernelOp::MatMul {
+                    variant: kiln_opt::kernel::MatMulVariant::WorkgroupTiled,
+                    sums: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(tiled_with_sums, 1, "{}", plan.summary());
+    kiln_opt::testing::check_graph(&mut b, &g, &feeds, Tolerance::f32_sum(1000)).unwrap();
 }

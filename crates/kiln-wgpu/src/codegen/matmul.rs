@@ -11,7 +11,7 @@ use super::{
     MATMUL_REGISTER_TILE, MATMUL_REGISTER_WGSL, MATMUL_SUBGROUP_WGSL, MATMUL_TILED_TILE,
     MATMUL_TILED_WGSL, MATMUL_TILED_WORKGROUP,
 };
-use crate::wgsl::{BinOp, Expr as W, Function, Module, Param, Scalar, Stmt, Type};
+use crate::wgsl::{BinOp, Const, Expr as W, Function, Literal, Module, Param, Scalar, Stmt, Type};
 use kiln_ir::DType;
 use kiln_plan::kernel::{ColumnSums, Kernel, KernelOp, MatMulVariant, MatOperand};
 
@@ -96,9 +96,10 @@ pub(super) fn matmul_source(
     })
 }
 
-/// Appends the column sums of B to the epilogue: the call for output `[0, 0, j]` also sums
-/// column `j` of B over `p` in increasing order (`colsum`), evaluates the sums' body at `j`
-/// and performs its stores. Every `j < N` has exactly one such call (row 0 exists).
+/// The column sums of B in the register-blocked kernels: appended to the epilogue, the
+/// call for output `[0, 0, j]` also sums column `j` of B over `p` in increasing order
+/// (`colsum`), evaluates the sums' body at `j` and performs its stores. Every `j < N` has
+/// exactly one such call (row 0 exists).
 fn column_sums(
     g: &mut Gen<'_>,
     sums: &ColumnSums,
@@ -107,12 +108,7 @@ fn column_sums(
     n: usize,
     k: usize,
 ) -> Result<(), CodegenError> {
-    if batch != 1 || sums.shape.iter().product::<usize>() != n {
-        return Err(g.malformed(format!(
-            "column sums over {:?} of a {batch}-batch product with {n} columns",
-            sums.shape
-        )));
-    }
+    check_sums(g, sums, batch, n)?;
     let epilogue = std::mem::take(&mut g.stmts);
     let j = W::ident("j");
     let p = W::ident("colp");
@@ -148,6 +144,63 @@ fn column_sums(
             colsum.clone().bin(BinOp::Add, load),
         )],
     });
+    sums_body(g, sums)?;
+    let body = std::mem::replace(&mut g.stmts, epilogue);
+    g.stmts.push(Stmt::If(
+        W::ident("i").bin(BinOp::Eq, W::u32(0)),
+        body,
+        vec![],
+    ));
+    Ok(())
+}
+
+/// The column sums of B in the workgroup-tiled kernel, which adds up each column from the
+/// slabs of B it stages anyway (in the workgroups of the first row of tiles, `p` in
+/// increasing order) and hands the sum to `fn column_sum(colsum: f32, j: u32)`: its body
+/// is the sums' body at `j` and their stores. No sums: an empty function (and `SUMS`
+/// false, so the library kernel skips the adding).
+fn tiled_column_sums(
+    g: &mut Gen<'_>,
+    sums: Option<&ColumnSums>,
+    batch: usize,
+    n: usize,
+) -> Result<Function, CodegenError> {
+    let epilogue = std::mem::take(&mut g.stmts);
+    if let Some(sums) = sums {
+        check_sums(g, sums, batch, n)?;
+        sums_body(g, sums)?;
+    }
+    let body = std::mem::replace(&mut g.stmts, epilogue);
+    Ok(Function {
+        name: "column_sum".into(),
+        workgroup_size: None,
+        params: vec![
+            Param {
+                builtin: None,
+                name: "colsum".into(),
+                ty: Type::Scalar(Scalar::F32),
+            },
+            u32_param("j"),
+        ],
+        ret: None,
+        body,
+    })
+}
+
+/// Column sums are of an unbatched product, one per column.
+fn check_sums(g: &Gen<'_>, sums: &ColumnSums, batch: usize, n: usize) -> Result<(), CodegenError> {
+    if batch != 1 || sums.shape.iter().product::<usize>() != n {
+        return Err(g.malformed(format!(
+            "column sums over {:?} of a {batch}-batch product with {n} columns",
+            sums.shape
+        )));
+    }
+    Ok(())
+}
+
+/// The sums' body evaluated at column `j` with the sum in `colsum`, and their stores.
+fn sums_body(g: &mut Gen<'_>, sums: &ColumnSums) -> Result<(), CodegenError> {
+    let (j, colsum) = (W::ident("j"), W::ident("colsum"));
     let shape = sums.shape.clone();
     let idx = g.unravel("sj", &j, &shape)?;
     g.body(
@@ -156,14 +209,7 @@ fn column_sums(
         &[(colsum, DType::F32)],
         &mut |g, _, view| g.view_index(view, &shape, &idx, &j),
     )?;
-    g.stores(&sums.stores, &sums.body, "s", &j, &idx)?;
-    let body = std::mem::replace(&mut g.stmts, epilogue);
-    g.stmts.push(Stmt::If(
-        W::ident("i").bin(BinOp::Eq, W::u32(0)),
-        body,
-        vec![],
-    ));
-    Ok(())
+    g.stores(&sums.stores, &sums.body, "s", &j, &idx)
 }
 
 /// Checks that every element `operand` reads for a `[batch, rows, cols]` matrix has a u32
@@ -270,7 +316,11 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
         &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
     )?;
     g.stores(stores, epilogue, "e", &flat, &idx)?;
-    if let Some(sums) = sums {
+    let tiled = *variant == MatMulVariant::WorkgroupTiled;
+    let mut sums_fn = None;
+    if tiled {
+        sums_fn = Some(tiled_column_sums(&mut g, sums.as_deref(), *batch, *n)?);
+    } else if let Some(sums) = sums {
         column_sums(&mut g, sums, b, *batch, *n, *k)?;
     }
     let e = || W::ident("e");
@@ -330,7 +380,15 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
                 if fast_b { "vec4" } else { "strided" }
             ),
         ],
-        consts: Vec::new(),
+        consts: if tiled {
+            vec![Const {
+                name: "SUMS".into(),
+                ty: Scalar::Bool,
+                value: Literal::Bool(sums.is_some()),
+            }]
+        } else {
+            Vec::new()
+        },
         overrides: Vec::new(),
         bindings: g.bindings(),
         uniforms,
@@ -339,6 +397,7 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
             .helpers()
             .into_iter()
             .chain(functions)
+            .chain(sums_fn)
             .chain([Function {
                 name: "epilogue".into(),
                 workgroup_size: None,

@@ -331,6 +331,37 @@ pub fn dense(arg: u32, offset: usize, rows: usize, cols: usize) -> MatOperand {
 
 /// `out[b] = a[b] @ bt[b]^T` with `a: [2, 5, 3]` contiguous and `bt: [2, 6, 3]` read
 /// transposed in place (row stride 1, column stride 3).
+/// A product `[1, m, k] x [1, k, n]` (A dense in arg 0, `b` in arg 1, the result in arg 2)
+/// whose kernel also stores the column sums of B into arg 3 (`KernelOp::MatMul::sums`,
+/// identity bodies).
+pub fn matmul_with_sums(
+    variant: MatMulVariant,
+    (m, k, n): (usize, usize, usize),
+    b: MatOperand,
+) -> Kernel {
+    let (e, st) = identity_epilogue(2);
+    let mut kern = matmul(
+        "test/matmul_sums",
+        variant,
+        (1, m, k, n),
+        dense(0, 0, m, k),
+        b,
+        e,
+        st,
+        args(&[DType::F32; 4]),
+    );
+    kern.args[2].access = Access::Write;
+    let (body, stores) = identity_epilogue(3);
+    if let KernelOp::MatMul { sums, .. } = &mut kern.op {
+        *sums = Some(Box::new(kiln_opt::kernel::ColumnSums {
+            shape: vec![n],
+            body,
+            stores,
+        }));
+    }
+    kern
+}
+
 pub fn matmul_kernel_variant(variant: MatMulVariant) -> Kernel {
     let (_, m, k, n) = MM;
     let (e, st) = identity_epilogue(2);
