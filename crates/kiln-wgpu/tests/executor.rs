@@ -169,28 +169,7 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
         for &(batch, m, k, n) in sizes {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 // A stored [batch, m, k] or [batch, k, m] (read transposed), likewise B.
-                let ao = if ta {
-                    MatOperand {
-                        arg: 0,
-                        offset: 0,
-                        batch_stride: m * k,
-                        row_stride: 1,
-                        col_stride: m,
-                    }
-                } else {
-                    dense(0, 0, m, k)
-                };
-                let bo = if tb {
-                    MatOperand {
-                        arg: 1,
-                        offset: 0,
-                        batch_stride: k * n,
-                        row_stride: 1,
-                        col_stride: k,
-                    }
-                } else {
-                    dense(1, 0, k, n)
-                };
+                let (ao, bo) = (operand(0, m, k, ta), operand(1, k, n, tb));
                 let mut p = empty_plan();
                 let a = buffer(&mut p, "a", &[batch * m * k], DType::F32, BufferKind::Input);
                 let b = buffer(&mut p, "b", &[batch * k * n], DType::F32, BufferKind::Input);
@@ -246,17 +225,7 @@ fn matmul_column_sums_are_the_sequential_sums() {
             (2, 16, 64),
         ] {
             for tb in [false, true] {
-                let bo = if tb {
-                    MatOperand {
-                        arg: 1,
-                        offset: 0,
-                        batch_stride: k * n,
-                        row_stride: 1,
-                        col_stride: k,
-                    }
-                } else {
-                    dense(1, 0, k, n)
-                };
+                let bo = operand(1, k, n, tb);
                 let mut p = empty_plan();
                 let a = buffer(&mut p, "a", &[m * k], DType::F32, BufferKind::Input);
                 let b = buffer(&mut p, "b", &[k * n], DType::F32, BufferKind::Input);

@@ -375,9 +375,10 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
                 stores.len()
             )),
             format!(
-                "generated: bindings, load_a, load_b, load_a4 ({}), load_b4 ({}), epilogue; then the library kernel",
+                "generated: bindings, load_a, load_b, load_a4 ({}), load_b4 ({}), epilogue{}; then the library kernel",
                 if fast_a { "vec4" } else { "strided" },
-                if fast_b { "vec4" } else { "strided" }
+                if fast_b { "vec4" } else { "strided" },
+                if tiled { ", SUMS, column_sum" } else { "" }
             ),
         ],
         consts: if tiled {

@@ -318,6 +318,21 @@ pub fn matmul(
     }
 }
 
+/// Operand `[batch, rows, cols]` of `arg` at offset 0: row-major, or with `transposed`
+/// stored as `[batch, cols, rows]` and read through its strides.
+pub fn operand(arg: u32, rows: usize, cols: usize, transposed: bool) -> MatOperand {
+    if !transposed {
+        return dense(arg, 0, rows, cols);
+    }
+    MatOperand {
+        arg,
+        offset: 0,
+        batch_stride: rows * cols,
+        row_stride: 1,
+        col_stride: rows,
+    }
+}
+
 /// Row-major operand `[batch, rows, cols]` at `offset` of `arg`.
 pub fn dense(arg: u32, offset: usize, rows: usize, cols: usize) -> MatOperand {
     MatOperand {
@@ -370,13 +385,7 @@ pub fn matmul_kernel_variant(variant: MatMulVariant) -> Kernel {
         variant,
         MM,
         dense(0, 0, m, k),
-        MatOperand {
-            arg: 1,
-            offset: 0,
-            batch_stride: n * k,
-            row_stride: 1,
-            col_stride: k,
-        },
+        operand(1, k, n, true),
         e,
         st,
         args(&[DType::F32, DType::F32, DType::F32]),
