@@ -19,7 +19,8 @@
 //! - recurrences ([`recurrence`]: a whole LSTM, GRU or SimpleRNN layer over time, forward or
 //!   BPTT) run in blocks of [`recurrence::ROWS`] rows of the batch, one task each looping
 //!   over all the steps: per step one GEMM call for the block's `h_in · r` (backward
-//!   `d rec · rᵀ`, `rᵀ` read in place) and the cell as vectorised loops over the units.
+//!   `d rec · rᵀ`, `rᵀ` copied row-major once per run) and the cell as vectorised loops
+//!   over the units.
 //!
 //! Every element any kernel touches is then checked against the buffers its steps bind, so
 //! the unchecked accesses of a run stay in bounds. A run checks its inputs with
