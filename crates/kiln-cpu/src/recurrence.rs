@@ -147,25 +147,25 @@ impl Recurrence {
                 Cow::Borrowed(s)
             }
         };
-        let ops = Ops {
-            xp: view(&self.xp, b * t * ku),
-            r: view(&self.r, u * ku),
-            rt: Vec::new(),
-            rb: self.rb.as_ref().map(|d| view(d, ku)),
-            mask: self.mask.as_ref().map(|d| view(d, b * u)),
-        };
-        let mut ops = ops;
+        let r = view(&self.r, u * ku);
+        // Backward: rᵀ `[kU, U]` once per run, so that the per-step product `d rec · rᵀ`
+        // reads B row by row instead of packing a column-major view every step.
+        let mut rt = Vec::new();
         if self.grad.is_some() {
-            // rᵀ `[kU, U]` once per run: the backward's per-step product `d rec · rᵀ` then
-            // reads B row by row instead of packing a column-major view every step
-            let mut rt = vec![0.0f32; u * ku];
-            for (q, row) in ops.r.chunks_exact(ku).enumerate() {
+            rt = vec![0.0f32; u * ku];
+            for (q, row) in r.chunks_exact(ku).enumerate() {
                 for (m, &v) in row.iter().enumerate() {
                     rt[m * u + q] = v;
                 }
             }
-            ops.rt = rt;
         }
+        let ops = Ops {
+            xp: view(&self.xp, b * t * ku),
+            r,
+            rt,
+            rb: self.rb.as_ref().map(|d| view(d, ku)),
+            mask: self.mask.as_ref().map(|d| view(d, b * u)),
+        };
         let w = c.trace_width();
         let adj = self.adjoint;
         let grad = self

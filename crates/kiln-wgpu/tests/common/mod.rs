@@ -344,8 +344,6 @@ pub fn dense(arg: u32, offset: usize, rows: usize, cols: usize) -> MatOperand {
     }
 }
 
-/// `out[b] = a[b] @ bt[b]^T` with `a: [2, 5, 3]` contiguous and `bt: [2, 6, 3]` read
-/// transposed in place (row stride 1, column stride 3).
 /// A product `[1, m, k] x [1, k, n]` (A dense in arg 0, `b` in arg 1, the result in arg 2)
 /// whose kernel also stores the column sums of B into arg 3 (`KernelOp::MatMul::sums`,
 /// identity bodies).
@@ -377,6 +375,8 @@ pub fn matmul_with_sums(
     kern
 }
 
+/// `out[b] = a[b] @ bt[b]^T` with `a: [2, 5, 3]` contiguous and `bt: [2, 6, 3]` read
+/// transposed in place (row stride 1, column stride 3).
 pub fn matmul_kernel_variant(variant: MatMulVariant) -> Kernel {
     let (_, m, k, n) = MM;
     let (e, st) = identity_epilogue(2);
