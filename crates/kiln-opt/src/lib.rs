@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod gather_matmul;
 pub mod lower;
 pub mod passes;
 pub mod scatter_matmul;
@@ -147,11 +148,16 @@ pub fn compile(graph: &Graph, options: &CompileOptions, limits: &DeviceLimits) -
         max_k: (limits.max_loop_iterations / 4).clamp(1, usize::MAX as u64) as usize,
     };
     let scatter_first = scatter_matmul::ScatterBeforeMatMul::for_device(limits);
-    let pipeline: [&dyn Pass; 8] = [
+    let gathered_rows = gather_matmul::GatheredRowsMatMul::for_device(limits);
+    let pipeline: [&dyn Pass; 10] = [
         &passes::FoldConstants,
         &passes::EliminateCommonSubexpressions,
         &passes::RewriteLogSoftmax,
         &scatter_first,
+        // after the scatter-first rewrite, whose scatter-add it shares (merged by the
+        // elimination that follows)
+        &gathered_rows,
+        &passes::EliminateCommonSubexpressions,
         &split,
         &split_matmuls,
         &passes::EliminateDeadNodes,

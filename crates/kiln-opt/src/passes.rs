@@ -23,25 +23,30 @@ impl Pass for EliminateDeadNodes {
     }
 
     fn run(&self, g: &Graph) -> Result<Graph> {
-        let mut live = vec![false; g.len()];
-        for (_, o) in g.outputs() {
-            live[o.index()] = true;
-        }
-        for (p, v) in g.assigns() {
-            live[p.index()] = true;
-            live[v.index()] = true;
-        }
-        for i in (0..g.len()).rev() {
-            if live[i] {
-                for inp in &g.nodes()[i].inputs {
-                    live[inp.index()] = true;
-                }
-            }
-        }
-        Ok(rebuild_live(g, &live, |out, n| {
+        Ok(rebuild_live(g, &live(g), |out, n| {
             out.push_unchecked(n.clone())
         }))
     }
+}
+
+/// Which nodes of `g` an output or an assignment depends on (by index).
+pub(crate) fn live(g: &Graph) -> Vec<bool> {
+    let mut live = vec![false; g.len()];
+    for (_, o) in g.outputs() {
+        live[o.index()] = true;
+    }
+    for (p, v) in g.assigns() {
+        live[p.index()] = true;
+        live[v.index()] = true;
+    }
+    for i in (0..g.len()).rev() {
+        if live[i] {
+            for inp in &g.nodes()[i].inputs {
+                live[inp.index()] = true;
+            }
+        }
+    }
+    live
 }
 
 /// Rebuilds `g` node by node: `f` sees the original node with inputs already remapped into

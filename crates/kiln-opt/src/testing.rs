@@ -384,6 +384,7 @@ pub fn composite_graphs() -> Vec<(String, Graph, Feeds)> {
     }
     out.push(embedding_graph());
     out.push(embedding_projection_graph());
+    out.push(onehot_projection_graph());
     out.push(dense_graph());
     out
 }
@@ -450,6 +451,39 @@ fn embedding_projection_graph() -> (String, Graph, Feeds) {
     let wd = (0..12).map(|k| ((k * 5 % 7) as f64 - 3.0) / 4.0).collect();
     feeds.insert("w".into(), Tensor::new(vec![3, 4], wd).expect("sized"));
     ("embedding_projection".into(), g, feeds)
+}
+
+/// A one-hot input projected and trained (`gather(eye, idx) · u`, as the char-LSTM's
+/// `OneHot` feeds its LSTM; `u`, not `w`: the backends running these graphs one after the
+/// other keep their params): [`crate::gather_matmul::GatheredRowsMatMul`] makes the forward
+/// `gather(u, idx)` everywhere, and on the native CPU backend the gradient
+/// `scatter_add(idx, dz)` (20 classes, 12 positions, repeated indices, 13 classes unused).
+fn onehot_projection_graph() -> (String, Graph, Feeds) {
+    use kiln_ir::eval::Tensor;
+    const V: usize = 20;
+    let mut g = Graph::new();
+    let x = g.input("x", [3, 4], DType::F32).expect("fresh");
+    let w = g.param("u", [V, 5], DType::F32).expect("fresh");
+    let eye: Vec<f64> = (0..V * V)
+        .map(|i| if i / V == i % V { 1.0 } else { 0.0 })
+        .collect();
+    let table = g.constant(eye, [V, V], DType::F32).expect("sized");
+    let i = g.cast(x, DType::I32).expect("valid");
+    let e = g.gather(table, i).expect("valid");
+    let e2 = g.reshape(e, [12, V]).expect("valid");
+    let p = g.matmul(e2, w).expect("valid");
+    let t = g.tanh(p).expect("valid");
+    g.output("out", t).expect("fresh name");
+    let loss = weighted_loss(&mut g, t).expect("valid");
+    sgd_step(&mut g, loss, w);
+    let mut feeds = Feeds::new();
+    let rows = vec![0., 7., 19., 7., 3., 15., 7., 0., 19., 12., 3., 7.];
+    feeds.insert("x".into(), Tensor::new(vec![3, 4], rows).expect("sized"));
+    let wd = (0..V * 5)
+        .map(|k| ((k * 7 % 13) as f64 - 6.0) / 8.0)
+        .collect();
+    feeds.insert("u".into(), Tensor::new(vec![V, 5], wd).expect("sized"));
+    ("onehot_projection".into(), g, feeds)
 }
 
 /// A dense layer `tanh(x · w + b)` trained one SGD step: the bias gradient (the column sums

@@ -193,25 +193,48 @@ impl Phase {
                     dst,
                 } => {
                     let buf = args[arg as usize];
-                    self.indices(s, access, n);
                     let idx = ir(index);
-                    for e in 0..n {
-                        let r = idx[e];
-                        let ok = r >= 0 && (r as usize) < rows;
-                        let at = s.idx[e] + if ok { r as usize * row_stride } else { 0 };
-                        debug_assert!(!ok || at < buf.len, "gather past the end");
-                        match (dst.int, buf.dtype) {
-                            (false, DType::F32) => {
-                                fw(dst)[e] = if ok { *buf.fp().add(at) } else { 0.0 }
+                    let step = self.accesses[access as usize].strides[last];
+                    for (r, &(p, len)) in runs.iter().enumerate() {
+                        let base = s.bases[r * na + access as usize];
+                        let i0 = idx[p];
+                        let whole_row = step == 1
+                            && !dst.int
+                            && buf.dtype == DType::F32
+                            && idx[p..p + len].iter().all(|&x| x == i0);
+                        if whole_row {
+                            // one index over a contiguous run of its row: a slice copy
+                            let out = &mut fw(dst)[p..p + len];
+                            if i0 >= 0 && (i0 as usize) < rows {
+                                let at = base + i0 as usize * row_stride;
+                                debug_assert!(at + len <= buf.len, "gather past the end");
+                                let src = std::slice::from_raw_parts(buf.fp().add(at), len);
+                                out.copy_from_slice(src);
+                            } else {
+                                out.fill(0.0);
                             }
-                            (false, DType::I32) => {
-                                fw(dst)[e] = if ok { *buf.ip().add(at) as f32 } else { 0.0 }
-                            }
-                            (true, DType::I32) => {
-                                iw(dst)[e] = if ok { *buf.ip().add(at) } else { 0 }
-                            }
-                            (true, DType::F32) => {
-                                iw(dst)[e] = if ok { *buf.fp().add(at) as i32 } else { 0 }
+                            continue;
+                        }
+                        for e in p..p + len {
+                            let r = idx[e];
+                            let ok = r >= 0 && (r as usize) < rows;
+                            let at = base
+                                + (e - p) * step
+                                + if ok { r as usize * row_stride } else { 0 };
+                            debug_assert!(!ok || at < buf.len, "gather past the end");
+                            match (dst.int, buf.dtype) {
+                                (false, DType::F32) => {
+                                    fw(dst)[e] = if ok { *buf.fp().add(at) } else { 0.0 }
+                                }
+                                (false, DType::I32) => {
+                                    fw(dst)[e] = if ok { *buf.ip().add(at) as f32 } else { 0.0 }
+                                }
+                                (true, DType::I32) => {
+                                    iw(dst)[e] = if ok { *buf.ip().add(at) } else { 0 }
+                                }
+                                (true, DType::F32) => {
+                                    iw(dst)[e] = if ok { *buf.fp().add(at) as i32 } else { 0 }
+                                }
                             }
                         }
                     }
