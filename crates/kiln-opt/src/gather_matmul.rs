@@ -34,10 +34,14 @@ pub struct GatheredRowsMatMul {
     pub scatter_weight: u32,
 }
 
-/// A gathered element on a CPU rasterizer costs ~40 multiply-adds of its matmul (lavapipe,
-/// the char-LSTM's one-hot gather: 9 ns per element, against ≈ 0.23 ns per multiply-add of
-/// the `[5120, 57] · [57, 512]` projection).
-pub const CPU_RASTERIZER_GATHER_WEIGHT: u32 = 40;
+/// A gathered or scattered element on a CPU rasterizer costs ~40 multiply-adds of the
+/// products this pass replaces (lavapipe, the char-LSTM's one-hot products: a gathered
+/// element 6–9 ns, a scattered one 7–8 ns, against 0.23–0.35 ns per multiply-add of the
+/// `[5120, 57] · [57, 512]` projection and the `[57, 5120] · [5120, 512]` gradient). IMDB's
+/// wider products run at ≈ 0.1 ns per multiply-add there, and their rewrites come out
+/// dearer at this weight, as measured
+/// ([`crate::scatter_matmul::CPU_RASTERIZER_SCATTER_WEIGHT`]).
+pub const CPU_RASTERIZER_ELEMENT_WEIGHT: u32 = 40;
 
 /// A gathered element on the native CPU backend costs ~50 multiply-adds of its `gemm`
 /// (`KILN_CPU_PROFILE=1`: 1.5–2 ns per element of a gather kernel with its cast and bias
@@ -57,15 +61,14 @@ pub const GPU_SCATTER_WEIGHT: u32 = 1 << 16;
 impl GatheredRowsMatMul {
     /// The pass for a device with `limits`: the native CPU backend's weights are measured
     /// ([`NATIVE_GATHER_WEIGHT`], [`NATIVE_SCATTER_WEIGHT`]); on CPU rasterizers both are
-    /// scalarized loads ([`CPU_RASTERIZER_GATHER_WEIGHT`],
-    /// [`crate::scatter_matmul::CPU_RASTERIZER_SCATTER_WEIGHT`]); on GPUs a gather is
-    /// parallel (one multiply-add) and a scatter-add serial ([`GPU_SCATTER_WEIGHT`]).
+    /// scalarized loads ([`CPU_RASTERIZER_ELEMENT_WEIGHT`]); on GPUs a gather is parallel
+    /// (one multiply-add) and a scatter-add serial ([`GPU_SCATTER_WEIGHT`]).
     pub fn for_device(limits: &crate::DeviceLimits) -> Self {
         let cpu = limits.adapter_class == crate::AdapterClass::Cpu;
         match (cpu, limits.persistent_kernels) {
             (true, false) => GatheredRowsMatMul {
-                gather_weight: CPU_RASTERIZER_GATHER_WEIGHT,
-                scatter_weight: crate::scatter_matmul::CPU_RASTERIZER_SCATTER_WEIGHT,
+                gather_weight: CPU_RASTERIZER_ELEMENT_WEIGHT,
+                scatter_weight: CPU_RASTERIZER_ELEMENT_WEIGHT,
             },
             (true, true) => GatheredRowsMatMul {
                 gather_weight: NATIVE_GATHER_WEIGHT,
