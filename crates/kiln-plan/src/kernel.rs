@@ -456,8 +456,15 @@ pub enum KernelOp {
         sums: Option<Box<ColumnSums>>,
     },
     /// `dst[r, c] = Σ_{i: index[i] = r} src[i, c]` for `r < rows`, `c < cols`, summed in
-    /// order of `i` (deterministic, no atomics): one thread per column `c`, which zeroes its
-    /// column of `dst` and then visits every position. Indices outside `0..rows` are skipped.
+    /// order of `i` (deterministic, no atomics). Indices outside `0..rows` are skipped.
+    ///
+    /// Launch (GPU backends): `threads = cols · J`, `J ≥ 1` blocks of rows. Thread `t` owns
+    /// column `t % cols` of the rows `[b·⌈rows/J⌉, (b+1)·⌈rows/J⌉)`, `b = t / cols`: it
+    /// zeroes them, then visits every position in order, adding the ones whose index falls
+    /// in its rows. The running sum of the row it last added to stays in a register until
+    /// the index changes (a run of one index, such as padding, is register adds, not
+    /// read-modify-writes), so each element sees the same additions in the same order for
+    /// every `J`.
     ScatterAdd {
         /// Rows of `dst`.
         rows: usize,

@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 /// 6: [`PlanKind::Gradients`] and [`PlanKind::Update`] (data-parallel steps) and the
 /// recurrence backward's adjoint window (`KernelOp::Recurrence::adjoint`).
 /// 7: `KernelOp::MatMul::sums` (a bias gradient in its weight gradient's kernel).
-pub const PLAN_FORMAT_VERSION: u32 = 7;
+/// 8: a scatter-add's `threads` are `cols` times its blocks of rows
+/// ([`crate::kernel::KernelOp::ScatterAdd`]).
+pub const PLAN_FORMAT_VERSION: u32 = 8;
 
 /// What a plan computes, as its compiler was told ([`Plan::kind`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -251,6 +251,7 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                 check_stores(broadcast_stores, broadcast, n, in_shape.len(), &what)?;
             }
             KernelOp::ScatterAdd {
+                rows,
                 cols,
                 index,
                 src,
@@ -269,6 +270,10 @@ fn structure_inner(plan: &Plan) -> Result<(), String> {
                         .get(dst.arg as usize)
                         .is_some_and(|a| a.access.writes())
                     || k.threads < *cols as u64
+                    // `cols` times the blocks of rows, at most one block per row
+                    || (*cols > 0
+                        && (!k.threads.is_multiple_of(*cols as u64)
+                            || k.threads / *cols as u64 > (*rows).max(1) as u64))
                 {
                     return Err(format!("{what}: scatter-add args or threads"));
                 }

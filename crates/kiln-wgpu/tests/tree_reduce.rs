@@ -138,3 +138,73 @@ fn gpu_products_carry_their_bias_sums() {
     assert_eq!(tiled_with_sums, 1, "{}", plan.summary());
     kiln_opt::testing::check_graph(&mut b, &g, &feeds, Tolerance::f32_sum(1000)).unwrap();
 }
+
+/// A scatter-add compiled for a GPU is split into blocks of rows (`threads = cols · J`),
+/// each thread walking every position for its rows and keeping a repeated row's sum in a
+/// register. Every element still gets its additions in position order: the bits equal the
+/// host's sequential sums for one block (lavapipe's own plan) and for many (a GPU's), with
+/// runs of one index (padding), indices past the table, and rows never picked.
+#[test]
+fn gpu_scatter_adds_split_rows_and_keep_the_sequential_bits() {
+    let Some(b) = test_backend() else { return };
+    let mut gpu = AsGpu(b);
+    let Some(mut cpu) = test_backend() else {
+        return;
+    };
+    const N: usize = 300;
+    const C: usize = 7;
+    for rows in [50usize, 1000] {
+        // runs of index 0 (padding) at the start of each "review" of 60, then words
+        let idx: Vec<f32> = (0..N)
+            .map(|i| match i % 60 {
+                p if p < 25 => 0.0,
+                58 | 59 => rows as f32,
+                p => ((p * 37 + i / 60 * 11) % rows) as f32,
+            })
+            .collect();
+        let upd: Vec<f32> = (0..N * C)
+            .map(|k| ((k * 7919 % 1013) as f32 - 506.0) / 97.0)
+            .collect();
+        let mut want = vec![0f32; rows * C];
+        for (i, &r) in idx.iter().enumerate() {
+            if r >= 0.0 && (r as usize) < rows {
+                for c in 0..C {
+                    want[r as usize * C + c] += upd[i * C + c];
+                }
+            }
+        }
+        let mut g = Graph::new();
+        let x = g.input("idx", [N], DType::F32).unwrap();
+        let u = g.input("upd", [N, C], DType::F32).unwrap();
+        let i = g.cast(x, DType::I32).unwrap();
+        let s = g.scatter_add(i, u, rows).unwrap();
+        g.output("out", s).unwrap();
+        let options = CompileOptions {
+            // the indices past the table are part of the test (the entry points refuse
+            // negative ones)
+            index_inputs: vec![("idx".into(), u32::MAX)],
+            ..CompileOptions::default()
+        };
+        let xt = HostTensor::f32([N], idx.clone()).unwrap();
+        let ut = HostTensor::f32([N, C], upd.clone()).unwrap();
+        let blocks = (16_384usize.div_ceil(C)).min(rows).min(256);
+        let backends: [(&mut dyn Backend, usize); 2] = [(&mut gpu, blocks), (&mut cpu, 1)];
+        for (be, blocks) in backends {
+            let plan = compile(&g, &options, &be.limits()).unwrap();
+            let threads: Vec<u64> = plan
+                .kernels
+                .iter()
+                .filter(|k| matches!(k.op, KernelOp::ScatterAdd { .. }))
+                .map(|k| k.threads)
+                .collect();
+            assert_eq!(threads, [(C * blocks) as u64], "{}", plan.summary());
+            let mut exe = be.load(Arc::new(plan)).unwrap();
+            let got = exe.run(&[&xt, &ut]).unwrap()[0].to_f32();
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "rows {rows}, {blocks} blocks: {got:?}\nvs {want:?}");
+        }
+    }
+}
