@@ -93,7 +93,6 @@ impl Binder<'_> {
     }
 }
 
-/// Runs stage 3.
 /// Threads per scatter-add column on a device with `limits`
 /// ([`KernelOp::ScatterAdd`]: each thread walks every position, adding those of its block
 /// of rows). On GPUs the blocks make `cols · J` threads, about
@@ -115,6 +114,7 @@ const SCATTER_GPU_THREADS: u64 = 16_384;
 /// At most this many blocks of rows per scatter-add column (each block walks all positions).
 const SCATTER_MAX_ROW_BLOCKS: u64 = 256;
 
+/// Runs stage 3.
 pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Result<Plan> {
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
