@@ -53,9 +53,9 @@ pub const NATIVE_GATHER_WEIGHT: u32 = 48;
 /// A scattered element on the native CPU backend: ≈ 0.25–0.55 ns, ~16 multiply-adds.
 pub const NATIVE_SCATTER_WEIGHT: u32 = 16;
 
-/// A scatter-add on a GPU is one invocation per column looping over every position: a
-/// serial chain of `N` read-modify-writes against a product that the whole GPU shares.
-/// Adding one is never worth it there; sharing one is.
+/// A scatter-add on a GPU has each invocation (a column and a block of rows) walk every
+/// position: a serial loop over `N` against a product that the whole GPU shares. Adding
+/// one is never worth it there; sharing one is.
 pub const GPU_SCATTER_WEIGHT: u32 = 1 << 16;
 
 impl GatheredRowsMatMul {
