@@ -14,7 +14,7 @@
 //! order (per table row first). Each rewrite is taken only where it costs less on the
 //! device ([`GatheredRowsMatMul::for_device`]).
 
-use crate::passes::{live, try_rebuild, Pass};
+use crate::passes::{live, try_rebuild_chosen, Pass};
 use crate::Result;
 use kiln_ir::{Constant, DType, Graph, Node, NodeId, Op};
 use std::collections::HashSet;
@@ -113,16 +113,7 @@ impl Pass for GatheredRowsMatMul {
                     .flatten()
             })
             .collect();
-        // `rebuild` visits the nodes in arena order
-        let mut at = 0usize;
-        try_rebuild(g, |out, n| {
-            let i = at;
-            at += 1;
-            match chosen[i] {
-                Some(r) => rewrite(out, n, r),
-                None => Ok(None),
-            }
-        })
+        try_rebuild_chosen(g, &chosen, rewrite)
     }
 }
 

@@ -79,6 +79,25 @@ pub(crate) fn try_rebuild(
     }
 }
 
+/// [`try_rebuild`] for a pass that chose its rewrites on `g` first: `f` runs on node `i`
+/// (inputs remapped) with `chosen[i]` where that is `Some`, and the other nodes are copied.
+pub(crate) fn try_rebuild_chosen<T: Copy>(
+    g: &Graph,
+    chosen: &[Option<T>],
+    mut f: impl FnMut(&mut Graph, &Node, T) -> kiln_ir::Result<Option<NodeId>>,
+) -> Result<Graph> {
+    // `rebuild` visits the nodes in arena order
+    let mut at = 0usize;
+    try_rebuild(g, |out, n| {
+        let i = at;
+        at += 1;
+        match chosen.get(i).copied().flatten() {
+            Some(c) => f(out, n, c),
+            None => Ok(None),
+        }
+    })
+}
+
 /// [`rebuild`] over the nodes marked in `live` only (the others are dropped; no live node,
 /// output or assignment may depend on them). Outputs and assignments are remapped into the
 /// new graph.

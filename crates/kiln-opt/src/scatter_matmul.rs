@@ -4,7 +4,7 @@
 //! another order, with a product over `rows` instead of `N` rows; the product then ends the
 //! gradient, so the optimizer's update rides in its epilogue (one kernel fewer per step).
 
-use crate::passes::{try_rebuild, Pass};
+use crate::passes::{try_rebuild_chosen, Pass};
 use crate::Result;
 use kiln_ir::{Graph, NodeId, Op};
 
@@ -61,20 +61,12 @@ impl Pass for ScatterBeforeMatMul {
             uses[v.index()] += 1;
         }
         let single = |x: NodeId| uses[x.index()] == 1;
-        let chosen: Vec<bool> = g
+        let chosen: Vec<Option<()>> = g
             .iter()
-            .map(|(_, n)| pattern(g, n, single, self.scatter_weight).is_some())
+            .map(|(_, n)| pattern(g, n, single, self.scatter_weight).map(|_| ()))
             .collect();
-        // `rebuild` visits the nodes in arena order
-        let mut at = 0usize;
-        try_rebuild(g, |out, n| {
-            let i = at;
-            at += 1;
-            if chosen[i] {
-                rewrite(out, n, self.scatter_weight)
-            } else {
-                Ok(None)
-            }
+        try_rebuild_chosen(g, &chosen, |out, n, ()| {
+            rewrite(out, n, self.scatter_weight)
         })
     }
 }
