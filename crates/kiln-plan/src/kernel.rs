@@ -260,9 +260,21 @@ pub enum MatMulVariant {
     /// Each thread computes a `tile` register block; no workgroup memory, no barriers
     /// (CPU-type adapters, where barriers are very slow).
     RegisterBlocked,
-    /// Workgroup-memory tiles (discrete and integrated GPUs).
+    /// Workgroup-memory tiles (discrete and integrated GPUs): 64x64 per workgroup of 256,
+    /// 4x4 per invocation.
     WorkgroupTiled,
+    /// Wide workgroup-memory tiles for large products on GPUs: 128x128 per workgroup of 256,
+    /// 8x8 per invocation, 4-wide reads of workgroup memory (twice the multiply-adds per
+    /// workgroup-memory read of [`MatMulVariant::WorkgroupTiled`]); chosen for products of
+    /// at least [`WIDE_TILES_FROM`] such tiles ([`MatMulVariant::for_product`]).
+    WorkgroupTiledWide,
 }
+
+/// GPU products of at least this many 128x128 output tiles (over the batch) use
+/// [`MatMulVariant::WorkgroupTiledWide`]: enough workgroups to fill a large GPU (an H100
+/// has 132 multiprocessors); smaller products keep the 64x64 tiles, which give four times
+/// as many workgroups. 2048³ has 256 such tiles, 1024³ 64, an LSTM step's products 1–4.
+pub const WIDE_TILES_FROM: u64 = 128;
 
 /// Register-blocked products of fewer 32x32 patches than this launch one patch per
 /// workgroup instead of eight (see [`MatMulVariant::launch`]).
@@ -280,32 +292,64 @@ impl MatMulVariant {
         }
     }
 
+    /// The family for a `[batch, m, n]` product on an adapter class: [`Self::for_adapter`],
+    /// with GPU products of at least [`WIDE_TILES_FROM`] 128x128 tiles on the wide tiles.
+    pub fn for_product(
+        class: crate::AdapterClass,
+        batch: usize,
+        m: usize,
+        n: usize,
+    ) -> MatMulVariant {
+        let variant = Self::for_adapter(class);
+        let wide = (batch as u64)
+            .saturating_mul(m.div_ceil(128) as u64)
+            .saturating_mul(n.div_ceil(128) as u64);
+        if variant == MatMulVariant::WorkgroupTiled && wide >= WIDE_TILES_FROM {
+            MatMulVariant::WorkgroupTiledWide
+        } else {
+            variant
+        }
+    }
+
+    /// Output rows and columns one workgroup computes in the workgroup-tiled families (64
+    /// or 128); `None` for register blocks.
+    pub const fn workgroup_tile(self) -> Option<usize> {
+        match self {
+            MatMulVariant::RegisterBlocked => None,
+            MatMulVariant::WorkgroupTiled => Some(64),
+            MatMulVariant::WorkgroupTiledWide => Some(128),
+        }
+    }
+
     /// The register block per thread of this family (`KernelOp::MatMul::tile`): `[32, 4]`
-    /// (32 rows by 4 columns) register-blocked, `[4, 4]` workgroup-tiled.
+    /// (32 rows by 4 columns) register-blocked, `[4, 4]` workgroup-tiled, `[8, 8]` wide.
     pub const fn tile(self) -> [u32; 2] {
         match self {
             MatMulVariant::RegisterBlocked => [32, 4],
             MatMulVariant::WorkgroupTiled => [4, 4],
+            MatMulVariant::WorkgroupTiledWide => [8, 8],
         }
     }
 
     /// Whether the family's shaders run with `workgroup_size` invocations per workgroup:
     /// a multiple of 8 (one 8-thread group per 32x32 patch) register-blocked, exactly 256
-    /// workgroup-tiled.
+    /// workgroup-tiled (either width).
     pub fn accepts_workgroup(self, workgroup_size: u32) -> bool {
         match self {
             MatMulVariant::RegisterBlocked => {
                 workgroup_size > 0 && workgroup_size.is_multiple_of(8)
             }
-            MatMulVariant::WorkgroupTiled => workgroup_size == 256,
+            MatMulVariant::WorkgroupTiled | MatMulVariant::WorkgroupTiledWide => {
+                workgroup_size == 256
+            }
         }
     }
 
     /// The launch geometry of a `[batch, m, n]` product in workgroups of `workgroup_size`:
     /// the one definition backends, the compiler and the validator share. Register-blocked:
     /// `threads = batch * ceil(m / 32) * ceil(n / 32) * 8`, workgroups
-    /// `ceil(threads / workgroup_size)`; workgroup-tiled: one workgroup per 64x64 output tile,
-    /// `threads = workgroups * 256`.
+    /// `ceil(threads / workgroup_size)`; workgroup-tiled: one workgroup per 64x64 output tile
+    /// (128x128 wide), `threads = workgroups * 256`.
     pub fn launch_in(self, workgroup_size: u32, batch: usize, m: usize, n: usize) -> MatMulLaunch {
         let (batch, m, n) = (batch as u64, m as u64, n as u64);
         let wg = workgroup_size.max(1) as u64;
@@ -317,10 +361,11 @@ impl MatMulVariant {
                     .saturating_mul(8);
                 (threads.div_ceil(wg), threads)
             }
-            MatMulVariant::WorkgroupTiled => {
+            MatMulVariant::WorkgroupTiled | MatMulVariant::WorkgroupTiledWide => {
+                let ts = self.workgroup_tile().unwrap_or(64) as u64;
                 let groups = batch
-                    .saturating_mul(m.div_ceil(64))
-                    .saturating_mul(n.div_ceil(64));
+                    .saturating_mul(m.div_ceil(ts))
+                    .saturating_mul(n.div_ceil(ts));
                 (groups, groups.saturating_mul(wg))
             }
         };
@@ -334,12 +379,14 @@ impl MatMulVariant {
 
     /// The launch of a `[batch, m, n]` product: `(tile, workgroup_size, threads)`, the
     /// contract with the library shaders (`shaders/matmul_register.wgsl` and
-    /// `shaders/matmul_subgroup.wgsl`, `shaders/matmul_tiled.wgsl`). Register-blocked: each
+    /// `shaders/matmul_subgroup.wgsl`, `shaders/matmul_tiled.wgsl`,
+    /// `shaders/matmul_tiled_wide.wgsl`). Register-blocked: each
     /// group of 8 threads (`thread / 8`; one subgroup where the device has subgroups of 8)
     /// computes a 32x32 patch, tile `[32, 4]` (32 rows by 4 columns per thread), 64-thread
     /// workgroups (8-thread ones, one patch each, for products of fewer than
     /// [`SMALL_PRODUCT_PATCHES`] patches). Workgroup-tiled: each 256-thread workgroup computes a 64x64 tile (16x16
-    /// threads of 4x4); the workgroup index is `thread / 256`.
+    /// threads of 4x4; wide: a 128x128 tile, 16x16 threads of 8x8); the workgroup index is
+    /// `thread / 256`.
     pub fn launch(self, batch: usize, m: usize, n: usize) -> ([u32; 2], u32, u64) {
         let wg = match self {
             MatMulVariant::RegisterBlocked => {
@@ -353,7 +400,7 @@ impl MatMulVariant {
                     8
                 }
             }
-            MatMulVariant::WorkgroupTiled => 256,
+            MatMulVariant::WorkgroupTiled | MatMulVariant::WorkgroupTiledWide => 256,
         };
         let l = self.launch_in(wg, batch, m, n);
         (l.tile, l.workgroup_size, l.threads)

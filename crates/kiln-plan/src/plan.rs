@@ -15,7 +15,9 @@ use std::fmt::Write as _;
 /// 7: `KernelOp::MatMul::sums` (a bias gradient in its weight gradient's kernel).
 /// 8: a scatter-add's `threads` are `cols` times its blocks of rows
 /// ([`crate::kernel::KernelOp::ScatterAdd`]).
-pub const PLAN_FORMAT_VERSION: u32 = 8;
+/// 9: [`crate::kernel::MatMulVariant::WorkgroupTiledWide`] (128x128 tiles for large GPU
+/// products).
+pub const PLAN_FORMAT_VERSION: u32 = 9;
 
 /// What a plan computes, as its compiler was told ([`Plan::kind`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,7 +8,9 @@
 //! included), a figure that moves less than wall time when other processes share the
 //! machine; on an idle 2-core machine wall GFLOP/s approaches twice it.
 //!
-//! Environment: `KILN_BENCH_VARIANT=register|tiled` (default register),
+//! Environment: `KILN_BENCH_VARIANT=register|tiled|wide` (default register; `tiled` is the
+//! 64x64 workgroup tile, `wide` the 128x128 one), `KILN_BENCH_EXTRA=n` extra dispatches
+//! (default: about a second of work at 10 GFLOP/s, 2 to 64; raise it on a GPU),
 //! `KILN_BENCH_WG=n` to try another workgroup size (default:
 //! `kiln_wgpu::codegen::matmul_dispatch`; the register block is fixed by the variant), `KILN_BENCH_TRANSPOSE_B=1` to read B
 //! transposed in place.
@@ -200,6 +202,7 @@ fn main() {
     };
     let variant = match std::env::var("KILN_BENCH_VARIANT").as_deref() {
         Ok("tiled") => MatMulVariant::WorkgroupTiled,
+        Ok("wide") => MatMulVariant::WorkgroupTiledWide,
         _ => MatMulVariant::RegisterBlocked,
     };
     let sizes: Vec<usize> = std::env::args()
@@ -219,7 +222,7 @@ fn main() {
         };
         let flop = 2.0 * (s as f64).powi(3);
         // Enough extra dispatches for about a second of work at 10 GFLOP/s.
-        let extra = ((1e10 / flop) as usize).clamp(2, 64);
+        let extra = env_parse("KILN_BENCH_EXTRA").unwrap_or(((1e10 / flop) as usize).clamp(2, 64));
         let runs = if s >= 2048 { 2 } else { 3 };
         let one = time_run(&mut backend, plan(s, 1, variant), s, runs);
         let many = time_run(&mut backend, plan(s, 1 + extra, variant), s, runs);

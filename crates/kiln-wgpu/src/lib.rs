@@ -12,7 +12,7 @@
 //!   (`matmul_register.wgsl` for `MatMulVariant::RegisterBlocked`, or
 //!   `matmul_subgroup.wgsl` where the device has subgroups of exactly 8 invocations, see
 //!   [`codegen::Target`]; `matmul_tiled.wgsl` for
-//!   `WorkgroupTiled`, embedded with `include_str!`, shapes and strides as `override`
+//!   `WorkgroupTiled`, `matmul_tiled_wide.wgsl` for `WorkgroupTiledWide`, embedded with `include_str!`, shapes and strides as `override`
 //!   constants) appended to a generated part: the bindings, the operand readers `load_a`,
 //!   `load_b`, `load_a4`, `load_b4` (4-wide `vec4` loads when the operand is contiguous and
 //!   aligned, strided reads otherwise) and `fn epilogue(acc, b, i, j)`, the kernel's fused

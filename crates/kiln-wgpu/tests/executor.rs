@@ -153,6 +153,7 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
     let variants = [
         MatMulVariant::RegisterBlocked,
         MatMulVariant::WorkgroupTiled,
+        MatMulVariant::WorkgroupTiledWide,
     ];
     let sizes: &[(usize, usize, usize, usize)] = &[
         (1, 1, 1, 1),
@@ -164,6 +165,7 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
         (2, 67, 5, 65),
         (2, 9, 8, 12),
         (1, 16, 4, 20),
+        (1, 257, 21, 300),
     ];
     for variant in variants {
         for &(batch, m, k, n) in sizes {
@@ -203,6 +205,82 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
     }
 }
 
+/// The wide 128x128 tiles sum every output in the same order (`p` increasing, one fma
+/// per term) as the 64x64 tiles: the same bits, for partial tiles in every dimension,
+/// transposed (strided, no vec4 reads) and contiguous (vec4 reads) operands, and unaligned
+/// offsets (vec4 reads refused).
+#[test]
+fn wide_tiles_give_the_bits_of_the_64_tiles() {
+    let Some(mut backend) = test_backend() else {
+        return;
+    };
+    for &(batch, m, k, n) in &[(1, 300, 70, 260), (2, 129, 9, 131), (1, 256, 256, 256)] {
+        for (ta, tb, shift) in [(false, false, 0), (true, true, 0), (false, false, 1)] {
+            let (mut ao, mut bo) = (operand(0, m, k, ta), operand(1, k, n, tb));
+            ao.offset += shift;
+            bo.offset += shift;
+            let mut bits = Vec::new();
+            for variant in [
+                MatMulVariant::WorkgroupTiled,
+                MatMulVariant::WorkgroupTiledWide,
+            ] {
+                let mut p = empty_plan();
+                let a = buffer(
+                    &mut p,
+                    "a",
+                    &[batch * m * k + shift],
+                    DType::F32,
+                    BufferKind::Input,
+                );
+                let b = buffer(
+                    &mut p,
+                    "b",
+                    &[batch * k * n + shift],
+                    DType::F32,
+                    BufferKind::Input,
+                );
+                let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
+                let (e, st) = identity_epilogue(2);
+                let kern = matmul(
+                    "mm",
+                    variant,
+                    (batch, m, k, n),
+                    ao.clone(),
+                    bo.clone(),
+                    e,
+                    st,
+                    args(&[DType::F32, DType::F32, DType::F32]),
+                );
+                dispatch(&mut p, kern, vec![a, b, c]);
+                // values with long mantissas, so that another order of sums would show
+                let av: Vec<f32> = (0..batch * m * k + shift)
+                    .map(|i| ((i * 7919) % 1009) as f32 / 37.0 - 13.0)
+                    .collect();
+                let bv: Vec<f32> = (0..batch * k * n + shift)
+                    .map(|i| ((i * 104_729) % 997) as f32 / 91.0 - 5.0)
+                    .collect();
+                let mut exe = backend.load(Arc::new(p)).unwrap();
+                let ta_ = HostTensor::f32([av.len()], av).unwrap();
+                let tb_ = HostTensor::f32([bv.len()], bv).unwrap();
+                let out = exe.run(&[&ta_, &tb_]).unwrap();
+                let got: Vec<u32> = out[0]
+                    .to_f64()
+                    .iter()
+                    .map(|&x| (x as f32).to_bits())
+                    .collect();
+                bits.push(got);
+            }
+            let what = format!("{batch}x{m}x{k}x{n} transposed {ta}/{tb}, offset +{shift}");
+            assert_eq!(bits[0].len(), batch * m * n, "{what}");
+            let differ = bits[0].iter().zip(&bits[1]).filter(|(x, y)| x != y).count();
+            assert_eq!(
+                differ, 0,
+                "{what}: {differ} outputs differ between 64 and 128 tiles"
+            );
+        }
+    }
+}
+
 /// Column sums of B riding in the product's kernel (`KernelOp::MatMul::sums`): the
 /// register-blocked kernels sum in the epilogue, the workgroup-tiled one while it stages B;
 /// either way column `j` is `Σ_p B[p, j]` in increasing `p` from +0.0 in f32 — the same bits
@@ -216,6 +294,7 @@ fn matmul_column_sums_are_the_sequential_sums() {
     for variant in [
         MatMulVariant::RegisterBlocked,
         MatMulVariant::WorkgroupTiled,
+        MatMulVariant::WorkgroupTiledWide,
     ] {
         for &(m, k, n) in &[
             (1, 1, 1),
@@ -223,6 +302,7 @@ fn matmul_column_sums_are_the_sequential_sums() {
             (3, 0, 5),
             (65, 200, 129),
             (2, 16, 64),
+            (260, 13, 259),
         ] {
             for tb in [false, true] {
                 let bo = operand(1, k, n, tb);
@@ -295,6 +375,7 @@ fn matmul_epilogue_loads_and_stores_through_the_arena() {
     for variant in [
         MatMulVariant::RegisterBlocked,
         MatMulVariant::WorkgroupTiled,
+        MatMulVariant::WorkgroupTiledWide,
     ] {
         let (batch, m, k, n) = (2usize, 9usize, 7usize, 21usize);
         let (a_off, b_off) = (3usize, 3 + batch * m * k + 5);

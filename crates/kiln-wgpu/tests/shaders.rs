@@ -10,9 +10,10 @@ use kiln_wgpu::codegen::{
 };
 use kiln_wgpu::{check_portable, validate_wgsl, ShaderError};
 
-const VARIANTS: [MatMulVariant; 2] = [
+const VARIANTS: [MatMulVariant; 3] = [
     MatMulVariant::RegisterBlocked,
     MatMulVariant::WorkgroupTiled,
+    MatMulVariant::WorkgroupTiledWide,
 ];
 
 fn assert_portable(k: &kiln_opt::kernel::Kernel) -> String {
@@ -50,7 +51,7 @@ fn matmul_with_transposed_operand_validates_and_translates_everywhere() {
     for variant in VARIANTS {
         let k = matmul_kernel_variant(variant);
         let wgsl = assert_portable(&k);
-        let tiled = variant == MatMulVariant::WorkgroupTiled;
+        let tiled = variant.workgroup_tile().is_some();
         assert_eq!(wgsl.contains("var<workgroup>"), tiled, "{variant:?}");
         assert_eq!(wgsl.contains("workgroupBarrier()"), tiled, "{variant:?}");
         let src = kernel_source(&k).unwrap();
@@ -74,7 +75,7 @@ fn matmul_column_sums_validate_and_translate_everywhere() {
         let wgsl = assert_portable(&matmul_with_sums(variant, (m, k, n), dense(1, 0, k, n)));
         // The tiled kernel sums while it stages B (the generated hook), the
         // register-blocked ones in the epilogue of row 0.
-        let tiled = variant == MatMulVariant::WorkgroupTiled;
+        let tiled = variant.workgroup_tile().is_some();
         assert_eq!(
             wgsl.contains("fn column_sum(colsum: f32, j: u32)"),
             tiled,
@@ -107,6 +108,10 @@ fn library_shaders_validate_and_translate_everywhere() {
             kiln_wgpu::codegen::MATMUL_SUBGROUP_WGSL,
         ),
         ("matmul_tiled.wgsl", kiln_wgpu::codegen::MATMUL_TILED_WGSL),
+        (
+            "matmul_tiled_wide.wgsl",
+            kiln_wgpu::codegen::MATMUL_TILED_WIDE_WGSL,
+        ),
     ];
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -298,7 +298,7 @@ pub fn emit(g: &Graph, f: &Fused, layout: &Layout, limits: &DeviceLimits) -> Res
                 let bm = b.mat(bm);
                 let epilogue = b.body(&gr.epi);
                 let stores = b.stores(&gr.stores, Phase::Epi);
-                let variant = MatMulVariant::for_adapter(limits.adapter_class);
+                let variant = MatMulVariant::for_product(limits.adapter_class, *batch, *m, *n);
                 let (tile, wg, threads) = variant.launch(*batch, *m, *n);
                 workgroup_size = wg;
                 (

@@ -8,8 +8,8 @@
 use super::state::{u32_param, Gen};
 use super::{
     arg_name, sanitize, BindingSlot, CodegenError, KernelSource, Target, MATMUL_REGISTER_GROUP,
-    MATMUL_REGISTER_TILE, MATMUL_REGISTER_WGSL, MATMUL_SUBGROUP_WGSL, MATMUL_TILED_TILE,
-    MATMUL_TILED_WGSL, MATMUL_TILED_WORKGROUP,
+    MATMUL_REGISTER_TILE, MATMUL_REGISTER_WGSL, MATMUL_SUBGROUP_WGSL, MATMUL_TILED_WGSL,
+    MATMUL_TILED_WIDE_WGSL, MATMUL_TILED_WORKGROUP,
 };
 use crate::wgsl::{BinOp, Const, Expr as W, Function, Literal, Module, Param, Scalar, Stmt, Type};
 use kiln_ir::DType;
@@ -58,14 +58,19 @@ pub(super) fn matmul_source(
                 MATMUL_REGISTER_WGSL
             }
         }
-        MatMulVariant::WorkgroupTiled => {
-            if *tile != MATMUL_TILED_TILE || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
+        MatMulVariant::WorkgroupTiled | MatMulVariant::WorkgroupTiledWide => {
+            if *tile != variant.tile() || kernel.workgroup_size != MATMUL_TILED_WORKGROUP {
                 return Err(unsupported(format!(
-                    "workgroup-tiled matmul with tile {tile:?} and workgroup {} (the library kernel is {MATMUL_TILED_TILE:?} x {MATMUL_TILED_WORKGROUP})",
-                    kernel.workgroup_size
+                    "{variant:?} matmul with tile {tile:?} and workgroup {} (the library kernel is {:?} x {MATMUL_TILED_WORKGROUP})",
+                    kernel.workgroup_size,
+                    variant.tile()
                 )));
             }
-            MATMUL_TILED_WGSL
+            if *variant == MatMulVariant::WorkgroupTiled {
+                MATMUL_TILED_WGSL
+            } else {
+                MATMUL_TILED_WIDE_WGSL
+            }
         }
     };
     let mut values: Vec<(&'static str, usize)> = vec![
@@ -316,7 +321,7 @@ fn matmul_prelude(kernel: &Kernel, target: &Target) -> Result<(Module, Vec<u32>)
         &mut |g, _, view| g.view_index(view, &out, &idx, &flat),
     )?;
     g.stores(stores, epilogue, "e", &flat, &idx)?;
-    let tiled = *variant == MatMulVariant::WorkgroupTiled;
+    let tiled = variant.workgroup_tile().is_some();
     let mut sums_fn = None;
     if tiled {
         sums_fn = Some(tiled_column_sums(&mut g, sums.as_deref(), *batch, *n)?);

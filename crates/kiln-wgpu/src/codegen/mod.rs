@@ -64,6 +64,10 @@ pub const MATMUL_SUBGROUP_WGSL: &str = include_str!("../../../../shaders/matmul_
 /// The workgroup-tiled library matmul (`shaders/matmul_tiled.wgsl`).
 pub const MATMUL_TILED_WGSL: &str = include_str!("../../../../shaders/matmul_tiled.wgsl");
 
+/// The wide workgroup-tiled library matmul (`shaders/matmul_tiled_wide.wgsl`): 128 x 128
+/// per workgroup, for large products on GPUs.
+pub const MATMUL_TILED_WIDE_WGSL: &str = include_str!("../../../../shaders/matmul_tiled_wide.wgsl");
+
 /// `KernelOp::MatMul::tile` of the register-blocked kernel (fixed): a group of
 /// [`MATMUL_REGISTER_GROUP`] invocations computes a 32 x 32 patch of the output, 32 rows by
 /// 4 columns per invocation (in the subgroup version; the portable one splits the patch
@@ -96,7 +100,8 @@ pub struct Target {
 /// Register block of one invocation of the workgroup-tiled kernel (fixed).
 pub const MATMUL_TILED_TILE: [u32; 2] = MatMulVariant::WorkgroupTiled.tile();
 
-/// Workgroup size of the workgroup-tiled kernel (fixed: 16 x 16 invocations, 64 x 64 tile).
+/// Workgroup size of the workgroup-tiled kernels (fixed: 16 x 16 invocations, 64 x 64 tile,
+/// 128 x 128 in the wide one).
 pub const MATMUL_TILED_WORKGROUP: u32 = 256;
 
 /// Why a kernel has no shader.
@@ -177,10 +182,12 @@ pub use kiln_plan::kernel::MatMulLaunch;
 /// - `WorkgroupTiled`: tile `[4, 4]`, workgroup size 256 (fixed); one workgroup per 64 x 64
 ///   output tile: workgroups = `batch * ceil(m / 64) * ceil(n / 64)`,
 ///   `threads = workgroups * 256` (workgroup index = thread / 256).
+/// - `WorkgroupTiledWide`: tile `[8, 8]`, workgroup size 256; one workgroup per 128 x 128
+///   output tile, otherwise as `WorkgroupTiled`.
 pub fn matmul_dispatch(variant: MatMulVariant, batch: usize, m: usize, n: usize) -> MatMulLaunch {
     let wg = match variant {
         MatMulVariant::RegisterBlocked => MATMUL_REGISTER_WORKGROUP,
-        MatMulVariant::WorkgroupTiled => MATMUL_TILED_WORKGROUP,
+        MatMulVariant::WorkgroupTiled | MatMulVariant::WorkgroupTiledWide => MATMUL_TILED_WORKGROUP,
     };
     variant.launch_in(wg, batch, m, n)
 }
