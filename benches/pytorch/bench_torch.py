@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch CPU reference figures for kiln-bench's workloads (issue 3), 2 threads.
 
-Not run in CI. Needs `pip install torch` (the PyPI wheel; CPU is all this uses):
+Not run in CI. Needs `pip install torch` (the PyPI wheel for the CPU figures):
 
     python3 benches/pytorch/bench_torch.py [--only NAME[,NAME]] [--json FILE] [--quick]
+                                           [--device cpu|cuda]
+
+With `--device cuda` (a lent GPU, beside kiln-bench on the same GPU: benches/gpu/run.sh) the
+tensors and models live on the GPU, every timed repetition ends with
+`torch.cuda.synchronize()`, f32 products stay f32 (TF32 off, as kiln's f32 kernels), and the
+LSTMs run cuDNN's fused kernels.
 
 Workloads, as close as eager PyTorch gets to what kiln-bench times:
   unit_circle  MLP 2-3-3-2 (tanh, tanh, softmax), Keras binary crossentropy on the softmax
@@ -38,15 +44,25 @@ EPS = 1e-7  # Keras backend epsilon (clipping of probabilities)
 WORKLOADS = ["unit_circle", "mlp", "matmul", "elementwise", "char_lstm", "imdb_lstm"]
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(budget, lo, hi, f):
     t = time.perf_counter()
     f()
+    sync()
     warm = time.perf_counter() - t
     reps = max(lo, min(hi, int(budget / max(warm, 1e-9))))
     runs = []
     for _ in range(reps):
         t = time.perf_counter()
         f()
+        sync()
         runs.append(time.perf_counter() - t)
     return warm, runs
 
@@ -68,7 +84,7 @@ def keras_categorical_crossentropy(p, y):
 
 def fit_epoch(model, opt, loss_fn, x, y, batch, gen):
     n = x.shape[0]
-    order = torch.randperm(n, generator=gen)
+    order = torch.randperm(n, generator=gen).to(DEVICE)
     loss_sum = 0.0
     correct = 0.0
     for i in range(0, n, batch):
@@ -124,10 +140,10 @@ def bench_unit_circle(budget):
 def bench_mlp(budget):
     n, batch = 2048, 128
     gen = torch.Generator().manual_seed(7)
-    x = torch.rand(n, 784, generator=gen)
+    x = torch.rand(n, 784, generator=gen).to(DEVICE)
     y = torch.nn.functional.one_hot(
         torch.randint(0, 10, (n,), generator=gen), 10
-    ).float()
+    ).float().to(DEVICE)
     model = torch.nn.Sequential(
         torch.nn.Linear(784, 512),
         torch.nn.ReLU(),
@@ -135,7 +151,7 @@ def bench_mlp(budget):
         torch.nn.ReLU(),
         torch.nn.Linear(512, 10),
         torch.nn.Softmax(dim=1),
-    )
+    ).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
     def epoch():
@@ -157,9 +173,9 @@ def bench_matmul(budget, sizes):
     out = []
     for n in sizes:
         gen = torch.Generator().manual_seed(n)
-        a = torch.rand(n, n, generator=gen) * 2 - 1
-        b = torch.rand(n, n, generator=gen) * 2 - 1
-        c = torch.empty(n, n)
+        a = (torch.rand(n, n, generator=gen) * 2 - 1).to(DEVICE)
+        b = (torch.rand(n, n, generator=gen) * 2 - 1).to(DEVICE)
+        c = torch.empty(n, n, device=DEVICE)
         warm, runs = timed(budget, 3, 200, lambda: torch.mm(a, b, out=c))
         flop = 2.0 * n**3
         out.append(
@@ -177,7 +193,7 @@ def bench_matmul(budget, sizes):
 def bench_elementwise(budget):
     n = 16 << 20
     gen = torch.Generator().manual_seed(3)
-    a, b, c = (torch.rand(n, generator=gen) for _ in range(3))
+    a, b, c = (torch.rand(n, generator=gen).to(DEVICE) for _ in range(3))
     warm, runs = timed(budget, 3, 100, lambda: a * b + c)
     return {
         "elements": n,
@@ -217,14 +233,15 @@ def bench_recurrent(budget, vocab, steps, embed, units, out, batch, n, onehot, o
     else:
         y = torch.randint(0, 2, (n, 1), generator=gen).float()
         loss_fn = keras_binary_crossentropy
-    model = SeqModel(vocab, embed, units, out, onehot)
+    x, y = x.to(DEVICE), y.to(DEVICE)
+    model = SeqModel(vocab, embed, units, out, onehot).to(DEVICE)
     if opt_name == "rmsprop":
         opt = torch.optim.RMSprop(model.parameters(), lr=0.01, alpha=0.9, eps=1e-7)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
     def epoch():
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(DEVICE)
         for i in range(0, n, batch):
             idx = order[i : i + batch]
             opt.zero_grad(set_to_none=True)
@@ -251,7 +268,14 @@ def main():
     ap.add_argument("--json", help="also write the JSON report to this file")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small budgets (a smoke run)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        # f32 products in f32, as kiln's kernels (no TF32 tensor-core rounding)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     only = args.only.split(",") if args.only else WORKLOADS
     for name in only:
         if name not in WORKLOADS:
@@ -292,6 +316,8 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(DEVICE)
+        + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""),
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
         "loadavg_at_start": load,
@@ -310,6 +336,9 @@ def main():
     if "matmul" in r and "error" not in r["matmul"]:
         for s in r["matmul"]["sizes"]:
             print(f"matmul {s['n']:>5}  {s['gflops']:.1f} GFLOP/s", file=sys.stderr)
+    for name in ["char_lstm", "imdb_lstm"]:
+        if name in r and "error" not in r[name]:
+            print(f"{name:<12} {r[name]['samples_per_s']:.0f} samples/s", file=sys.stderr)
     if "elementwise" in r and "error" not in r["elementwise"]:
         print(f"elementwise  {r['elementwise']['gbps']:.2f} GB/s", file=sys.stderr)
     text = json.dumps(report, indent=2)
