@@ -145,6 +145,38 @@ fn matmul_host(
     out
 }
 
+/// Runs one `[batch, m, k] · [batch, k, n]` product of `variant` on `backend` with an
+/// identity epilogue: A and B are whole input buffers (`av`, `bv`), read through `ops`.
+fn run_matmul(
+    backend: &mut dyn Backend,
+    variant: MatMulVariant,
+    (batch, m, k, n): (usize, usize, usize, usize),
+    (ao, bo): (&MatOperand, &MatOperand),
+    av: Vec<f32>,
+    bv: Vec<f32>,
+) -> HostTensor {
+    let mut p = empty_plan();
+    let a = buffer(&mut p, "a", &[av.len()], DType::F32, BufferKind::Input);
+    let b = buffer(&mut p, "b", &[bv.len()], DType::F32, BufferKind::Input);
+    let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
+    let (e, st) = identity_epilogue(2);
+    let kern = matmul(
+        "mm",
+        variant,
+        (batch, m, k, n),
+        ao.clone(),
+        bo.clone(),
+        e,
+        st,
+        args(&[DType::F32, DType::F32, DType::F32]),
+    );
+    dispatch(&mut p, kern, vec![a, b, c]);
+    let mut exe = backend.load(Arc::new(p)).unwrap();
+    let ta = HostTensor::f32([av.len()], av).unwrap();
+    let tb = HostTensor::f32([bv.len()], bv).unwrap();
+    exe.run(&[&ta, &tb]).unwrap().remove(0)
+}
+
 #[test]
 fn matmul_variants_cover_edges_and_transposed_operands() {
     let Some(mut backend) = test_backend() else {
@@ -172,31 +204,12 @@ fn matmul_variants_cover_edges_and_transposed_operands() {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 // A stored [batch, m, k] or [batch, k, m] (read transposed), likewise B.
                 let (ao, bo) = (operand(0, m, k, ta), operand(1, k, n, tb));
-                let mut p = empty_plan();
-                let a = buffer(&mut p, "a", &[batch * m * k], DType::F32, BufferKind::Input);
-                let b = buffer(&mut p, "b", &[batch * k * n], DType::F32, BufferKind::Input);
-                let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
-                let (e, st) = identity_epilogue(2);
-                let kern = matmul(
-                    "mm",
-                    variant,
-                    (batch, m, k, n),
-                    ao.clone(),
-                    bo.clone(),
-                    e,
-                    st,
-                    args(&[DType::F32, DType::F32, DType::F32]),
-                );
-                dispatch(&mut p, kern, vec![a, b, c]);
                 let (av, bv) = (values(batch * m * k, 7), values(batch * k * n, 8));
                 let want = matmul_host((batch, m, k, n), &av, &ao, &bv, &bo);
-                let mut exe = backend.load(Arc::new(p)).unwrap();
-                let ta_ = HostTensor::f32([batch * m * k], av).unwrap();
-                let tb_ = HostTensor::f32([batch * k * n], bv).unwrap();
-                let out = exe.run(&[&ta_, &tb_]).unwrap();
+                let out = run_matmul(&mut backend, variant, (batch, m, k, n), (&ao, &bo), av, bv);
                 check(
                     &format!("{variant:?} {batch}x{m}x{k}x{n} transposed {ta}/{tb}"),
-                    &out[0],
+                    &out,
                     &want,
                     Tolerance::f32_sum(k.max(1)),
                 );
@@ -219,57 +232,31 @@ fn wide_tiles_give_the_bits_of_the_64_tiles() {
             let (mut ao, mut bo) = (operand(0, m, k, ta), operand(1, k, n, tb));
             ao.offset += shift;
             bo.offset += shift;
-            let mut bits = Vec::new();
-            for variant in [
+            // values with long mantissas, so that another order of sums would show
+            let av: Vec<f32> = (0..batch * m * k + shift)
+                .map(|i| ((i * 7919) % 1009) as f32 / 37.0 - 13.0)
+                .collect();
+            let bv: Vec<f32> = (0..batch * k * n + shift)
+                .map(|i| ((i * 104_729) % 997) as f32 / 91.0 - 5.0)
+                .collect();
+            let bits: Vec<Vec<u32>> = [
                 MatMulVariant::WorkgroupTiled,
                 MatMulVariant::WorkgroupTiledWide,
-            ] {
-                let mut p = empty_plan();
-                let a = buffer(
-                    &mut p,
-                    "a",
-                    &[batch * m * k + shift],
-                    DType::F32,
-                    BufferKind::Input,
-                );
-                let b = buffer(
-                    &mut p,
-                    "b",
-                    &[batch * k * n + shift],
-                    DType::F32,
-                    BufferKind::Input,
-                );
-                let c = buffer(&mut p, "c", &[batch, m, n], DType::F32, BufferKind::Output);
-                let (e, st) = identity_epilogue(2);
-                let kern = matmul(
-                    "mm",
+            ]
+            .into_iter()
+            .map(|variant| {
+                let dims = (batch, m, k, n);
+                let out = run_matmul(
+                    &mut backend,
                     variant,
-                    (batch, m, k, n),
-                    ao.clone(),
-                    bo.clone(),
-                    e,
-                    st,
-                    args(&[DType::F32, DType::F32, DType::F32]),
+                    dims,
+                    (&ao, &bo),
+                    av.clone(),
+                    bv.clone(),
                 );
-                dispatch(&mut p, kern, vec![a, b, c]);
-                // values with long mantissas, so that another order of sums would show
-                let av: Vec<f32> = (0..batch * m * k + shift)
-                    .map(|i| ((i * 7919) % 1009) as f32 / 37.0 - 13.0)
-                    .collect();
-                let bv: Vec<f32> = (0..batch * k * n + shift)
-                    .map(|i| ((i * 104_729) % 997) as f32 / 91.0 - 5.0)
-                    .collect();
-                let mut exe = backend.load(Arc::new(p)).unwrap();
-                let ta_ = HostTensor::f32([av.len()], av).unwrap();
-                let tb_ = HostTensor::f32([bv.len()], bv).unwrap();
-                let out = exe.run(&[&ta_, &tb_]).unwrap();
-                let got: Vec<u32> = out[0]
-                    .to_f64()
-                    .iter()
-                    .map(|&x| (x as f32).to_bits())
-                    .collect();
-                bits.push(got);
-            }
+                out.to_f64().iter().map(|&x| (x as f32).to_bits()).collect()
+            })
+            .collect();
             let what = format!("{batch}x{m}x{k}x{n} transposed {ta}/{tb}, offset +{shift}");
             assert_eq!(bits[0].len(), batch * m * n, "{what}");
             let differ = bits[0].iter().zip(&bits[1]).filter(|(x, y)| x != y).count();
