@@ -336,3 +336,67 @@ fn imdb_train_step_dispatch_count() {
     assert!(fused <= 12, "fused: {fused} dispatches");
     assert!(unrolled >= 1000, "unrolled: {unrolled} dispatches");
 }
+
+/// The tutorials' training steps as a discrete GPU gets them (`AdapterClass::DiscreteGpu`:
+/// persistent recurrences, workgroup-tree reductions, the GPU pricing of the gathered-rows
+/// and scatter-first rewrites), with 16 storage buffers per shader stage and with as many as
+/// NVIDIA's Vulkan driver reports: at most 12 dispatches each, issue 13's target. (With
+/// WebGPU's minimum of 8 storage buffers the fuser splits IMDB's step into 22.)
+#[test]
+fn gpu_class_train_steps_are_at_most_12_dispatches() {
+    use kiln::{Dense, Embedding, Loss, Metric, OneHot, RmsProp, Sequential};
+    for storage_buffers in [16, 1 << 20] {
+        let limits = kiln_opt::DeviceLimits {
+            adapter_class: kiln_opt::AdapterClass::DiscreteGpu,
+            max_storage_buffers_per_shader_stage: storage_buffers,
+            max_storage_buffer_binding_size: 2 << 30,
+            max_buffer_size: 4 << 30,
+            max_compute_workgroup_size_x: 1024,
+            max_compute_invocations_per_workgroup: 1024,
+            max_compute_workgroup_storage_size: 49152,
+            ..kiln_opt::DeviceLimits::default()
+        };
+        let backend = || Box::new(kiln_opt::interp::CpuBackend::with_limits(limits.clone()));
+        let mut imdb = Sequential::new(backend());
+        imdb.add(Embedding::new(5000, 32).input_length(500))
+            .unwrap();
+        imdb.add(Lstm::new(100)).unwrap();
+        imdb.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
+            .unwrap();
+        imdb.compile(
+            Loss::BinaryCrossentropy,
+            kiln::Adam::default(),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        let mut chars = Sequential::new(backend());
+        chars.add(OneHot::new(59).input_length(40)).unwrap();
+        chars.add(Lstm::new(128)).unwrap();
+        chars
+            .add(Dense::new(59).activation(kiln::Activation::Softmax))
+            .unwrap();
+        chars
+            .compile(Loss::CategoricalCrossentropy, RmsProp::new(0.01), &[])
+            .unwrap();
+        for (name, model, batch) in [("IMDB", &mut imdb, 64), ("char-LSTM", &mut chars, 128)] {
+            let plan = model.plan_for(Mode::Train, batch).unwrap();
+            let recurrences = plan
+                .kernels
+                .iter()
+                .filter(|k| matches!(k.op, kiln_opt::kernel::KernelOp::Recurrence { .. }))
+                .count();
+            assert_eq!(
+                recurrences,
+                2,
+                "{name}: forward and BPTT\n{}",
+                plan.summary()
+            );
+            assert!(
+                plan.stats.dispatches <= 12,
+                "{name}, {storage_buffers} storage buffers: {} dispatches\n{}",
+                plan.stats.dispatches,
+                plan.summary()
+            );
+        }
+    }
+}
