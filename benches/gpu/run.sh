@@ -7,6 +7,7 @@
 #   kiln-1.json, kiln-2.json     kiln-bench --device wgpu, two rounds (persistent recurrence)
 #   torch-1.json, torch-2.json   bench_torch.py --device cuda, interleaved with kiln's rounds
 #   kiln-unroll.json             kiln-bench --unroll (the unrolled recurrences: the before)
+# run.log also holds the per-kernel times of the fused train steps (kiln-bench --profile).
 # KILN_GPU_QUICK=1: a rehearsal (smaller sizes, kiln-bench --quick, no PyTorch unless it is
 # importable), e.g. on lavapipe here.
 set -u
@@ -87,6 +88,9 @@ torch_round 1
 part "kiln-bench --device wgpu --unroll (the unrolled recurrences)"
 timeout 120 "$bin/kiln-bench" --device wgpu --unroll --only char_lstm,imdb_lstm \
     --json "$OUT/kiln-unroll.json" $kq || echo "kiln-bench --unroll failed"
+part "per-kernel times of the fused train steps (kiln-bench --profile: one submit and wait each)"
+timeout 90 "$bin/kiln-bench" --device wgpu --quick --only char_lstm,imdb_lstm --profile \
+    --json "$work/profile.json" | grep -v '^kiln-bench: running' || echo "kiln-bench --profile failed"
 if [ $(($(date +%s) - start)) -lt 330 ]; then
     kiln_round 2
     torch_round 2
