@@ -273,12 +273,19 @@ pub fn prepare(k: &Kernel) -> Result<Compiled> {
                 _ => None,
             };
             // tiles from the shape only (never from the thread count): large enough that
-            // packing stays small against the product, small enough to spread over cores
+            // packing stays small against the product, small enough to spread over cores;
+            // fewer than 256 rows split evenly into tiles of at most 64 (IMDB's `[100, 400]`
+            // weight gradient: two tiles of 50 rows, not 64 and 36, which left one core idle
+            // for a third of the product)
             let (tm, tn) = if m >= 1024 && n >= 1024 {
                 (512, 512)
             } else {
                 (
-                    if m >= 256 { 128 } else { 64 },
+                    if m >= 256 {
+                        128
+                    } else {
+                        m.div_ceil(m.div_ceil(64).max(1)).max(1)
+                    },
                     if n <= 512 { n.max(1) } else { 256 },
                 )
             };
