@@ -302,6 +302,24 @@ fn stacked_lstms_train_without_new_buffers_and_reload_exactly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The IMDB tutorial's model (`Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid)`, 500
+/// steps, Adam, accuracy) on `backend`, compiled; the LSTM fused or unrolled.
+fn imdb_model(backend: kiln_opt::interp::CpuBackend, unroll: bool) -> kiln::Sequential {
+    use kiln::{Dense, Embedding, Loss, Metric, Sequential};
+    let mut m = Sequential::new(Box::new(backend));
+    m.add(Embedding::new(5000, 32).input_length(500)).unwrap();
+    m.add(Lstm::new(100).unroll(unroll)).unwrap();
+    m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
+        .unwrap();
+    m.compile(
+        Loss::BinaryCrossentropy,
+        kiln::Adam::default(),
+        &[Metric::Accuracy],
+    )
+    .unwrap();
+    m
+}
+
 /// The IMDB tutorial's training step (`Embedding(5000, 32) → LSTM(100) → Dense(1, sigmoid)`,
 /// 500 steps, Adam, batch 64): 1,517 dispatches unrolled; fused 12, issue 13's target (the
 /// loss and the dense bias gradient share one reduction over the batch, whose epilogue also
@@ -312,19 +330,8 @@ fn stacked_lstms_train_without_new_buffers_and_reload_exactly() {
 /// epilogue).
 #[test]
 fn imdb_train_step_dispatch_count() {
-    use kiln::{Dense, Embedding, Loss, Metric, Sequential};
     let count = |unroll: bool| {
-        let mut m = Sequential::new(Box::new(kiln_opt::interp::CpuBackend::new()));
-        m.add(Embedding::new(5000, 32).input_length(500)).unwrap();
-        m.add(Lstm::new(100).unroll(unroll)).unwrap();
-        m.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
-            .unwrap();
-        m.compile(
-            Loss::BinaryCrossentropy,
-            kiln::Adam::default(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+        let mut m = imdb_model(kiln_opt::interp::CpuBackend::new(), unroll);
         let plan = m.plan_for(Mode::Train, 64).unwrap();
         if std::env::var("KILN_SHOW").is_ok() {
             println!("{}", plan.summary());
@@ -344,7 +351,7 @@ fn imdb_train_step_dispatch_count() {
 /// WebGPU's minimum of 8 storage buffers the fuser splits IMDB's step into 22.)
 #[test]
 fn gpu_class_train_steps_are_at_most_12_dispatches() {
-    use kiln::{Dense, Embedding, Loss, Metric, OneHot, RmsProp, Sequential};
+    use kiln::{Dense, Loss, OneHot, RmsProp, Sequential};
     for storage_buffers in [16, 1 << 20] {
         let limits = kiln_opt::DeviceLimits {
             adapter_class: kiln_opt::AdapterClass::DiscreteGpu,
@@ -357,18 +364,7 @@ fn gpu_class_train_steps_are_at_most_12_dispatches() {
             ..kiln_opt::DeviceLimits::default()
         };
         let backend = || Box::new(kiln_opt::interp::CpuBackend::with_limits(limits.clone()));
-        let mut imdb = Sequential::new(backend());
-        imdb.add(Embedding::new(5000, 32).input_length(500))
-            .unwrap();
-        imdb.add(Lstm::new(100)).unwrap();
-        imdb.add(Dense::new(1).activation(kiln::Activation::Sigmoid))
-            .unwrap();
-        imdb.compile(
-            Loss::BinaryCrossentropy,
-            kiln::Adam::default(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+        let mut imdb = imdb_model(*backend(), false);
         let mut chars = Sequential::new(backend());
         chars.add(OneHot::new(59).input_length(40)).unwrap();
         chars.add(Lstm::new(128)).unwrap();
