@@ -61,6 +61,7 @@
 
 pub mod exec;
 pub mod gemm;
+mod isa;
 mod math;
 pub mod prog;
 pub mod recurrence;

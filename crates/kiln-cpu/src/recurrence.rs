@@ -25,6 +25,7 @@
 
 use crate::exec::for_tasks;
 use crate::gemm::product;
+use crate::isa::Isa;
 use crate::math;
 use crate::prog::RawBuf;
 use kiln_ir::recurrence::{Adjoint, Cell, CellActivation, CellKind};
@@ -39,40 +40,6 @@ pub const ROWS: usize = 16;
 
 /// Per-unit scratch vectors a row's cell uses.
 const LANES: usize = 10;
-
-/// The instruction set a run's cell loops are compiled for, the widest the CPU has. Their
-/// multiplies and adds are never fused and no sum is reassociated, so every width gives the
-/// same bits (`tests::every_instruction_set_gives_the_same_bits`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Isa {
-    /// The build's own target (SSE2 on x86-64, NEON on aarch64).
-    Baseline,
-    /// AVX2 + FMA: 8-wide.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX-512F: 16-wide (on AVX-512 hosts 5–10 % faster LSTM train steps than AVX2).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Isa {
-    /// The instruction sets this CPU runs, widest first.
-    fn available() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut v = vec![Isa::Baseline];
-        #[cfg(target_arch = "x86_64")]
-        {
-            let fma = std::arch::is_x86_feature_detected!("fma");
-            if fma && std::arch::is_x86_feature_detected!("avx2") {
-                v.insert(0, Isa::Avx2);
-            }
-            if fma && std::arch::is_x86_feature_detected!("avx512f") {
-                v.insert(0, Isa::Avx512);
-            }
-        }
-        v
-    }
-}
 
 /// A prepared recurrence.
 #[derive(Debug)]
@@ -165,7 +132,7 @@ impl Recurrence {
     /// `args` are the kernel's buffers, every extent [`Recurrence::new`] reported checked
     /// against them.
     pub(crate) unsafe fn run(&self, args: &[RawBuf]) {
-        self.run_with(args, Isa::available()[0])
+        self.run_with(args, Isa::best())
     }
 
     /// [`Recurrence::run`] with the cell loops compiled for `isa` (one the CPU has).

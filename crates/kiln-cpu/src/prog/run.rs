@@ -5,6 +5,7 @@ use super::{
     fill, load, op_dst, reg, reg_mut, store, AccCol, Accs, Op, Phase, RawBuf, Reg, Scalar, Scratch,
     Value, BLOCK,
 };
+use crate::isa::Isa;
 use kiln_ir::{unravel, DType};
 
 impl Phase {
@@ -84,15 +85,13 @@ impl Phase {
         n: usize,
         accs: Accs,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return self.run_block_avx2(s, args, task_bases, start, n, accs);
-            }
+        match Isa::best() {
+            // AVX-512 measured slower than AVX2 for these block programs
+            // (docs/PERFORMANCE.md, "AVX-512 cell loops")
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 | Isa::Avx2 => self.run_block_avx2(s, args, task_bases, start, n, accs),
+            Isa::Baseline => self.run_block_impl(s, args, task_bases, start, n, accs),
         }
-        self.run_block_impl(s, args, task_bases, start, n, accs)
     }
 
     /// [`Phase::run_block`] compiled for AVX2 (8-wide vectors). Multiplies and adds are never
